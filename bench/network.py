@@ -1,0 +1,172 @@
+"""Network benchmark: our PyTorch GPEN vs onnxruntime on the same exported weights.
+
+Run from the repository root:
+
+    .venv/bin/python bench/network.py                      # BFR-512, batch 1 and 4, + BFR-2048 peak RSS
+    .venv/bin/python bench/network.py --sizes 512 1024 2048 --batches 1 4
+
+Prints a table and writes bench/results/network.json. Ours and onnxruntime run
+alternately, after a warm-up, and the medians are compared, because these
+machines are noisy; the machine's dense-convolution rate is measured in the same
+run so the time per face can be set against the floor.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from gpen_arch import GPEN, GPENConfig, export_onnx  # noqa: E402
+
+# Multiply-accumulates per face, counted on the official forward (notes: gpen-official.md §11).
+GMAC = {256: 8.703, 512: 138.110, 1024: 173.310, 2048: 209.986}
+
+
+def random_gpen(size: int, seed: int = 0) -> GPEN:
+    """Random weights with every path active (the official init leaves some at zero)."""
+    torch.manual_seed(seed)
+    model = GPEN(GPENConfig(size)).eval().requires_grad_(False)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("noise.weight"):
+                p.normal_(0, 0.5)
+            elif name.endswith("bias"):
+                p.add_(torch.randn_like(p) * 0.1)
+    return model
+
+
+def conv_rate(threads: int, repeats: int = 5) -> float:
+    """Achieved GMAC/s of a large dense 3x3 convolution (256->256 channels at 128x128)."""
+    torch.set_num_threads(threads)
+    x = torch.randn(1, 256, 128, 128)
+    w = torch.randn(256, 256, 3, 3)
+    macs = 256 * 256 * 9 * 128 * 128
+    with torch.inference_mode():
+        torch.nn.functional.conv2d(x, w, padding=1)
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            torch.nn.functional.conv2d(x, w, padding=1)
+            times.append(time.perf_counter() - t)
+    return macs / min(times) / 1e9
+
+
+def ort_session(path: Path, threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def time_pair(model, session, batch: int, repeats: int) -> dict:
+    x = torch.rand(batch, 3, model.size, model.size) * 2 - 1
+    feed = {"input": x.numpy()}
+    ours, theirs = [], []
+    with torch.inference_mode():
+        reference = model(x)
+        ort_out = session.run(None, feed)[0]  # warm-up for both
+        for _ in range(repeats):
+            t = time.perf_counter()
+            model(x)
+            ours.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            session.run(None, feed)
+            theirs.append(time.perf_counter() - t)
+    ours_s, ort_s = statistics.median(ours), statistics.median(theirs)
+    return {
+        "size": model.size, "batch": batch,
+        "ours_s": ours_s, "ort_s": ort_s, "ratio_ours_over_ort": ours_s / ort_s,
+        "ours_s_per_face": ours_s / batch, "ort_s_per_face": ort_s / batch,
+        "ours_gmac_per_s": GMAC.get(model.size, float("nan")) * batch / ours_s,
+        "max_abs_diff": float((reference - torch.from_numpy(ort_out)).abs().max()),
+        "ours_runs": ours, "ort_runs": theirs,
+    }
+
+
+def peak_rss_child(size: int, threads: int) -> None:
+    """Runs in a fresh process: one forward at `size`, prints the peak RSS in MB."""
+    import resource
+
+    torch.set_num_threads(threads)
+    model = random_gpen(size)
+    weights_mb = sum(p.numel() * 4 for p in model.state_dict().values()) / 2**20
+    with torch.inference_mode():
+        model(torch.rand(1, 3, size, size) * 2 - 1)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"size": size, "peak_rss_mb": peak, "weights_mb": weights_mb}))
+
+
+def measure_peak_rss(size: int, threads: int) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--rss-child", str(size), "--threads", str(threads)],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[512])
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rss-sizes", type=int, nargs="*", default=[2048])
+    parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "network.json")
+    parser.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.rss_child:
+        peak_rss_child(args.rss_child, args.threads)
+        return
+
+    torch.set_num_threads(args.threads)
+    rate = conv_rate(args.threads)
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"{args.threads} threads, torch {torch.__version__}")
+    print(f"dense 3x3 convolution: {rate:.1f} GMAC/s")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in args.sizes:
+            model = random_gpen(size)
+            t = time.perf_counter()
+            path = export_onnx(model, Path(tmp) / f"gpen{size}.onnx")
+            export_s = time.perf_counter() - t
+            session = ort_session(path, args.threads)
+            for batch in args.batches:
+                row = time_pair(model, session, batch, args.repeats)
+                row["onnx_export_s"] = export_s
+                row["floor_s_per_face"] = GMAC.get(size, float("nan")) / rate
+                rows.append(row)
+                print(f"GPEN-{size} batch {batch}: ours {row['ours_s_per_face']:.2f} s/face, onnxruntime "
+                      f"{row['ort_s_per_face']:.2f} s/face, ratio {row['ratio_ours_over_ort']:.2f}, "
+                      f"{row['ours_gmac_per_s']:.1f} GMAC/s ({row['ours_gmac_per_s'] / rate:.0%} of the dense rate), "
+                      f"max |diff| {row['max_abs_diff']:.1e}")
+            del session, model
+    rss = []
+    for size in args.rss_sizes:
+        rss.append(measure_peak_rss(size, args.threads))
+        print(f"GPEN-{size} fp32 forward: peak RSS {rss[-1]['peak_rss_mb']:.0f} MB "
+              f"(weights {rss[-1]['weights_mb']:.0f} MB)")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({
+        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                    "threads": args.threads, "torch": torch.__version__},
+        "dense_conv_gmac_per_s": rate, "forward": rows, "peak_rss": rss,
+    }, indent=2))
+    print(f"wrote {args.json.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,15 @@
+"""GPEN (GAN Prior Embedded Network) in pure PyTorch: the network, a safe loader, ONNX and conversion.
+
+No ComfyUI, no OpenCV: importable on its own with the repository root on sys.path.
+"""
+from .config import RELEASED, GPENConfig, infer_config
+from .convert import ModelInfo, describe, save_safetensors, task_hint
+from .errors import ModelLoadError
+from .loader import DTYPES, build_model, load_model
+from .network import GPEN
+from .onnx_model import OnnxGPEN, export_onnx
+
+__all__ = [
+    "DTYPES", "GPEN", "GPENConfig", "ModelInfo", "ModelLoadError", "OnnxGPEN", "RELEASED",
+    "build_model", "describe", "export_onnx", "infer_config", "load_model", "save_safetensors", "task_hint",
+]

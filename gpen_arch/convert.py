@@ -1,0 +1,93 @@
+"""Describing model files without building them, and saving models as safetensors."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from .checkpoint import identify, read_weights
+from .config import GPENConfig, infer_config
+from .errors import ModelLoadError
+from .loader import check_layout
+
+_DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16", torch.float64: "fp64"}
+
+
+def task_hint(file_name: str) -> str:
+    """The task a released file was trained for. The three 1024 models share one layout, so only
+    the name can tell them apart; the architecture itself is always read from the tensors."""
+    lowered = file_name.lower()
+    if "color" in lowered:
+        return "colorize"
+    if "inpaint" in lowered:
+        return "inpaint"
+    if "seg2face" in lowered:
+        return "seg2face"
+    return "restore"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    file: str
+    file_bytes: int
+    format: str  # "pytorch", "safetensors" or "onnx"
+    task: str
+    size: int
+    config: GPENConfig | None
+    parameters: int | None
+    dtype: str
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["config"] = self.config.to_dict() if self.config else None
+        return data
+
+
+def describe(path: str | Path) -> ModelInfo:
+    """What a model file is, from its tensors' names and shapes; raises ModelLoadError otherwise."""
+    path = Path(path)
+    if path.suffix.lower() == ".onnx":
+        from .onnx_model import load_onnx
+
+        model = load_onnx(path, device="cpu")
+        return ModelInfo(path.name, path.stat().st_size, "onnx", task_hint(path.name), model.size, model.config,
+                         None, "fp16" if model.input_dtype.__name__ == "float16" else "fp32")
+    sd = read_weights(path)
+    what = identify(sd)
+    if what is not None:
+        raise ModelLoadError(f"Model file {path.name} is {what}, not a GPEN model.")
+    try:
+        cfg = infer_config(sd)
+    except ModelLoadError as exc:
+        raise ModelLoadError(f"Model file {path.name} is not a usable GPEN model: {exc}") from None
+    check_layout(sd, cfg, f"Model file {path.name}")
+    dtypes = {_DTYPE_NAMES.get(t.dtype, str(t.dtype)) for t in sd.values() if t.is_floating_point()}
+    fmt = "safetensors" if path.suffix.lower() in (".safetensors", ".sft") else "pytorch"
+    # Parameters as the official model counts them: the FIR kernels are buffers.
+    params = sum(t.numel() for k, t in sd.items() if not k.endswith("kernel"))
+    return ModelInfo(path.name, path.stat().st_size, fmt, task_hint(path.name), cfg.size, cfg, params,
+                     "/".join(sorted(dtypes)))
+
+
+def save_safetensors(model, path: str | Path, half: bool = False) -> Path:
+    """Write a loaded GPEN (or its state_dict) as .safetensors, optionally in fp16; atomic."""
+    from safetensors.torch import save_file
+
+    sd = model.state_dict() if hasattr(model, "state_dict") else dict(model)
+    target = torch.float16 if half else torch.float32
+    tensors = {k: v.detach().to("cpu", target).contiguous() for k, v in sd.items()}
+    config = infer_config(tensors)
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(suffix=".safetensors", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata={"format": "pt", "gpen_config": json.dumps(config.to_dict())})
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path

@@ -1,0 +1,94 @@
+"""`load_model`: one entry point for every GPEN file we accept."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+import torch
+
+from .checkpoint import WEIGHT_SUFFIXES, identify, read_weights, unwrap
+from .config import GPENConfig, infer_config
+from .errors import ModelLoadError
+from .network import GPEN
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+_SHOWN = 5  # how many problem keys an error lists
+
+
+def resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype:
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, str):
+        if dtype not in DTYPES:
+            raise ValueError(f"precision '{dtype}' is not one of {', '.join(DTYPES)}")
+        return DTYPES[dtype]
+    if dtype not in DTYPES.values():
+        raise ValueError(f"dtype {dtype} is not supported; use one of {', '.join(DTYPES)}")
+    return dtype
+
+
+def expected_layout(cfg: GPENConfig) -> dict[str, tuple[int, ...]]:
+    """Ordered name -> shape of every tensor a GPEN of this config stores."""
+    with torch.device("meta"):
+        model = GPEN(cfg)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def check_layout(sd: Mapping[str, torch.Tensor], cfg: GPENConfig, name: str) -> None:
+    expected = expected_layout(cfg)
+    missing = [k for k in expected if k not in sd]
+    unexpected = [k for k in sd if k not in expected]
+    misshaped = [f"{k} {tuple(sd[k].shape)} (expected {expected[k]})"
+                 for k in expected if k in sd and tuple(sd[k].shape) != expected[k]]
+    problems = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", misshaped)):
+        if items:
+            more = f" and {len(items) - _SHOWN} more" if len(items) > _SHOWN else ""
+            problems.append(f"{label}: {', '.join(items[:_SHOWN])}{more}")
+    if problems:
+        raise ModelLoadError(f"{name} looks like a GPEN-{cfg.size} but does not match it; " + "; ".join(problems))
+
+
+def build_model(sd: Mapping[str, torch.Tensor], device=None, dtype=None, name: str = "state_dict") -> GPEN:
+    """A ready GPEN from a flat state_dict, checked strict before anything is built."""
+    what = identify(sd)
+    if what is not None:
+        raise ModelLoadError(f"{name} is {what}, not a GPEN model; choose a GPEN file (GPEN-BFR-512.pth, ...).")
+    try:
+        cfg = infer_config(sd)
+    except ModelLoadError as exc:
+        raise ModelLoadError(f"{name} is not a usable GPEN model: {exc}") from None
+    check_layout(sd, cfg, name)
+    bad = [k for k, v in sd.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise ModelLoadError(f"{name} has NaN or infinite weights (in {', '.join(bad[:_SHOWN])}); get the file again.")
+    dtype = resolve_dtype(dtype)
+    with torch.device("meta"):
+        model = GPEN(cfg)
+    model.load_state_dict({k: v.to(dtype) for k, v in sd.items()}, strict=True, assign=True)
+    model.requires_grad_(False).eval()
+    return model.to(device or "cpu")
+
+
+def load_model(source, device=None, dtype=None):
+    """Load a GPEN from a path (.pth/.pt/.bin/.safetensors/.onnx) or an in-memory state_dict.
+
+    Returns a callable model on (B, 3, S, S) RGB tensors in [-1, 1] with `.size`
+    and `.config` read from the tensors, never from the file name. Raises
+    ModelLoadError with a one-sentence reason for anything it cannot use.
+    """
+    if isinstance(source, Mapping):
+        return build_model(unwrap(source), device, dtype)
+    path = Path(source)
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        from .onnx_model import load_onnx
+
+        return load_onnx(path, device)
+    if suffix not in WEIGHT_SUFFIXES:
+        raise ModelLoadError(
+            f"{path.name}: unsupported file type '{suffix}'; use {', '.join(WEIGHT_SUFFIXES)} or .onnx."
+        )
+    model = build_model(read_weights(path), device, dtype, name=f"Model file {path.name}")
+    model.source = str(path)
+    return model

@@ -1,0 +1,134 @@
+"""GPEN as ONNX: running `.onnx` files through onnxruntime, and exporting ours."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import GPENConfig, infer_config
+from .errors import ModelLoadError
+
+_CONFIG_KEY = "gpen_config"
+_ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
+
+
+def _providers(device) -> list[str]:
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    wanted = ["CPUExecutionProvider"]
+    if device is None or str(device).startswith("cuda"):
+        wanted = ["CUDAExecutionProvider"] + wanted
+    return [p for p in wanted if p in available]
+
+
+@dataclass(frozen=True, eq=False)
+class OnnxGPEN:
+    """An onnxruntime session behind the same call as the PyTorch model."""
+
+    session: object
+    size: int
+    config: GPENConfig | None
+    input_dtype: type
+    fixed_batch: int | None
+    source: str
+
+    dtype = torch.float32
+
+    @property
+    def providers(self) -> list[str]:
+        return self.session.get_providers()
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or tuple(x.shape[1:]) != (3, self.size, self.size):
+            raise ValueError(f"this ONNX GPEN expects (B, 3, {self.size}, {self.size}), got {tuple(x.shape)}")
+        arr = x.detach().to("cpu", torch.float32).numpy().astype(self.input_dtype, copy=False)
+        step = self.fixed_batch or len(arr)
+        outs = [self.session.run(None, {"input": arr[i:i + step]})[0] for i in range(0, len(arr), step)]
+        return torch.from_numpy(np.concatenate(outs).astype(np.float32, copy=False)).to(x.device)
+
+
+def load_onnx(path: str | Path, device=None) -> OnnxGPEN:
+    import onnxruntime as ort
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"Model file not found: {path}")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(str(path), options, providers=_providers(device))
+    except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"Model file {path.name} is not a readable ONNX model ({first}).") from None
+    inputs = session.get_inputs()
+    shape = list(inputs[0].shape) if inputs else []
+    ok = (len(inputs) == 1 and inputs[0].name == "input" and len(shape) == 4 and shape[1] == 3
+          and isinstance(shape[2], int) and shape[2] == shape[3] and inputs[0].type in _ORT_TYPES)
+    if not ok:
+        got = ", ".join(f"'{i.name}' {i.shape} {i.type}" for i in inputs) or "no inputs"
+        raise ModelLoadError(
+            f"Model file {path.name} is not a GPEN ONNX model: it has {got}; "
+            "a GPEN ONNX has one float input named 'input' of shape (1, 3, S, S)."
+        )
+    return OnnxGPEN(
+        session=session,
+        size=int(shape[2]),
+        config=_read_config(session, path),
+        input_dtype=_ORT_TYPES[inputs[0].type],
+        fixed_batch=shape[0] if isinstance(shape[0], int) else None,
+        source=str(path),
+    )
+
+
+def _read_config(session, path: Path) -> GPENConfig | None:
+    """The config from our export's metadata, else from tensor names that kept the checkpoint's."""
+    meta = session.get_modelmeta().custom_metadata_map
+    if _CONFIG_KEY in meta:
+        try:
+            return GPENConfig(**json.loads(meta[_CONFIG_KEY]))
+        except (TypeError, ValueError):
+            pass
+    try:
+        import onnx
+
+        graph = onnx.load(str(path), load_external_data=False).graph
+        shapes = {t.name: torch.empty(tuple(t.dims), device="meta") for t in graph.initializer}
+        return infer_config(shapes)
+    except Exception:  # third-party exports rename tensors; the size from the graph is enough to run
+        return None
+
+
+def export_onnx(model, path: str | Path, opset: int = 17) -> Path:
+    """Write `model` as a single-file ONNX with input 'input' (B, 3, S, S) and output 'output'."""
+    path = Path(path)
+    x = torch.zeros(1, 3, model.size, model.size, dtype=torch.float32)
+    model = model.float().eval()
+    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=path.parent)
+    os.close(fd)
+    try:
+        # The tracer warns about every channel count made constant; they are constant by design.
+        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                model, (x,), tmp, input_names=["input"], output_names=["output"],
+                dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+                opset_version=opset, dynamo=False,
+            )
+        import onnx
+
+        graph = onnx.load(tmp)
+        entry = graph.metadata_props.add()
+        entry.key, entry.value = _CONFIG_KEY, json.dumps(model.config.to_dict())
+        onnx.save(graph, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path

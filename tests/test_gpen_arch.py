@@ -1,0 +1,348 @@
+"""The GPEN core against the official code's fixtures, and its loader against every kind of file."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import gpen_arch
+from gpen_arch import GPEN, GPENConfig, ModelLoadError, infer_config, load_model
+from gpen_arch.loader import expected_layout
+
+FIXTURES = Path(__file__).parent / "fixtures" / "gpen"
+MODELS = ["gpen_s64_cm1_n0125", "gpen_s256_cm1_n00625", "gpen_s64_cm2_n0125_noconcat"]
+RELEASED = sorted(p.stem[len("keys_"):] for p in FIXTURES.glob("keys_*.json"))
+
+
+def fixture_io(name):
+    return np.load(FIXTURES / f"{name}_io.npz")
+
+
+def fixture_config(name) -> dict:
+    return json.loads((FIXTURES / f"{name}.json").read_text())["config"]
+
+
+def run(model, x: np.ndarray) -> np.ndarray:
+    with torch.inference_mode():
+        return model(torch.from_numpy(x)).float().numpy()
+
+
+@pytest.fixture(scope="module", params=MODELS)
+def official(request):
+    name = request.param
+    return name, load_model(FIXTURES / f"{name}.pth"), fixture_io(name)
+
+
+# --- the network equals the official one -----------------------------------------------------
+
+
+def test_output_matches_official_fp32(official):
+    name, model, io = official
+    out = run(model, io["input"])
+    assert out.shape == io["output"].shape
+    np.testing.assert_allclose(out, io["output"], atol=1e-4, rtol=0)
+
+
+def test_output_matches_official_fp64(official):
+    name, _, io = official
+    model = GPEN(infer_config(torch.load(FIXTURES / f"{name}.pth", weights_only=True))).double()
+    model.load_state_dict(torch.load(FIXTURES / f"{name}.pth", weights_only=True))
+    with torch.inference_mode():
+        out = model(torch.from_numpy(io["input"]).double()).numpy()
+    np.testing.assert_allclose(out, io["output_fp64"], atol=1e-9, rtol=0)
+
+
+def test_intermediates_match_official(official):
+    """Every recorded layer output, so a failure names the layer that differs."""
+    name, model, io = official
+    recorded = {}
+
+    def keep(key):
+        return lambda _m, _i, out: recorded.__setitem__(key, out.detach().float().numpy().copy())
+
+    hooks = []
+    cfg = model.config
+    for i, block in enumerate(model.encoder_names):
+        hooks.append(getattr(model, block).register_forward_hook(keep(f"feat_ecd{i}")))
+    hooks.append(model.final_linear.register_forward_hook(keep("feat_final_linear")))
+    hooks.append(model.generator.style.register_forward_hook(keep("feat_mapping_w")))
+    hooks.append(model.generator.conv1.register_forward_hook(keep("feat_gen_conv1")))
+    hooks.append(model.generator.to_rgb1.register_forward_hook(keep("feat_rgb_4")))
+    for i, conv in enumerate(model.generator.convs):
+        hooks.append(conv.register_forward_hook(keep(f"feat_gen_convs_{i}_res{2 ** (i // 2 + 3)}")))
+    for j, to_rgb in enumerate(model.generator.to_rgbs):
+        hooks.append(to_rgb.register_forward_hook(keep(f"feat_rgb_{2 ** (j + 3)}")))
+    run(model, io["input"])
+    for h in hooks:
+        h.remove()
+
+    compared = 0
+    for key in io.files:
+        if not key.startswith("feat_"):
+            continue
+        assert key in recorded, f"no layer of ours produced {key}"
+        ref = io[key]
+        scale = max(1.0, float(np.abs(ref).max()))
+        np.testing.assert_allclose(recorded[key], ref, atol=1e-4 * scale, rtol=0, err_msg=key)
+        compared += 1
+    assert compared >= 10
+    latents = np.repeat(recorded["feat_mapping_w"][:, None], cfg.n_latent, axis=1)
+    np.testing.assert_allclose(latents, io["latents"], atol=1e-4, rtol=0)
+
+
+def test_batch_gives_each_sample_its_own_result(official):
+    name, model, io = official
+    x = np.concatenate([io["input"], -io["input"], io["input"]])
+    out = run(model, x)
+    np.testing.assert_allclose(out[0], io["output"][0], atol=1e-4, rtol=0)
+    np.testing.assert_allclose(out[2], io["output"][0], atol=1e-4, rtol=0)
+    assert np.abs(out[1] - out[0]).max() > 1e-2
+
+
+def test_config_comes_from_tensors(official):
+    name, model, _ = official
+    assert model.config.to_dict() == fixture_config(name)
+    assert model.size == fixture_config(name)["size"]
+
+
+# --- every released checkpoint layout ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("release", RELEASED)
+def test_released_layout_loads_strict(release):
+    spec = json.loads((FIXTURES / f"keys_{release}.json").read_text())
+    wanted = {k: spec["config"][k] for k in ("size", "style_dim", "n_mlp", "channel_multiplier", "narrow", "isconcat")}
+    layout = [(e["key"], tuple(e["shape"])) for e in spec["keys"]]
+    meta = {k: torch.empty(shape, device="meta") for k, shape in layout}
+    cfg = infer_config(meta)
+    assert cfg.to_dict() == wanted
+    assert cfg == gpen_arch.RELEASED[release]
+    assert list(expected_layout(cfg).items()) == layout
+    # A real (zero) state_dict of that layout goes through the whole loader.
+    model = load_model({k: torch.zeros(shape) for k, shape in layout})
+    assert model.config == cfg
+    assert [(k, tuple(v.shape)) for k, v in model.state_dict().items()] == layout
+
+
+# --- file formats and containers ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small():
+    sd = torch.load(FIXTURES / "gpen_s64_cm1_n0125.pth", weights_only=True)
+    io = fixture_io("gpen_s64_cm1_n0125")
+    return sd, io["input"], io["output"]
+
+
+def _save_variants(sd, folder: Path):
+    import argparse
+
+    from safetensors.torch import save_file
+
+    files = {}
+    files["plain.pth"] = sd
+    files["g_ema.pt"] = {"g": {k: v + 1 for k, v in sd.items()}, "g_ema": sd,
+                         "args": argparse.Namespace(size=64, channel_multiplier=1), "iter": 10}
+    files["params_ema.bin"] = {"params_ema": sd}
+    files["state_dict.pth"] = {"state_dict": {f"module.{k}": v for k, v in sd.items()}}
+    for name, obj in files.items():
+        torch.save(obj, folder / name)
+    save_file({k: v.contiguous() for k, v in sd.items()}, str(folder / "model.safetensors"))
+    save_file({k: v.half().contiguous() for k, v in sd.items()}, str(folder / "half.safetensors"))
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_every_container_and_format_gives_the_same_output(small, tmp_path):
+    sd, x, ref = small
+    names = _save_variants(sd, tmp_path)
+    for name in names:
+        model = load_model(tmp_path / name)
+        assert next(model.parameters()).dtype == torch.float32, name
+        tol = 2e-2 if name.startswith("half") else 1e-4
+        np.testing.assert_allclose(run(model, x), ref, atol=tol, rtol=0, err_msg=name)
+
+
+def test_converter_round_trip_and_fp16_halves_the_file(small, tmp_path):
+    sd, x, ref = small
+    model = load_model(sd)
+    full = gpen_arch.save_safetensors(model, tmp_path / "full.safetensors")
+    half = gpen_arch.save_safetensors(model, tmp_path / "half.safetensors", half=True)
+    np.testing.assert_allclose(run(load_model(full), x), ref, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(run(load_model(half), x), ref, atol=2e-2, rtol=0)
+    ratio = half.stat().st_size / full.stat().st_size
+    assert 0.45 < ratio < 0.55
+    assert gpen_arch.describe(half).dtype == "fp16"
+
+
+def test_file_name_never_decides_the_config(small, tmp_path):
+    sd, x, ref = small
+    torch.save(sd, tmp_path / "GPEN-BFR-512.pth")
+    model = load_model(tmp_path / "GPEN-BFR-512.pth")
+    assert model.size == 64
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_reduced_precision_stays_close(small, precision):
+    sd, x, ref = small
+    model = load_model(sd, dtype=precision)
+    assert next(model.parameters()).dtype == gpen_arch.DTYPES[precision]
+    out = run(model, x)
+    assert np.isfinite(out).all()
+    # Measured: fp16 4e-3, bf16 2e-2 on this fixture (output range about 4.5).
+    assert np.abs(out - ref).max() < (0.02 if precision == "fp16" else 0.1)
+
+
+def test_onnx_export_runs_in_onnxruntime_with_any_batch(small, tmp_path):
+    sd, x, ref = small
+    path = gpen_arch.export_onnx(load_model(sd), tmp_path / "gpen.onnx")
+    onnx_model = load_model(path, device="cpu")
+    assert onnx_model.size == 64
+    assert onnx_model.config == load_model(sd).config
+    assert "CPUExecutionProvider" in onnx_model.providers
+    out = onnx_model(torch.from_numpy(np.concatenate([x, x, x]))).numpy()
+    assert out.shape == (3, 3, 64, 64)
+    np.testing.assert_allclose(out, np.concatenate([ref] * 3), atol=1e-4, rtol=0)
+
+
+def test_onnx_with_a_foreign_input_is_refused(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("Identity", ["x"], ["y"])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.save(model, tmp_path / "other.onnx")
+    with pytest.raises(ModelLoadError, match=r"other\.onnx is not a GPEN ONNX model.*'x'"):
+        load_model(tmp_path / "other.onnx")
+
+
+# --- what is refused, and how --------------------------------------------------------------------
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_pickle_that_runs_code_is_refused_and_never_runs(tmp_path, legacy):
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pth"
+    torch.save({"generator.style.1.weight": torch.zeros(1), "hook": _Payload(marker)}, evil,
+               _use_new_zipfile_serialization=not legacy)
+    with pytest.raises(ModelLoadError, match=r"evil\.pth was refused"):
+        load_model(evil)
+    assert not marker.exists()
+
+
+def _family(prefixes: list[str]) -> dict[str, torch.Tensor]:
+    return {k: torch.zeros(2, 2) for k in prefixes}
+
+
+FAMILIES = {
+    "GFPGAN": ["conv_body_first.weight", "conv_body_down.0.conv1.weight", "stylegan_decoder.style_mlp.1.weight",
+               "toRGB.0.weight", "final_linear.weight"],
+    "CodeFormer": ["encoder.blocks.0.weight", "quantize.embedding.weight", "position_emb",
+                   "ft_layers.0.self_attn.in_proj_weight", "idx_pred_layer.0.weight", "generator.blocks.0.weight"],
+    "RestoreFormer": ["encoder.conv_in.weight", "quantize.embedding.weight", "decoder.conv_in.weight"],
+    "ESRGAN": ["conv_first.weight", "body.0.rdb1.conv1.weight", "conv_body.weight", "conv_up1.weight",
+               "conv_last.weight"],
+}
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_other_restorers_are_named(family, tmp_path):
+    torch.save({"params_ema": _family(FAMILIES[family])}, tmp_path / "model.pth")
+    with pytest.raises(ModelLoadError, match=rf"model\.pth is an? {family}"):
+        load_model(tmp_path / "model.pth")
+
+
+@pytest.mark.parametrize("kind", ["RetinaFace", "ParseNet", "BiSeNet"])
+def test_detectors_and_parsers_are_named(kind, tmp_path):
+    if kind == "RetinaFace":
+        from facexlib.detection.retinaface import RetinaFace
+
+        net = RetinaFace(network_name="mobile0.25", half=False, device="cpu")
+    elif kind == "ParseNet":
+        from facexlib.parsing.parsenet import ParseNet
+
+        net = ParseNet(in_size=512, out_size=512, parsing_ch=19)
+    else:
+        from facexlib.parsing.bisenet import BiSeNet
+
+        net = BiSeNet(num_class=19)
+    torch.save(net.state_dict(), tmp_path / "weights.pth")
+    with pytest.raises(ModelLoadError, match=rf"weights\.pth is a {kind}"):
+        load_model(tmp_path / "weights.pth")
+
+
+def test_near_gpen_lists_the_keys_that_differ(small, tmp_path):
+    sd, _, _ = small
+    broken = dict(sd)
+    del broken["generator.convs.3.noise.weight"]
+    broken["generator.to_rgbs.1.bias"] = torch.zeros(1, 4, 1, 1)
+    broken["extra.weight"] = torch.zeros(3)
+    torch.save(broken, tmp_path / "almost.pth")
+    with pytest.raises(ModelLoadError) as info:
+        load_model(tmp_path / "almost.pth")
+    message = str(info.value)
+    assert "almost.pth" in message
+    assert "missing: generator.convs.3.noise.weight" in message
+    assert "unexpected: extra.weight" in message
+    assert "generator.to_rgbs.1.bias (1, 4, 1, 1) (expected (1, 3, 1, 1))" in message
+
+
+def test_nan_weights_are_refused(small):
+    sd, _, _ = small
+    bad = dict(sd)
+    bad["generator.style.2.bias"] = torch.full_like(sd["generator.style.2.bias"], float("nan"))
+    with pytest.raises(ModelLoadError, match="NaN"):
+        load_model(bad)
+
+
+def test_truncated_empty_and_random_files_name_the_file(small, tmp_path):
+    sd, _, _ = small
+    torch.save(sd, tmp_path / "good.pth")
+    data = (tmp_path / "good.pth").read_bytes()
+    cases = {"empty.pth": b"", "random.pth": np.random.default_rng(0).bytes(5000)}
+    for cut in (10, 1000, len(data) // 2, len(data) - 10):
+        cases[f"cut{cut}.pth"] = data[:cut]
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in sd.items()}, str(tmp_path / "st.safetensors"))
+    st = (tmp_path / "st.safetensors").read_bytes()
+    cases["cut.safetensors"] = st[: len(st) // 3]
+    cases["header.safetensors"] = (10 ** 12).to_bytes(8, "little") + b"{}"
+    for name, payload in cases.items():
+        (tmp_path / name).write_bytes(payload)
+        with pytest.raises(ModelLoadError, match=name.replace(".", r"\.")):
+            load_model(tmp_path / name)
+
+
+def test_missing_file_and_wrong_suffix(tmp_path):
+    with pytest.raises(ModelLoadError, match="not found"):
+        load_model(tmp_path / "nope.pth")
+    (tmp_path / "notes.txt").write_text("hi")
+    with pytest.raises(ModelLoadError, match="unsupported file type"):
+        load_model(tmp_path / "notes.txt")
+
+
+def test_wrong_input_shape_is_a_clear_error(small):
+    model = load_model(small[0])
+    with pytest.raises(ValueError, match=r"GPEN-64 expects a \(B, 3, 64, 64\)"):
+        model(torch.zeros(1, 3, 32, 32))
+
+
+def test_describe_reports_config_and_parameters():
+    info = gpen_arch.describe(FIXTURES / "gpen_s256_cm1_n00625.pth")
+    spec = json.loads((FIXTURES / "gpen_s256_cm1_n00625.json").read_text())
+    assert info.config.to_dict() == spec["config"]
+    assert info.parameters == spec["n_params"]
+    assert info.dtype == "fp32" and info.format == "pytorch" and info.task == "restore"
