@@ -1,0 +1,285 @@
+"""Download a catalogued GPEN model file, verified, without ever leaving a partial file.
+
+Only the standard library is used so that ``install.py`` can run this before torch
+or numpy exist. Nothing touches the network at import.
+"""
+from __future__ import annotations
+
+import errno
+import hashlib
+import http.client
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Union
+
+from .catalog import ModelFile, find_model_file
+
+URL_BASE_ENV = "GPEN_MODEL_URL_BASE"
+PART_SUFFIX = ".part"
+HASH_SUFFIX = ".sha256"
+_USER_AGENT = "gpen-comfyui-downloader/1"
+# OSErrors that come from our side (the disk), not from the network.
+_DISK_ERRNOS = {errno.ENOSPC, errno.EACCES, errno.EROFS, errno.EPERM, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+ProgressFn = Callable[[int, Optional[int]], None]
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+class DownloadError(RuntimeError):
+    """A model file could not be downloaded or verified.
+
+    ``network`` is True when the server could not be reached or stopped answering
+    (offline, DNS, refused, timeout), so callers can treat that as "try later".
+    """
+
+    def __init__(self, message: str, *, network: bool = False) -> None:
+        super().__init__(message)
+        self.network = network
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    path: Path
+    sha256: str
+    bytes: int
+    downloaded: bool  # False when a verified copy was already in place
+
+
+def check_plain_name(name: str) -> None:
+    """Refuse anything that is not a bare file name (no folders, no '..')."""
+    if (
+        not isinstance(name, str)
+        or not name
+        or "/" in name
+        or "\\" in name
+        or ".." in name
+        or "\x00" in name
+        or name.startswith(".")
+    ):
+        raise ValueError(
+            f"Model name {name!r} must be a plain file name such as 'GPEN-BFR-512.pth' "
+            "(no folders, no '..')."
+        )
+
+
+def resolve_url(model: ModelFile, url_base: Optional[str] = None) -> str:
+    """The URL to fetch: ``<base>/<name>`` when a mirror base is given or set in
+    the environment (GPEN_MODEL_URL_BASE), else the catalogued URL."""
+    base = url_base if url_base is not None else os.environ.get(URL_BASE_ENV, "")
+    url = f"{base.rstrip('/')}/{model.name}" if base.strip() else model.url
+    scheme = urllib.parse.urlsplit(url).scheme.lower()
+    if scheme not in ("http", "https"):
+        raise ValueError(f"Model URL {url!r} must start with http:// or https://.")
+    return url
+
+
+def sha256_of_file(path: Path, chunk_size: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk_size), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download_model(
+    name: str,
+    dest_dir: PathLike,
+    *,
+    url_base: Optional[str] = None,
+    progress: Optional[ProgressFn] = None,
+    timeout: float = 60,
+    overwrite: bool = False,
+    chunk_size: int = 1 << 20,
+) -> DownloadResult:
+    """Fetch the catalogued model ``name`` into ``dest_dir``; see :func:`download_file`.
+
+    A name that is not a plain catalogued file name raises ValueError before any I/O.
+    """
+    check_plain_name(name)
+    return download_file(
+        find_model_file(name),
+        dest_dir,
+        url_base=url_base,
+        progress=progress,
+        timeout=timeout,
+        overwrite=overwrite,
+        chunk_size=chunk_size,
+    )
+
+
+def download_file(
+    model: ModelFile,
+    dest_dir: PathLike,
+    *,
+    url_base: Optional[str] = None,
+    progress: Optional[ProgressFn] = None,
+    timeout: float = 60,
+    overwrite: bool = False,
+    chunk_size: int = 1 << 20,
+) -> DownloadResult:
+    """Download ``model`` to ``dest_dir/model.name``, verified.
+
+    Streams to ``NAME.part``, checks the byte count against the catalogue and the
+    HTTP Content-Length and the sha256 when the catalogue knows it, then renames
+    atomically. When the hash is unknown the computed one is written to
+    ``NAME.sha256``. On any failure the ``.part`` is removed and nothing is left
+    where the model belongs. ``progress(done_bytes, total_bytes_or_None)`` is
+    called after every chunk. An existing model is verified and kept unless
+    ``overwrite`` is True.
+    """
+    check_plain_name(model.name)
+    url = resolve_url(model, url_base)
+    dest = Path(dest_dir)
+    target = dest / model.name
+    if target.exists() and not overwrite:
+        return _verify_existing(model, target, url)
+
+    dest.mkdir(parents=True, exist_ok=True)
+    part = dest / (model.name + PART_SUFFIX)
+    try:
+        digest, done = _fetch_to(part, model, url, dest, progress, timeout, chunk_size)
+        _check_hash(model, digest, url, dest)
+        if model.sha256 is None:
+            _write_hash_file(dest / (model.name + HASH_SUFFIX), digest, model.name)
+        os.replace(part, target)
+    except BaseException:
+        # KeyboardInterrupt included: a half-written model must never survive.
+        _remove_quietly(part)
+        raise
+    return DownloadResult(path=target, sha256=digest, bytes=done, downloaded=True)
+
+
+def _remove_quietly(path: Path) -> None:
+    # Cleanup must never hide the error that made it necessary.
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def _fail(model: ModelFile, url: str, dest: Path, what: str, *, network: bool = False) -> DownloadError:
+    return DownloadError(
+        f"Could not download {model.name} from {url}: {what}. "
+        f"Download it by hand from {url} into {dest}, or set {URL_BASE_ENV} to a mirror.",
+        network=network,
+    )
+
+
+def _fetch_to(
+    part: Path,
+    model: ModelFile,
+    url: str,
+    dest: Path,
+    progress: Optional[ProgressFn],
+    timeout: float,
+    chunk_size: int,
+) -> tuple[str, int]:
+    request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
+    digest = hashlib.sha256()
+    done = 0
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            content_type = response.headers.get("Content-Type", "")
+            if content_type.lower().startswith("text/html"):
+                # Mirrors answer a login or error page with status 200; never save it as a model.
+                raise _fail(model, url, dest, "the server sent a web page, not the model file")
+            announced = _content_length(response)
+            if (
+                announced is not None
+                and model.size_bytes is not None
+                and announced != model.size_bytes
+            ):
+                raise _fail(
+                    model, url, dest,
+                    f"the server offers {announced} bytes but the file has "
+                    f"{model.size_bytes} bytes (wrong or changed file)",
+                )
+            total = announced if announced is not None else model.size_bytes
+            with open(part, "wb") as out:
+                while True:
+                    block = response.read(chunk_size)
+                    if not block:
+                        break
+                    out.write(block)
+                    digest.update(block)
+                    done += len(block)
+                    if progress is not None:
+                        progress(done, total)
+                out.flush()
+                os.fsync(out.fileno())
+    except DownloadError:
+        raise
+    except urllib.error.HTTPError as exc:
+        raise _fail(model, url, dest, f"HTTP {exc.code} {exc.reason}") from exc
+    except urllib.error.URLError as exc:
+        raise _fail(model, url, dest, f"cannot reach the server ({exc.reason})", network=True) from exc
+    except TimeoutError as exc:
+        raise _fail(model, url, dest, f"no data for {timeout:g} s (timed out)", network=True) from exc
+    except OSError as exc:
+        if exc.filename is not None or exc.errno in _DISK_ERRNOS:
+            raise _fail(model, url, dest, f"cannot write {part} ({exc.strerror or exc})") from exc
+        raise _fail(model, url, dest, f"the transfer broke off ({exc!r})", network=True) from exc
+    except http.client.HTTPException as exc:
+        raise _fail(model, url, dest, f"the server sent a malformed response ({exc!r})", network=True) from exc
+
+    if announced is not None and done != announced:
+        raise _fail(model, url, dest, f"the transfer stopped after {done} of {announced} bytes")
+    if model.size_bytes is not None and done != model.size_bytes:
+        raise _fail(model, url, dest, f"got {done} bytes, expected {model.size_bytes}")
+    return digest.hexdigest(), done
+
+
+def _content_length(response: http.client.HTTPResponse) -> Optional[int]:
+    value = response.headers.get("Content-Length")
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _check_hash(model: ModelFile, digest: str, url: str, dest: Path) -> None:
+    if model.sha256 is not None and digest != model.sha256.lower():
+        raise _fail(model, url, dest, f"sha256 {digest} does not match the expected {model.sha256}")
+
+
+def _write_hash_file(path: Path, digest: str, name: str) -> None:
+    # sha256sum's format, so `sha256sum -c NAME.sha256` works; written atomically.
+    tmp = path.with_name(path.name + PART_SUFFIX)
+    try:
+        tmp.write_text(f"{digest}  {name}\n", encoding="ascii")
+        os.replace(tmp, path)
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+
+
+def _read_hash_file(path: Path) -> Optional[str]:
+    try:
+        first = path.read_text(encoding="ascii").split()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return first[0].lower() if first else None
+
+
+def _verify_existing(model: ModelFile, target: Path, url: str) -> DownloadResult:
+    """Keep an existing model if it matches what we know about it; never overwrite it."""
+    size = target.stat().st_size
+    dest = target.parent
+    advice = f"delete {target} (or pass overwrite=True) and download again from {url}"
+    if model.size_bytes is not None and size != model.size_bytes:
+        raise DownloadError(
+            f"{target} has {size} bytes but {model.name} has {model.size_bytes}; "
+            f"it is incomplete or a different file: {advice}."
+        )
+    digest = sha256_of_file(target)
+    expected = model.sha256 or _read_hash_file(dest / (model.name + HASH_SUFFIX))
+    if expected is not None and digest != expected.lower():
+        raise DownloadError(
+            f"{target} has sha256 {digest} but {expected} was expected; "
+            f"it is corrupted or a different file: {advice}."
+        )
+    return DownloadResult(path=target, sha256=digest, bytes=size, downloaded=False)

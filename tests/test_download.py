@@ -1,0 +1,320 @@
+"""gpen_pipeline.download and gpen_pipeline.catalog against a real local HTTP server."""
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from gpen_pipeline import catalog, download
+from gpen_pipeline.catalog import ModelFile
+from gpen_pipeline.download import DownloadError, download_file, download_model
+from helpers.http_model_server import ModelServer, Route
+
+PAYLOAD = random.Random(20240512).randbytes(200_000)
+PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+@pytest.fixture(autouse=True)
+def _local_only(monkeypatch):
+    # A proxy from the environment must not swallow requests to 127.0.0.1.
+    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.delenv(download.URL_BASE_ENV, raising=False)
+
+
+@pytest.fixture
+def server():
+    with ModelServer() as srv:
+        yield srv
+
+
+def entry(server: ModelServer, name: str = "GPEN-BFR-512.pth", *, size=len(PAYLOAD), sha=PAYLOAD_SHA) -> ModelFile:
+    return ModelFile(name=name, url=f"{server.url_base}/{name}", size_bytes=size, sha256=sha,
+                     kind="bfr", licence_note="test")
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def closed_port_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+# --------------------------------------------------------------------------- success
+
+
+def test_good_download_verifies_and_reports_increasing_progress(server, tmp_path):
+    server.serve("/GPEN-BFR-512.pth", Route(body=PAYLOAD))
+    calls = []
+    result = download_file(entry(server), tmp_path / "models", chunk_size=16_384,
+                           progress=lambda done, total: calls.append((done, total)))
+
+    target = tmp_path / "models" / "GPEN-BFR-512.pth"
+    assert result.path == target and result.downloaded
+    assert target.read_bytes() == PAYLOAD
+    assert result.sha256 == PAYLOAD_SHA and result.bytes == len(PAYLOAD)
+    # Hash known: no sidecar, and nothing else left in the folder.
+    assert leftovers(tmp_path / "models") == ["GPEN-BFR-512.pth"]
+    done = [d for d, _ in calls]
+    assert len(calls) >= 10 and done == sorted(set(done))
+    assert calls[-1] == (len(PAYLOAD), len(PAYLOAD))
+
+
+def test_unknown_hash_writes_sidecar_with_the_computed_hash(server, tmp_path):
+    # The real catalogue entry for GPEN-BFR-256.pth has no published size or hash.
+    assert catalog.find_model_file("GPEN-BFR-256.pth").sha256 is None
+    server.serve("/GPEN-BFR-256.pth", Route(body=PAYLOAD))
+    result = download_model("GPEN-BFR-256.pth", tmp_path, url_base=server.url_base)
+
+    assert (tmp_path / "GPEN-BFR-256.pth").read_bytes() == PAYLOAD
+    assert (tmp_path / "GPEN-BFR-256.pth.sha256").read_text() == f"{PAYLOAD_SHA}  GPEN-BFR-256.pth\n"
+    assert result.sha256 == PAYLOAD_SHA
+    assert leftovers(tmp_path) == ["GPEN-BFR-256.pth", "GPEN-BFR-256.pth.sha256"]
+
+
+def test_url_base_comes_from_the_environment(server, tmp_path, monkeypatch):
+    server.serve("/GPEN-Inpainting-1024.pth", Route(body=PAYLOAD))
+    monkeypatch.setenv(download.URL_BASE_ENV, server.url_base + "/")
+    download_model("GPEN-Inpainting-1024.pth", tmp_path)
+    assert server.requests == ["/GPEN-Inpainting-1024.pth"]
+    assert (tmp_path / "GPEN-Inpainting-1024.pth").read_bytes() == PAYLOAD
+
+
+def test_download_without_content_length_still_checks_size_and_hash(server, tmp_path):
+    server.serve("/GPEN-BFR-512.pth", Route(body=PAYLOAD, content_length=False))
+    result = download_file(entry(server), tmp_path)
+    assert result.path.read_bytes() == PAYLOAD
+
+
+# --------------------------------------------------------------------------- failures leave nothing
+
+
+def assert_refused(exc: DownloadError, folder: Path, url: str, name: str = "GPEN-BFR-512.pth") -> None:
+    message = str(exc)
+    assert name in message and url in message and "by hand" in message and str(folder) in message
+    assert "\n" not in message
+    assert leftovers(folder) == []
+
+
+def test_truncated_body_is_refused(server, tmp_path):
+    server.serve("/GPEN-BFR-512.pth", Route(body=PAYLOAD, send_bytes=120_000))
+    model = entry(server, size=None, sha=None)
+    with pytest.raises(DownloadError) as info:
+        download_file(model, tmp_path)
+    assert "120000 of 200000" in str(info.value) and not info.value.network
+    assert_refused(info.value, tmp_path, model.url)
+
+
+def test_size_announced_differently_from_catalogue_is_refused_before_the_body(server, tmp_path):
+    server.serve("/GPEN-BFR-512.pth", Route(body=PAYLOAD))
+    model = entry(server, size=len(PAYLOAD) + 1, sha=None)
+    seen = []
+    with pytest.raises(DownloadError) as info:
+        download_file(model, tmp_path, progress=lambda d, t: seen.append(d))
+    assert str(len(PAYLOAD) + 1) in str(info.value) and seen == []
+    assert_refused(info.value, tmp_path, model.url)
+
+
+def test_wrong_size_without_content_length_is_refused(server, tmp_path):
+    server.serve("/GPEN-BFR-512.pth", Route(body=PAYLOAD, content_length=False))
+    model = entry(server, size=len(PAYLOAD) - 1, sha=None)
+    with pytest.raises(DownloadError) as info:
+        download_file(model, tmp_path)
+    assert f"got {len(PAYLOAD)} bytes" in str(info.value)
+    assert_refused(info.value, tmp_path, model.url)
+
+
+def test_real_catalogue_size_refuses_a_small_file_served_as_gpen_512(server, tmp_path):
+    server.serve("/GPEN-BFR-512.pth", Route(body=PAYLOAD))
+    with pytest.raises(DownloadError) as info:
+        download_model("GPEN-BFR-512.pth", tmp_path, url_base=server.url_base)
+    assert "284085738" in str(info.value)
+    assert_refused(info.value, tmp_path, f"{server.url_base}/GPEN-BFR-512.pth")
+
+
+def test_wrong_hash_is_refused(server, tmp_path):
+    server.serve("/GPEN-BFR-512.pth", Route(body=PAYLOAD))
+    other = hashlib.sha256(b"another file").hexdigest()
+    model = entry(server, sha=other)
+    with pytest.raises(DownloadError) as info:
+        download_file(model, tmp_path)
+    assert PAYLOAD_SHA in str(info.value) and other in str(info.value)
+    assert_refused(info.value, tmp_path, model.url)
+
+
+def test_html_page_instead_of_the_model_is_refused(server, tmp_path):
+    # e.g. a mirror's login page answered with status 200 for a file of unknown size and hash
+    server.serve("/GPEN-BFR-1024.pth", Route(body=b"<html>sign in</html>", content_type="text/html; charset=utf-8"))
+    with pytest.raises(DownloadError, match="web page") as info:
+        download_model("GPEN-BFR-1024.pth", tmp_path, url_base=server.url_base)
+    assert_refused(info.value, tmp_path, f"{server.url_base}/GPEN-BFR-1024.pth", "GPEN-BFR-1024.pth")
+
+
+@pytest.mark.parametrize("status", [404, 500])
+def test_http_error_is_refused(server, tmp_path, status):
+    server.serve("/GPEN-BFR-512.pth", Route(body=b"nope", status=status))
+    model = entry(server)
+    with pytest.raises(DownloadError) as info:
+        download_file(model, tmp_path)
+    assert f"HTTP {status}" in str(info.value) and not info.value.network
+    assert_refused(info.value, tmp_path, model.url)
+
+
+def test_stalled_server_times_out(server, tmp_path):
+    server.serve("/GPEN-BFR-512.pth", Route(body=PAYLOAD, stall_after=50_000))
+    model = entry(server)
+    start = time.monotonic()
+    with pytest.raises(DownloadError) as info:
+        download_file(model, tmp_path, timeout=1, chunk_size=8192)
+    assert time.monotonic() - start < 6
+    assert info.value.network and "timed out" in str(info.value)
+    assert_refused(info.value, tmp_path, model.url)
+
+
+def test_unreachable_server_is_a_network_error(tmp_path):
+    base = closed_port_url()
+    with pytest.raises(DownloadError) as info:
+        download_model("GPEN-BFR-256.pth", tmp_path, url_base=base, timeout=2)
+    assert info.value.network
+    assert_refused(info.value, tmp_path, f"{base}/GPEN-BFR-256.pth", "GPEN-BFR-256.pth")
+
+
+def test_keyboard_interrupt_removes_the_part_file(server, tmp_path):
+    server.serve("/GPEN-BFR-512.pth", Route(body=PAYLOAD))
+
+    def interrupt(done, total):
+        assert (tmp_path / "GPEN-BFR-512.pth.part").exists()  # it is really streaming
+        if done > 40_000:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        download_file(entry(server), tmp_path, chunk_size=16_384, progress=interrupt)
+    assert leftovers(tmp_path) == []
+
+
+# --------------------------------------------------------------------------- names and existing files
+
+
+@pytest.mark.parametrize("name", [
+    "../GPEN-BFR-512.pth", "sub/GPEN-BFR-512.pth", "..\\GPEN-BFR-512.pth", "/etc/passwd",
+    "GPEN-BFR-999.pth", "", ".GPEN-BFR-512.pth", "GPEN-BFR-512.pth/..",
+])
+def test_bad_or_unknown_names_are_refused_before_any_request(server, tmp_path, name):
+    dest = tmp_path / "models"
+    with pytest.raises(ValueError):
+        download_model(name, dest, url_base=server.url_base)
+    assert server.requests == [] and not dest.exists()
+
+
+def test_path_like_name_in_a_model_record_is_refused(server, tmp_path):
+    dest = tmp_path / "models"
+    with pytest.raises(ValueError):
+        download_file(entry(server, name="../evil.pth"), dest)
+    assert server.requests == [] and not dest.exists() and not (tmp_path / "evil.pth").exists()
+
+
+def test_non_http_url_base_is_refused(server, tmp_path):
+    with pytest.raises(ValueError, match="http"):
+        download_model("GPEN-BFR-256.pth", tmp_path, url_base="file:///etc")
+    assert leftovers(tmp_path) == []
+
+
+def test_existing_model_is_kept_unless_overwrite(server, tmp_path):
+    old = b"old model bytes"
+    (tmp_path / "GPEN-BFR-256.pth").write_bytes(old)
+    server.serve("/GPEN-BFR-256.pth", Route(body=PAYLOAD))
+
+    kept = download_model("GPEN-BFR-256.pth", tmp_path, url_base=server.url_base)
+    assert not kept.downloaded and kept.sha256 == hashlib.sha256(old).hexdigest()
+    assert (tmp_path / "GPEN-BFR-256.pth").read_bytes() == old and server.requests == []
+
+    new = download_model("GPEN-BFR-256.pth", tmp_path, url_base=server.url_base, overwrite=True)
+    assert new.downloaded and (tmp_path / "GPEN-BFR-256.pth").read_bytes() == PAYLOAD
+
+
+def test_failed_overwrite_keeps_the_previous_model(server, tmp_path):
+    old = b"a model the user already had"
+    (tmp_path / "GPEN-BFR-256.pth").write_bytes(old)
+    server.serve("/GPEN-BFR-256.pth", Route(body=PAYLOAD, send_bytes=1000))
+    with pytest.raises(DownloadError):
+        download_model("GPEN-BFR-256.pth", tmp_path, url_base=server.url_base, overwrite=True)
+    assert leftovers(tmp_path) == ["GPEN-BFR-256.pth"]
+    assert (tmp_path / "GPEN-BFR-256.pth").read_bytes() == old
+
+
+def test_existing_incomplete_model_is_reported_not_replaced(server, tmp_path):
+    (tmp_path / "GPEN-BFR-512.pth").write_bytes(b"x" * 10)
+    with pytest.raises(DownloadError, match="incomplete") as info:
+        download_model("GPEN-BFR-512.pth", tmp_path, url_base=server.url_base)
+    assert "overwrite=True" in str(info.value)
+    assert (tmp_path / "GPEN-BFR-512.pth").read_bytes() == b"x" * 10 and server.requests == []
+
+
+def test_existing_model_is_checked_against_its_sidecar(server, tmp_path):
+    server.serve("/GPEN-BFR-256.pth", Route(body=PAYLOAD))
+    download_model("GPEN-BFR-256.pth", tmp_path, url_base=server.url_base)
+    (tmp_path / "GPEN-BFR-256.pth").write_bytes(PAYLOAD[:-1] + b"\x00")  # bit rot
+    with pytest.raises(DownloadError, match="corrupted"):
+        download_model("GPEN-BFR-256.pth", tmp_path, url_base=server.url_base)
+
+
+# --------------------------------------------------------------------------- catalogue
+
+
+def test_catalogue_lists_every_released_file_once():
+    expected = {
+        "GPEN-BFR-256.pth", "GPEN-BFR-512.pth", "GPEN-BFR-1024.pth", "GPEN-BFR-2048.pth",
+        "GPEN-Colorization-1024.pth", "GPEN-Inpainting-1024.pth",
+        "GPEN-BFR-512.onnx", "GPEN-BFR-1024.onnx", "GPEN-BFR-2048.onnx",
+    }
+    names = catalog.model_names()
+    assert len(names) == len(set(names)) and set(names) == expected
+    assert catalog.DEFAULT_MODEL in names
+
+
+def test_catalogue_records_are_well_formed():
+    for model in catalog.MODEL_FILES:
+        download.check_plain_name(model.name)
+        assert model.url.startswith("https://")
+        assert model.sha256 is None or re.fullmatch(r"[0-9a-f]{64}", model.sha256)
+        assert model.size_bytes is None or model.size_bytes > 1_000_000
+        assert model.kind in {"bfr", "colorization", "inpainting"}
+        assert "non-commercial" in model.licence_note
+        assert model.file_format in {"pth", "onnx"}
+        if model.file_format == "onnx":
+            assert "/datasets/Gourieff/ReActor/" in model.url and model.url.endswith(model.name)
+            assert model.sha256 is not None and model.size_bytes is not None
+
+
+def test_find_model_file_names_the_valid_choices():
+    assert catalog.find_model_file("GPEN-BFR-512.onnx").file_format == "onnx"
+    with pytest.raises(ValueError) as info:
+        catalog.find_model_file("GPEN-BFR-4096.pth")
+    for name in catalog.model_names():
+        assert name in str(info.value)
+
+
+def test_resolve_url_prefers_argument_then_environment_then_catalogue(monkeypatch):
+    model = catalog.find_model_file("GPEN-BFR-1024.pth")
+    assert download.resolve_url(model) == model.url
+    monkeypatch.setenv(download.URL_BASE_ENV, "https://mirror.example/gpen/")
+    assert download.resolve_url(model) == "https://mirror.example/gpen/GPEN-BFR-1024.pth"
+    assert download.resolve_url(model, "http://127.0.0.1:9") == "http://127.0.0.1:9/GPEN-BFR-1024.pth"
+
+
+def test_unwritable_destination_is_reported_as_a_disk_problem(server, tmp_path):
+    server.serve("/GPEN-BFR-512.pth", Route(body=PAYLOAD))
+    (tmp_path / "GPEN-BFR-512.pth.part").mkdir()  # the part file cannot be opened for writing
+    with pytest.raises(DownloadError, match="cannot write") as info:
+        download_file(entry(server), tmp_path)
+    assert not info.value.network and not (tmp_path / "GPEN-BFR-512.pth").exists()
