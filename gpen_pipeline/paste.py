@@ -1,0 +1,304 @@
+"""Paste restored face crops back into an image (the original or a resized copy of it).
+
+Per face: build a crop-space mask, warp crop and mask back with the inverse
+similarity (black border; the face bilinear in "official" mode as GPEN does,
+bicubic otherwise), keep the higher mask where faces overlap, then blend once
+in float32. Only pixels under a non-zero mask are written.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import cv2
+import numpy as np
+
+from . import masks
+from .align import compose_affine, invert_affine, warp_crop
+from .color import check_crop, check_image, gray_rgb, is_grayscale, match_color
+from .face import AlignedFace
+
+MASK_MODES = ("official", "parse", "box")
+
+# A parse source: one mask per face, or a function giving the mask of a restored crop.
+ParseSource = Sequence[np.ndarray] | Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class PasteResult:
+    image: np.ndarray  # same shape and dtype as the input image
+    mask: np.ndarray  # HxW float32 in [0,1]: the blend weight actually used
+
+
+@dataclass(frozen=True)
+class _Roi:
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+    @property
+    def slices(self) -> tuple[slice, slice]:
+        return slice(self.y0, self.y1), slice(self.x0, self.x1)
+
+    def union(self, other: "_Roi | None") -> "_Roi":
+        if other is None:
+            return self
+        return _Roi(min(self.x0, other.x0), min(self.y0, other.y0), max(self.x1, other.x1), max(self.y1, other.y1))
+
+
+def crop_to_target(aligned: AlignedFace, crop_size: int, target_hw: tuple[int, int]) -> np.ndarray:
+    """(2,3) map from a `crop_size` crop of `aligned` to the pixels of a target image.
+
+    The target may be a resized copy of the image the face was aligned on;
+    pixel centres are matched (x_t = s*(x+0.5)-0.5), as resizers do.
+    """
+    h_t, w_t = target_hw
+    h_s, w_s = aligned.image_size or target_hw
+    sx, sy = w_t / w_s, h_t / h_s
+    to_target = np.array([[sx, 0.0, 0.5 * (sx - 1.0)], [0.0, sy, 0.5 * (sy - 1.0)]])
+    k = aligned.size / crop_size
+    from_crop = np.array([[k, 0.0, 0.5 * (k - 1.0)], [0.0, k, 0.5 * (k - 1.0)]])
+    return compose_affine(to_target, compose_affine(aligned.inverse, from_crop))
+
+
+def _footprint(inverse: np.ndarray, crop_size: int, h: int, w: int) -> _Roi | None:
+    corners = np.array([[-0.5, -0.5, 1], [crop_size - 0.5, -0.5, 1],
+                        [-0.5, crop_size - 0.5, 1], [crop_size - 0.5, crop_size - 0.5, 1]])
+    pts = corners @ inverse.T
+    x0 = int(np.clip(np.floor(pts[:, 0].min()) - 2, 0, w))
+    x1 = int(np.clip(np.ceil(pts[:, 0].max()) + 3, 0, w))
+    y0 = int(np.clip(np.floor(pts[:, 1].min()) - 2, 0, h))
+    y1 = int(np.clip(np.ceil(pts[:, 1].max()) + 3, 0, h))
+    return _Roi(x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
+
+
+def _inside_source(aligned: AlignedFace, crop_size: int, target_hw: tuple[int, int]) -> np.ndarray | None:
+    """Crop-space 0/1 map of pixels sampled wholly from inside the source image; None when all are."""
+    h, w = aligned.image_size or target_hw
+    k = aligned.size / crop_size
+    grid = (np.arange(crop_size, dtype=np.float64) + 0.5) * k - 0.5
+    gx, gy = np.meshgrid(grid, grid)
+    inv = aligned.inverse
+    x = inv[0, 0] * gx + inv[0, 1] * gy + inv[0, 2]
+    y = inv[1, 0] * gx + inv[1, 1] * gy + inv[1, 2]
+    eps = 1e-3
+    inside = (x >= -eps) & (x <= w - 1 + eps) & (y >= -eps) & (y <= h - 1 + eps)
+    return None if inside.all() else inside.astype(np.float32)
+
+
+def _warp_without_surround(crop: np.ndarray, inside: np.ndarray, face_px: np.ndarray, face_mask: np.ndarray,
+                           to_roi: np.ndarray, dsize: tuple[int, int], warp: dict) -> None:
+    """Along the border of a face cut by the image edge, interpolate from real crop pixels only.
+
+    Crop pixels that straddle the image border were mixed with the black
+    surround; a plain warp would carry that into a dark rim. There the face
+    is re-interpolated from the inside pixels alone (normalised weights)
+    and its mask scaled by their share. Updates `face_px` and `face_mask` in place.
+    """
+    # The rim is wherever the bicubic footprint (one crop pixel wider than the bilinear one) saw the surround.
+    core = cv2.erode(inside, np.ones((3, 3), np.uint8), borderValue=0)
+    rim = cv2.warpAffine(core, to_roi, dsize, **warp) < 1.0 - 1e-6
+    if not rim.any():
+        return
+    weight = cv2.warpAffine(inside, to_roi, dsize, **warp)
+    num = cv2.warpAffine(crop.astype(np.float32) * inside[..., None], to_roi, dsize, **warp)
+    fixed = num[rim] / np.maximum(weight[rim], 1e-6)[:, None]  # 0..255
+    if face_px.dtype == np.uint8:
+        face_px[rim] = np.clip(np.rint(fixed), 0, 255).astype(np.uint8)
+    else:
+        face_px[rim] = fixed / 255.0
+    # Fade the paste out where part of the footprint was surround: the image's last pixels keep some of
+    # their own value instead of an extrapolated one.
+    face_mask[rim] *= np.clip(weight[rim], 0.0, 1.0)
+
+
+def _parse_mask_for(parse_masks: ParseSource | None, index: int, crop: np.ndarray) -> np.ndarray | None:
+    if parse_masks is None:
+        return None
+    if callable(parse_masks):
+        return parse_masks(crop)
+    return parse_masks[index]
+
+
+def _crop_mask(mode: str, crop: np.ndarray, parse: np.ndarray | None, feather: float | None,
+               grow: float) -> np.ndarray:
+    size = crop.shape[0]
+    if mode == "box":
+        return masks.box_mask(size, feather, grow)
+    if mode == "parse":
+        return masks.soft_parse_mask(parse, size, feather, grow)
+    if parse is None:
+        base = masks.official_rect_mask(size)
+    else:
+        base = masks.official_parse_mask(parse, size)
+    if feather is None and grow == 0:
+        return base
+    # Adjustments asked for on top of the official mask: redo it softly from its core.
+    return masks.soft_parse_mask(base > 0.5, size, feather, grow)
+
+
+def _check_args(image, aligned, restored, mask_mode, strength, keep_gray, region_mask, parse_masks,
+                original_crops) -> None:
+    check_image(image)
+    if mask_mode not in MASK_MODES:
+        raise ValueError(f"unknown mask_mode {mask_mode!r}; choose one of {MASK_MODES}")
+    if len(aligned) != len(restored):
+        raise ValueError(f"got {len(aligned)} aligned faces but {len(restored)} restored crops; they must pair up")
+    if not 0.0 <= float(strength) <= 1.0:
+        raise ValueError(f"strength must be in [0, 1], got {strength}")
+    if keep_gray not in ("auto", True, False):
+        raise ValueError(f"keep_gray must be 'auto', True or False, got {keep_gray!r}")
+    if region_mask is not None and np.asarray(region_mask).shape[:2] != image.shape[:2]:
+        raise ValueError(f"region_mask must be {image.shape[0]}x{image.shape[1]} like the image, "
+                         f"got shape {np.asarray(region_mask).shape}")
+    if parse_masks is not None and not callable(parse_masks) and len(parse_masks) != len(aligned):
+        raise ValueError(f"parse_masks must hold one mask per face ({len(aligned)}), got {len(parse_masks)}")
+    if original_crops is not None and len(original_crops) != len(aligned):
+        raise ValueError(f"original_crops must hold one crop per face ({len(aligned)}), got {len(original_crops)}")
+    if mask_mode == "parse" and parse_masks is None:
+        raise ValueError("mask_mode 'parse' needs parse_masks (masks or a parser function); "
+                         "load a face parser (gpen_pipeline.parsing.load_parser) or use mask_mode 'box'")
+
+
+def paste_faces(image: np.ndarray, aligned: Sequence[AlignedFace], restored: Sequence[np.ndarray],
+                mask_mode: str = "official", strength: float = 1.0, feather: float | None = None,
+                grow: float = 0.0, color_match: bool = False, keep_gray: bool | str = "auto",
+                region_mask: np.ndarray | None = None, parse_masks: ParseSource | None = None,
+                original_crops: Sequence[np.ndarray] | None = None) -> PasteResult:
+    """Blend restored crops (uint8 RGB, square, any size) back into `image` (HxWx3/4, uint8 or float32).
+
+    mask_mode:
+      "official": GPEN demo recipe (parse mask of the restored face, 26 px
+        border, blur (101,101) sigma 4 twice; 3x3 smoothing of faces under
+        100 px). Without `parse_masks` it falls back to the demo's blurred
+        rectangle and warns.
+      "parse": the parse masks (chosen regions) grown by `grow` and feathered
+        by `feather`, in % of the crop size.
+      "box": a feathered rectangle over the crop.
+      Outside "official" mode a face cut by the image border is pasted
+      without the crop's black surround (GPEN leaves a dark rim there).
+    strength: 0..1. In "official" mode with `original_crops` it mixes the
+      crops like the demo (addWeighted); otherwise it scales the mask.
+      0 returns the image unchanged.
+    color_match: give each restored face the low-frequency colour of the
+      original crop. keep_gray: "auto" re-greys faces pasted into a
+      black-and-white image. region_mask: HxW weights limiting where faces go.
+    `image` may be a resized copy of the image the faces were aligned on.
+    """
+    _check_args(image, aligned, restored, mask_mode, strength, keep_gray, region_mask, parse_masks,
+                original_crops)
+    h, w = image.shape[:2]
+    strength = float(strength)
+    if len(aligned) == 0 or strength == 0.0:
+        return PasteResult(image.copy(), np.zeros((h, w), np.float32))
+    if mask_mode == "official" and parse_masks is None:
+        warnings.warn("no face parser: pasting with GPEN's rectangle mask instead of a parse mask", stacklevel=2)
+
+    crop_blend = mask_mode == "official" and original_crops is not None
+    full_mask = np.zeros((h, w), np.float32)
+    full_face = np.zeros((h, w, 3), np.float32)  # calloc'd: only the faces' boxes are ever touched
+    touched: _Roi | None = None
+    for i, (face, crop) in enumerate(zip(aligned, restored)):
+        job = _FaceJob(face=face, crop=check_crop(crop, f"restored crop {i}"), mode=mask_mode,
+                       strength=strength if crop_blend else 1.0)
+        rendered = _render_face(image, job, i, parse_masks, original_crops, color_match, feather, grow)
+        if rendered is None:
+            continue
+        roi, face_mask, face_px = rendered
+        sub_mask, sub_face = full_mask[roi.slices], full_face[roi.slices]
+        higher = face_mask > sub_mask  # overlapping faces: the higher mask wins, as in the official code
+        sub_mask[higher] = face_mask[higher]
+        sub_face[higher] = face_px[higher]
+        touched = roi.union(touched)
+
+    if touched is None:
+        return PasteResult(image.copy(), full_mask)
+    if not crop_blend:
+        full_mask *= strength
+    if region_mask is not None:
+        full_mask *= masks.unit_mask(region_mask, "region_mask")
+    return PasteResult(_composite(image, full_face, full_mask, touched, keep_gray), full_mask)
+
+
+@dataclass(frozen=True)
+class _FaceJob:
+    face: AlignedFace
+    crop: np.ndarray  # uint8 RGB PxP
+    mode: str
+    strength: float  # crop-space mix with the original (official recipe); 1.0 = none
+
+
+def _reference_crop(image, inverse, size, index, original_crops) -> np.ndarray:
+    if original_crops is None:
+        return warp_crop(image, invert_affine(inverse), size)
+    reference = check_crop(original_crops[index], f"original crop {index}")
+    if reference.shape[0] != size:
+        reference = cv2.resize(reference, (size, size), interpolation=cv2.INTER_LINEAR)
+    return reference
+
+
+def _render_face(image, job: _FaceJob, index, parse_masks, original_crops, color_match, feather, grow):
+    """One face warped into its box of the target: (roi, mask, pixels), or None when it misses the image."""
+    h, w = image.shape[:2]
+    face, crop, size = job.face, job.crop, job.crop.shape[0]
+    inverse = crop_to_target(face, size, (h, w))
+    roi = _footprint(inverse, size, h, w)
+    if roi is None:
+        return None
+    reference = None
+    if color_match or job.strength < 1.0:
+        reference = _reference_crop(image, inverse, size, index, original_crops)
+    inside = _inside_source(face, size, (h, w))
+    crop_mask = _crop_mask(job.mode, crop, _parse_mask_for(parse_masks, index, crop), feather, grow)
+    if color_match:
+        crop = match_color(crop, reference, weight=inside)
+    if job.mode == "official":
+        sx, sy = _target_scale(face, (h, w))
+        if masks.is_small_face(face.face.width * sx, face.face.height * sy):
+            crop = masks.smooth_small_face(crop)
+    if job.strength < 1.0:
+        crop = cv2.addWeighted(crop, job.strength, reference, 1.0 - job.strength, 0)
+
+    to_roi = inverse - np.array([[0, 0, roi.x0], [0, 0, roi.y0]], dtype=np.float64)
+    dsize = (roi.x1 - roi.x0, roi.y1 - roi.y0)
+    warp = dict(flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    face_mask = cv2.warpAffine(crop_mask, to_roi, dsize, **warp)
+    # The official recipe warps the face bilinearly; the other modes use bicubic, which undoes the
+    # bilinear crop far better (identity round trip at 512: ~42.5 dB -> ~47 dB).
+    face_warp = dict(warp, flags=cv2.INTER_LINEAR if job.mode == "official" else cv2.INTER_CUBIC)
+    # uint8 targets warp the uint8 crop (rounded, as the official code); float targets stay in float.
+    is_u8 = image.dtype == np.uint8
+    face_px = cv2.warpAffine(crop if is_u8 else crop.astype(np.float32) / 255.0, to_roi, dsize, **face_warp)
+    if not is_u8:
+        np.clip(face_px, 0.0, 1.0, out=face_px)  # bicubic overshoot
+    if inside is not None and job.mode != "official":  # the official recipe keeps its dark rim
+        _warp_without_surround(crop, inside, face_px, face_mask, to_roi, dsize, warp)
+    return roi, face_mask, face_px
+
+
+def _target_scale(face: AlignedFace, target_hw: tuple[int, int]) -> tuple[float, float]:
+    h_s, w_s = face.image_size or target_hw
+    return target_hw[1] / w_s, target_hw[0] / h_s
+
+
+def _composite(image: np.ndarray, full_face: np.ndarray, full_mask: np.ndarray, roi: _Roi,
+               keep_gray: bool | str) -> np.ndarray:
+    """Blend only the pixels under a non-zero mask; every other pixel is copied bit for bit."""
+    out = image.copy()
+    sub_out, sub_mask = out[roi.slices], full_mask[roi.slices]
+    rows, cols = np.nonzero(sub_mask > 0)
+    if rows.size == 0:
+        return out
+    face = full_face[roi.slices][rows, cols]
+    if keep_gray is True or (keep_gray == "auto" and is_grayscale(image)):
+        face = gray_rgb(face)
+    m = sub_mask[rows, cols][:, None]
+    base = sub_out[rows, cols, :3].astype(np.float32)
+    blended = base * (1.0 - m) + face * m
+    if image.dtype == np.uint8:
+        sub_out[rows, cols, :3] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    else:
+        sub_out[rows, cols, :3] = blended
+    return out

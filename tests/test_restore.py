@@ -1,0 +1,188 @@
+"""Network pre/post-processing, batching and tasks against the official FaceGAN fixture and the s64 model."""
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from gpen_pipeline.color import transfer_luminance
+from gpen_pipeline.restore import RestoreOutOfMemory, from_network, restore_crops, run_batched, to_network
+
+FIXTURES = Path(__file__).parent / "fixtures" / "gpen"
+MODEL_FILE = FIXTURES / "gpen_s64_cm1_n0125.pth"
+
+torch.set_num_threads(1)
+
+
+def _rgb(bgr: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(bgr[..., ::-1])
+
+
+@pytest.fixture(scope="module")
+def io_fx():
+    return np.load(FIXTURES / "facegan_io.npz")
+
+
+@pytest.fixture(scope="module")
+def model():
+    gpen_arch = pytest.importorskip("gpen_arch")
+    if not hasattr(gpen_arch, "load_model"):
+        pytest.skip("gpen_arch.load_model is not available yet")
+    return gpen_arch.load_model(MODEL_FILE)
+
+
+class Recording:
+    """Runs the real model and keeps what it was fed."""
+
+    def __init__(self, model):
+        self.model, self.size, self.seen = model, model.size, []
+
+    def __call__(self, x):
+        self.seen.append(x.clone())
+        return self.model(x)
+
+
+def test_to_network_is_bit_identical_to_official_input(io_fx):
+    resized = cv2.resize(_rgb(io_fx["img_bgr_u8"]), (64, 64))  # official: cv2.resize default bilinear
+    np.testing.assert_array_equal(resized, _rgb(io_fx["resized_bgr_u8"]))
+    tensor = to_network([resized])
+    assert tensor.dtype == torch.float32 and tuple(tensor.shape) == (1, 3, 64, 64)
+    assert torch.equal(tensor, torch.from_numpy(io_fx["img_t"]))
+
+
+def test_from_network_truncating_matches_official_and_rounding_is_default(io_fx):
+    out = torch.from_numpy(io_fx["model_out"])
+    truncated = from_network(out, round_output=False)[0]
+    np.testing.assert_array_equal(truncated, _rgb(io_fx["out_bgr_u8"]))
+    rounded = from_network(out)[0]
+    step = rounded.astype(int) - truncated
+    assert set(np.unique(step)) == {0, 1}
+    assert (step == 1).sum() == 3634  # the count the fixture records as differing from rounding
+
+
+def test_restore_crops_with_the_s64_model_matches_official_facegan(io_fx, model):
+    crop = _rgb(io_fx["img_bgr_u8"])  # 80x72: restore_crops resizes to the model size like FaceGAN
+    out = restore_crops(model, [crop], round_output=False)[0]
+    assert out.shape == (64, 64, 3) and out.dtype == np.uint8
+    diff = np.abs(out.astype(int) - _rgb(io_fx["out_bgr_u8"]))
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.01
+
+
+def test_colorization_luma_swap_matches_official(io_fx):
+    final = transfer_luminance(_rgb(io_fx["colorization_facegan_out_u8"]), _rgb(io_fx["gray_bgr_u8"]))
+    assert final.shape == (96, 96, 3)
+    assert np.abs(final.astype(int) - _rgb(io_fx["colorization_final_u8"])).max() <= 1
+
+
+def test_colorize_task_keeps_luminance_and_takes_network_colours(io_fx, model):
+    gray = _rgb(io_fx["gray_bgr_u8"])
+    rec = Recording(model)
+    out = restore_crops(rec, [gray], task="colorize", round_output=False)[0]
+    assert out.shape == (64, 64, 3) and out.dtype == np.uint8
+    gray64 = cv2.resize(gray, (64, 64))
+    y_out = cv2.cvtColor(out, cv2.COLOR_RGB2YUV)[..., 0].astype(int)
+    in_gamut = (out.min(axis=2) > 0) & (out.max(axis=2) < 255)  # a clipped channel cannot keep luma
+    assert in_gamut.sum() > 400  # the random test model makes loud colours; enough stay in gamut
+    assert np.abs(y_out - gray64[..., 0])[in_gamut].max() <= 1  # luminance is the input's
+    official = cv2.cvtColor(_rgb(io_fx["colorization_facegan_out_u8"]), cv2.COLOR_RGB2YUV)
+    uv = cv2.cvtColor(out, cv2.COLOR_RGB2YUV)[..., 1:].astype(int)
+    assert np.abs(uv - official[..., 1:])[in_gamut].max() <= 2  # colour is the network's
+    assert np.ptp(uv) > 0
+
+
+def test_colorize_feeds_grey_even_for_a_colour_crop(io_fx, model):
+    colour = cv2.resize(_rgb(io_fx["img_bgr_u8"]), (64, 64))
+    rec = Recording(model)
+    out = restore_crops(rec, [colour], task="colorize")[0]
+    fed = rec.seen[0][0]
+    assert torch.equal(fed[0], fed[1]) and torch.equal(fed[1], fed[2])
+    luma = cv2.cvtColor(colour, cv2.COLOR_RGB2GRAY).astype(int)
+    in_gamut = (out.min(axis=2) > 0) & (out.max(axis=2) < 255)
+    assert np.abs(cv2.cvtColor(out, cv2.COLOR_RGB2YUV)[..., 0].astype(int) - luma)[in_gamut].max() <= 1
+
+
+def _damage(size=64):
+    mask = np.zeros((size, size), np.uint8)
+    cv2.line(mask, (8, 10), (50, 40), 255, 6)
+    return mask
+
+
+def test_inpaint_paints_damage_white_and_returns_the_network_output(io_fx, model):
+    crop = cv2.resize(_rgb(io_fx["img_bgr_u8"]), (64, 64))
+    mask = _damage()
+    rec = Recording(model)
+    out = restore_crops(rec, [crop], task="inpaint", inpaint_masks=[mask])[0]
+    fed = from_network(rec.seen[0])[0]
+    hole = mask >= 128
+    assert (fed[hole] == 255).all()
+    np.testing.assert_array_equal(fed[~hole], crop[~hole])  # undamaged pixels go in untouched
+    broken = crop.copy()
+    broken[hole] = 255
+    np.testing.assert_array_equal(out, restore_crops(model, [broken])[0])
+
+
+def test_inpaint_keep_outside_changes_only_the_damage(io_fx, model):
+    crop = cv2.resize(_rgb(io_fx["img_bgr_u8"]), (64, 64))
+    mask = _damage().astype(np.float32) / 255.0
+    hole = mask >= 0.5
+    full = restore_crops(model, [crop], task="inpaint", inpaint_masks=[mask])[0]
+    kept = restore_crops(model, [crop], task="inpaint", inpaint_masks=[mask], inpaint_keep_outside=True)[0]
+    np.testing.assert_array_equal(kept[~hole], crop[~hole])
+    np.testing.assert_array_equal(kept[hole], full[hole])
+    assert not np.array_equal(full[~hole], crop[~hole])  # the network alone would change them
+
+
+def test_batches_give_the_same_faces(model):
+    rng = np.random.default_rng(0)
+    crops = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(3)]
+    together = restore_crops(model, crops)
+    one_by_one = restore_crops(model, crops, batch_size=1)
+    for a, b in zip(together, one_by_one):
+        assert np.abs(a.astype(int) - b).max() <= 1
+
+
+class OomAbove:
+    """A real model that reports out-of-memory for batches above `limit` (fault injection)."""
+
+    def __init__(self, model, limit):
+        self.model, self.size, self.limit, self.batches = model, model.size, limit, []
+
+    def __call__(self, x):
+        self.batches.append(x.shape[0])
+        if x.shape[0] > self.limit:
+            raise torch.OutOfMemoryError("injected")
+        return self.model(x)
+
+
+def test_out_of_memory_halves_the_batch_and_still_restores_all(model):
+    batch = to_network([np.full((64, 64, 3), v, np.uint8) for v in (20, 90, 160, 230, 128)])
+    flaky = OomAbove(model, limit=2)
+    out = run_batched(flaky, batch)
+    assert flaky.batches[:3] == [5, 2, 2] and sum(b for b in flaky.batches if b <= 2) == 5
+    ref = run_batched(model, batch, batch_size=1)
+    assert torch.allclose(out, ref, atol=1e-5)
+
+
+def test_out_of_memory_at_one_face_raises_a_clear_error(model):
+    with pytest.raises(RestoreOutOfMemory, match="even with one face"):
+        restore_crops(OomAbove(model, limit=0), [np.zeros((64, 64, 3), np.uint8)] * 2)
+
+
+def test_bad_arguments_are_named():
+    crop = np.zeros((64, 64, 3), np.uint8)
+    with pytest.raises(ValueError, match="unknown task"):
+        restore_crops(lambda x: x, [crop], task="sharpen")
+    with pytest.raises(ValueError, match="one mask per crop"):
+        restore_crops(lambda x: x, [crop], task="inpaint")
+    with pytest.raises(ValueError, match="share a size"):
+        to_network([crop, np.zeros((32, 32, 3), np.uint8)])
+    with pytest.raises(ValueError, match="square"):
+        to_network([np.zeros((64, 32, 3), np.uint8)])
+    assert restore_crops(lambda x: x, []) == []
+
+
+def test_a_plain_callable_runs_and_float_crops_are_accepted():
+    crop = (np.arange(32 * 32 * 3).reshape(32, 32, 3) % 256).astype(np.uint8)
+    out = restore_crops(lambda x: x, [crop.astype(np.float32) / 255.0])[0]
+    np.testing.assert_array_equal(out, crop)  # identity network: in -> out exactly (with rounding)
