@@ -21,6 +21,10 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise ModelLoadError(f"Model file not found: {path}")
+    if path.suffix.lower() not in WEIGHT_SUFFIXES:
+        raise ModelLoadError(
+            f"{path.name}: unsupported file type '{path.suffix}'; use {', '.join(WEIGHT_SUFFIXES)} or .onnx."
+        )
     if path.stat().st_size == 0:
         raise ModelLoadError(f"Model file {path.name} is empty (0 bytes): the download or copy failed; get it again.")
     if path.suffix.lower() in (".safetensors", ".sft"):
@@ -48,7 +52,7 @@ def _read_pickle(path: Path) -> Any:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc) or "GLOBAL" in str(exc):
+        if "Unsupported global" in str(exc):
             raise ModelLoadError(
                 f"Model file {path.name} was refused: it contains Python objects that could run code when "
                 "loaded, and only plain weight files are accepted. Use the original GPEN release, or a "

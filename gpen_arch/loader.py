@@ -6,7 +6,7 @@ from typing import Mapping
 
 import torch
 
-from .checkpoint import WEIGHT_SUFFIXES, identify, read_weights, unwrap
+from .checkpoint import identify, read_weights, unwrap
 from .config import GPENConfig, infer_config
 from .errors import ModelLoadError
 from .network import GPEN
@@ -85,10 +85,6 @@ def load_model(source, device=None, dtype=None):
         from .onnx_model import load_onnx
 
         return load_onnx(path, device)
-    if suffix not in WEIGHT_SUFFIXES:
-        raise ModelLoadError(
-            f"{path.name}: unsupported file type '{suffix}'; use {', '.join(WEIGHT_SUFFIXES)} or .onnx."
-        )
     model = build_model(read_weights(path), device, dtype, name=f"Model file {path.name}")
     model.source = str(path)
     return model

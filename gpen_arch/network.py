@@ -118,11 +118,25 @@ class FusedLeakyReLU(nn.Module):
         return _lrelu(x, self.bias)
 
 
+class ConvLayer(nn.Sequential):
+    """[Blur,] EqualConv2d, FusedLeakyReLU: the official layer, run as one biased convolution
+    with the sqrt(2) gain folded into its weights, then an in-place leaky ReLU."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        *pre, conv, act = self
+        for module in pre:
+            x = module(x)
+        weight = (conv.weight * (conv.scale * _SQRT2)).to(x.dtype)
+        bias = (act.bias * _SQRT2).to(x.dtype)
+        out = F.conv2d(x, weight, bias, stride=conv.stride, padding=conv.padding)
+        return F.leaky_relu(out, 0.2, inplace=not torch.onnx.is_in_onnx_export())
+
+
 def _encoder_block(in_ch: int, out_ch: int, downsample: bool) -> nn.Sequential:
     if downsample:
-        layer = nn.Sequential(Blur((2, 2)), EqualConv2d(in_ch, out_ch, 3, stride=2), FusedLeakyReLU(out_ch))
+        layer = ConvLayer(Blur((2, 2)), EqualConv2d(in_ch, out_ch, 3, stride=2), FusedLeakyReLU(out_ch))
     else:
-        layer = nn.Sequential(EqualConv2d(in_ch, out_ch, 1), FusedLeakyReLU(out_ch))
+        layer = ConvLayer(EqualConv2d(in_ch, out_ch, 1), FusedLeakyReLU(out_ch))
     return nn.Sequential(layer)
 
 
@@ -216,9 +230,15 @@ class StyledConv(nn.Module):
         c_out = self.conv.weight.shape[1]
         noise_gain = (self.noise.weight * _SQRT2).to(x.dtype)
         out = self.conv(x, w, gain=_SQRT2, bias=bias[:c_out])
-        if self.isconcat:
+        if self.isconcat and torch.onnx.is_in_onnx_export():
             injected = torch.addcmul(bias[c_out:].to(x.dtype).view(1, -1, 1, 1), feature, noise_gain)
             out = torch.cat([out, injected], dim=1)
+        elif self.isconcat:
+            # Written straight into the halves of one buffer: a concatenation costs a full extra pass.
+            both = out.new_empty(out.shape[0], 2 * c_out, out.shape[2], out.shape[3])
+            both[:, :c_out] = out
+            torch.addcmul(bias[c_out:].to(x.dtype).view(1, -1, 1, 1), feature, noise_gain, out=both[:, c_out:])
+            out = both
         else:
             out = torch.addcmul(out, feature, noise_gain)
         return F.leaky_relu(out, 0.2, inplace=not torch.onnx.is_in_onnx_export())

@@ -1,0 +1,321 @@
+"""GPEN face restoration from the command line.
+
+    python gpen_cli.py restore photo.jpg --model GPEN-BFR-512.pth -o restored.png
+    python gpen_cli.py restore photos/ --model GPEN-BFR-512.pth -o restored/
+    python gpen_cli.py detect photo.jpg --json
+    python gpen_cli.py info GPEN-BFR-512.pth --json
+    python gpen_cli.py convert GPEN-BFR-512.pth -o GPEN-BFR-512-fp16.safetensors --fp16
+    python gpen_cli.py download GPEN-BFR-512.pth --dir models/facerestore
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+
+class CliError(Exception):
+    """A problem the user can fix; printed as one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line instead of usage + message
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+# --- images on disk --------------------------------------------------------------------------
+
+
+def read_image(path: Path) -> np.ndarray:
+    """RGB or RGBA, uint8, or float32 in [0, 1] for 16-bit files."""
+    import cv2
+
+    data = np.fromfile(str(path), np.uint8) if path.is_file() else None
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data is not None and data.size else None
+    if image is None:
+        raise CliError(f"cannot read image {path}: not an image file OpenCV can decode")
+    if image.ndim == 2:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    elif image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA)
+    else:
+        image = cv2.cvtColor(image[..., :3], cv2.COLOR_BGR2RGB)
+    if image.dtype == np.uint16:
+        image = image.astype(np.float32) / 65535.0
+    elif image.dtype != np.uint8:
+        raise CliError(f"cannot read image {path}: {image.dtype} pixels are not supported")
+    return image
+
+
+def write_image(path: Path, image: np.ndarray, like: Path) -> None:
+    import cv2
+
+    if image.dtype != np.uint8:
+        scale = 65535.0 if path.suffix.lower() in (".png", ".tif", ".tiff") else 255.0
+        image = np.clip(np.rint(image * scale), 0, scale).astype(np.uint16 if scale > 255 else np.uint8)
+    code = cv2.COLOR_RGBA2BGRA if image.shape[2] == 4 else cv2.COLOR_RGB2BGR
+    if image.shape[2] == 4 and path.suffix.lower() in (".jpg", ".jpeg", ".bmp"):
+        image, code = image[..., :3], cv2.COLOR_RGB2BGR  # these formats have no alpha
+    ok, encoded = cv2.imencode(path.suffix, cv2.cvtColor(image, code))
+    if not ok:
+        raise CliError(f"cannot write {path}: OpenCV has no encoder for '{path.suffix}'")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    encoded.tofile(str(path))
+
+
+# --- subcommands -------------------------------------------------------------------------------
+
+
+def _load_detector(args):
+    from gpen_pipeline.detection import load_detector
+
+    return load_detector(args.detector, args.detector_dir, device=None if args.device == "auto" else args.device)
+
+
+def cmd_detect(args) -> int:
+    from gpen_pipeline.detection import detect_faces
+
+    faces = detect_faces(_load_detector(args), read_image(Path(args.image)), args.threshold)
+    if args.json:
+        print(json.dumps([f.to_json() for f in faces]))
+    else:
+        for i, face in enumerate(faces):
+            box = ", ".join(f"{v:.0f}" for v in face.box)
+            print(f"face {i}: score {face.score:.3f}, box [{box}]")
+        print(f"{len(faces)} face(s)")
+    return 0
+
+
+def cmd_info(args) -> int:
+    import gpen_arch
+
+    info = gpen_arch.describe(args.model)
+    if args.json:
+        print(json.dumps(info.to_json()))
+    else:
+        cfg = info.config.to_dict() if info.config else "unknown"
+        params = f"{info.parameters:,}" if info.parameters else "n/a"
+        print(f"{info.file}: GPEN-{info.size} ({info.format}, {info.dtype}), task {info.task}, "
+              f"{params} parameters, {info.file_bytes:,} bytes, config {cfg}")
+    return 0
+
+
+def cmd_convert(args) -> int:
+    import gpen_arch
+
+    out = Path(args.output)
+    if out.suffix.lower() != ".safetensors":
+        raise CliError(f"output {out} must end in .safetensors")
+    if out.resolve() == Path(args.model).resolve():
+        raise CliError("output and input are the same file; choose another output name")
+    model = gpen_arch.load_model(args.model, device="cpu")
+    if isinstance(model, gpen_arch.OnnxGPEN):
+        raise CliError(f"{args.model} is an ONNX model; only PyTorch checkpoints can be converted")
+    gpen_arch.save_safetensors(model, out, half=args.fp16)
+    print(f"wrote {out} ({out.stat().st_size:,} bytes, {'fp16' if args.fp16 else 'fp32'})")
+    return 0
+
+
+def cmd_download(args) -> int:
+    from gpen_pipeline.catalog import model_names
+    from gpen_pipeline.download import download_model
+
+    if args.list:
+        print("\n".join(model_names()))
+        return 0
+    if not args.name:
+        raise CliError("name a model to download, or use --list")
+    bar = _progress_bar(args.name)
+    try:
+        result = download_model(args.name, args.dir, url_base=args.url_base, progress=bar.update_to)
+    finally:
+        bar.close()
+    print(f"{result.path} ({result.bytes:,} bytes, sha256 {result.sha256})")
+    return 0
+
+
+def _progress_bar(name):
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, unit="B", unit_scale=True, desc=name, leave=False)
+
+    def update_to(done, total):
+        if total and bar.total != total:
+            bar.total = total
+        bar.update(done - bar.n)
+
+    bar.update_to = update_to
+    return bar
+
+
+def _inputs_and_outputs(args) -> list[tuple[Path, Path]]:
+    source, output = Path(args.input), Path(args.output)
+    if source.is_dir():
+        files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if not files:
+            raise CliError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {source}")
+        if output.exists() and not output.is_dir():
+            raise CliError(f"input {source} is a folder, so the output {output} must be a folder too")
+        pairs = [(p, output / p.name) for p in files]
+    elif source.is_file():
+        if output.is_dir():
+            output = output / source.name
+        if output.suffix.lower() not in IMAGE_SUFFIXES:
+            raise CliError(f"output {output} has no image extension ({', '.join(IMAGE_SUFFIXES)})")
+        pairs = [(source, output)]
+    else:
+        raise CliError(f"input {source} does not exist")
+    inputs = {p.resolve() for p, _ in pairs}
+    for _, out in pairs:
+        if out.resolve() in inputs:
+            raise CliError(f"refusing to overwrite the input {out}; choose another output")
+    return pairs
+
+
+def cmd_restore(args) -> int:
+    import gpen_arch
+    from tqdm import tqdm
+
+    from gpen_pipeline.enhance import EnhanceOptions, enhance_image
+
+    pairs = _inputs_and_outputs(args)
+    model = gpen_arch.load_model(args.model, device=None if args.device == "auto" else args.device,
+                                 dtype=None if args.precision == "fp32" else args.precision)
+    task = gpen_arch.task_hint(Path(args.model).name) if args.task == "auto" else args.task
+    if task == "seg2face":
+        raise CliError("Seg2face models turn segmentation maps into faces; they cannot restore photos")
+    options = EnhanceOptions(task=task, threshold=args.threshold, order=args.order, indices=args.faces,
+                             min_size=args.min_size, max_count=args.max_faces, mask_mode=args.mask,
+                             strength=args.strength, color_match=args.color_match,
+                             keep_gray={"auto": "auto", "on": True, "off": False}[args.keep_gray])
+    if task == "inpaint" and not args.inpaint_mask:
+        raise CliError("the inpainting model needs --inpaint-mask (white = damaged)")
+    parser = None
+    if args.mask in ("parse", "official") and args.parser_dir:
+        from gpen_pipeline.parsing import load_parser
+
+        parser = load_parser("auto", args.parser_dir)
+    elif args.mask == "parse":
+        raise CliError("--mask parse needs --parser-dir with parsing_parsenet.pth or parsing_bisenet.pth")
+    detector = _load_detector(args)
+    restored = 0
+    for source, target in tqdm(pairs, desc="restoring", unit="image", disable=len(pairs) < 2):
+        image = read_image(source)
+        extra = {}
+        if task == "inpaint":
+            extra["inpaint_mask"] = _read_mask(Path(args.inpaint_mask), image.shape[:2])
+        result = enhance_image(image, model, detector, options, parser=parser, **extra)
+        for note in result.notes:
+            print(f"{source.name}: {note}", file=sys.stderr)
+        if not result.faces and source.suffix.lower() == target.suffix.lower():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)  # no face: the very same file
+        else:
+            write_image(target, result.image, source)
+        restored += len(result.faces)
+        if len(pairs) == 1:
+            print(f"{target}: {len(result.faces)} face(s) restored")
+    if len(pairs) > 1:
+        print(f"{len(pairs)} image(s), {restored} face(s) restored -> {args.output}")
+    return 0
+
+
+def _read_mask(path: Path, shape) -> np.ndarray:
+    import cv2
+
+    mask = read_image(path)[..., :3].mean(axis=2)
+    mask = mask.astype(np.float32) / (255.0 if mask.max() > 1.0 else 1.0)
+    if mask.shape != tuple(shape):
+        mask = cv2.resize(mask, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+    return mask
+
+
+# --- argument parsing ----------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from gpen_pipeline.detection import DEFAULT_DETECTOR, DETECTOR_NAMES
+    from gpen_pipeline.paste import MASK_MODES
+    from gpen_pipeline.selection import LARGEST, ORDERS
+
+    parser = _Parser(prog="gpen", description="GPEN face restoration.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def detector_options(p):
+        p.add_argument("--detector", choices=DETECTOR_NAMES, default=DEFAULT_DETECTOR,
+                       help="face detector (default: the bundled offline RetinaFace)")
+        p.add_argument("--detector-dir", action="append", default=[],
+                       help="folder with detector weights (facexlib .pth / insightface .onnx); repeatable")
+        p.add_argument("--threshold", type=float, default=0.8, help="minimum face score, 0-1 (default 0.8)")
+        p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+
+    p = sub.add_parser("restore", help="restore the faces of an image or a folder of images")
+    p.add_argument("input", help="an image file or a folder of images")
+    p.add_argument("--model", required=True, help="GPEN model file (.pth, .safetensors, .onnx)")
+    p.add_argument("-o", "--output", required=True, help="output file (for a file) or folder (for a folder)")
+    detector_options(p)
+    p.add_argument("--task", choices=("auto", "restore", "colorize", "inpaint"), default="auto",
+                   help="auto: from the model file name")
+    p.add_argument("--inpaint-mask", help="image marking damaged areas in white (inpainting)")
+    p.add_argument("--strength", type=float, default=1.0, help="0 = original, 1 = fully restored")
+    p.add_argument("--mask", choices=MASK_MODES, default="box", help="paste mask (default box)")
+    p.add_argument("--parser-dir", action="append", default=[],
+                   help="folder with parsing_parsenet.pth / parsing_bisenet.pth (parse and official masks)")
+    p.add_argument("--color-match", action="store_true", help="match the restored faces' colours to the photo")
+    p.add_argument("--keep-gray", choices=("auto", "on", "off"), default="auto",
+                   help="keep black-and-white photos black-and-white (auto: detect them)")
+    p.add_argument("--order", choices=ORDERS + (LARGEST,), default="left-right", help="face order for --faces")
+    p.add_argument("--faces", default="", help='which faces, e.g. "0,2" (default: all)')
+    p.add_argument("--min-size", type=float, default=0.0, help="ignore faces smaller than this (px)")
+    p.add_argument("--max-faces", type=int, default=0, help="restore at most this many faces (0 = all)")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
+    p.set_defaults(func=cmd_restore)
+
+    p = sub.add_parser("detect", help="list the faces in an image")
+    p.add_argument("image")
+    p.add_argument("--json", action="store_true", help="print a JSON list of {box, score, landmarks}")
+    detector_options(p)
+    p.set_defaults(func=cmd_detect)
+
+    p = sub.add_parser("info", help="describe a model file")
+    p.add_argument("model")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("convert", help="save a model as .safetensors")
+    p.add_argument("model")
+    p.add_argument("-o", "--output", required=True, help="the .safetensors file to write")
+    p.add_argument("--fp16", action="store_true", help="store fp16 tensors (half the size)")
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("download", help="download a released GPEN model")
+    p.add_argument("name", nargs="?", help="e.g. GPEN-BFR-512.pth (see --list)")
+    p.add_argument("--dir", default="models/facerestore", help="where to put it (default models/facerestore)")
+    p.add_argument("--url-base", help="download from this mirror instead (URL = BASE/NAME)")
+    p.add_argument("--list", action="store_true", help="list the downloadable models")
+    p.set_defaults(func=cmd_download)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    args = build_parser().parse_args(argv)
+    from gpen_arch import ModelLoadError
+    from gpen_pipeline.download import DownloadError
+
+    try:
+        return args.func(args)
+    except (CliError, ModelLoadError, DownloadError, ValueError, OSError, ImportError, RuntimeError) as exc:
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"gpen {args.command}: error: {message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

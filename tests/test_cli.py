@@ -1,0 +1,146 @@
+"""The command line, run as users run it: `python gpen_cli.py ...` in a subprocess."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from helpers.http_model_server import ModelServer, Route
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures" / "gpen"
+SMALL_MODEL = FIXTURES / "gpen_s256_cm1_n00625.pth"
+
+
+def gpen(*args, check=True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "2"}
+    done = subprocess.run([sys.executable, str(ROOT / "gpen_cli.py"), *map(str, args)],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    if check and done.returncode != 0:
+        raise AssertionError(f"gpen {args} failed ({done.returncode}): {done.stderr}")
+    return done
+
+
+def save_rgb(path: Path, rgb: np.ndarray) -> Path:
+    cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR if rgb.shape[2] == 3 else cv2.COLOR_RGBA2BGRA))
+    return path
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB if image.shape[2] == 3 else cv2.COLOR_BGRA2RGBA)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    import matplotlib.cbook
+    import skimage.data
+
+    folder = tmp_path_factory.mktemp("photos")
+    save_rgb(folder / "astronaut.png", skimage.data.astronaut())
+    hopper = cv2.imread(str(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))
+    cv2.imwrite(str(folder / "hopper.jpg"), hopper)
+    save_rgb(folder / "coffee.png", skimage.data.coffee())  # a cup of coffee: no face
+    return folder
+
+
+def test_detect_json_finds_the_astronaut_with_landmarks_on_the_eyes(photos):
+    faces = json.loads(gpen("detect", photos / "astronaut.png", "--json").stdout)
+    assert len(faces) == 1
+    face = faces[0]
+    assert set(face) == {"box", "score", "landmarks"} and face["score"] > 0.9
+    assert len(face["box"]) == 4 and len(face["landmarks"]) == 5
+    # Eyes read by hand on the photo: image-left (203, 101.5), image-right (246, 103.5).
+    (lx, ly), (rx, ry) = face["landmarks"][:2]
+    assert abs(lx - 203) < 4 and abs(ly - 101.5) < 4
+    assert abs(rx - 246) < 4 and abs(ry - 103.5) < 4
+
+
+def test_restore_a_folder_writes_every_image_and_leaves_the_faceless_one_identical(photos, tmp_path):
+    out = tmp_path / "restored"
+    done = gpen("restore", photos, "--model", SMALL_MODEL, "-o", out)
+    assert "3 image(s), 2 face(s) restored" in done.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["astronaut.png", "coffee.png", "hopper.jpg"]
+    assert (out / "coffee.png").read_bytes() == (photos / "coffee.png").read_bytes()
+    before, after = load_rgb(photos / "astronaut.png"), load_rgb(out / "astronaut.png")
+    assert before.shape == after.shape
+    changed = np.any(before != after, axis=2)
+    assert changed.sum() > 2000  # the face was restored...
+    assert not changed[:, :100].any() and not changed[300:].any()  # ...and nothing far from it
+
+
+def test_restore_keeps_the_alpha_channel_of_png(photos, tmp_path):
+    import skimage.data
+
+    rgba = np.dstack([skimage.data.astronaut(), np.tile(np.arange(512, dtype=np.uint16)[None] // 2, (512, 1))])
+    save_rgb(tmp_path / "alpha.png", rgba.astype(np.uint8))
+    gpen("restore", tmp_path / "alpha.png", "--model", SMALL_MODEL, "-o", tmp_path / "out.png", "--mask", "box")
+    out = load_rgb(tmp_path / "out.png")
+    assert out.shape == (512, 512, 4)
+    np.testing.assert_array_equal(out[..., 3], rgba[..., 3])
+    assert np.any(out[..., :3] != rgba[..., :3])
+
+
+def test_restore_never_overwrites_its_input(photos, tmp_path):
+    target = tmp_path / "astronaut.png"
+    target.write_bytes((photos / "astronaut.png").read_bytes())
+    done = gpen("restore", target, "--model", SMALL_MODEL, "-o", target, check=False)
+    assert done.returncode != 0
+    assert "refusing to overwrite the input" in done.stderr
+    assert target.read_bytes() == (photos / "astronaut.png").read_bytes()
+
+
+@pytest.mark.parametrize("name", ["gpen_s64_cm1_n0125", "gpen_s256_cm1_n00625", "gpen_s64_cm2_n0125_noconcat"])
+def test_info_prints_the_config_read_from_the_tensors(name):
+    info = json.loads(gpen("info", FIXTURES / f"{name}.pth", "--json").stdout)
+    spec = json.loads((FIXTURES / f"{name}.json").read_text())
+    assert info["config"] == spec["config"]
+    assert info["size"] == spec["config"]["size"]
+    assert info["parameters"] == spec["n_params"]
+    assert info["dtype"] == "fp32"
+
+
+def test_info_on_a_bad_file_exits_non_zero_with_one_line(tmp_path):
+    (tmp_path / "broken.pth").write_bytes(b"\x80\x02not a model at all")
+    done = gpen("info", tmp_path / "broken.pth", check=False)
+    assert done.returncode != 0
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "broken.pth" in done.stderr
+
+
+@pytest.mark.parametrize("args", [["restore"], ["detect"], ["frobnicate"], ["restore", "x.png", "--model", "m.pth"],
+                                  ["detect", "nowhere.png"]])
+def test_bad_arguments_exit_non_zero_with_a_one_line_message(args):
+    done = gpen(*args, check=False)
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "error" in lines[0]
+    assert "Traceback" not in done.stderr
+
+
+def test_convert_to_fp16_safetensors_halves_the_file_and_loads(tmp_path):
+    out = tmp_path / "small.safetensors"
+    gpen("convert", FIXTURES / "gpen_s64_cm1_n0125.pth", "-o", out, "--fp16")
+    info = json.loads(gpen("info", out, "--json").stdout)
+    assert info["format"] == "safetensors" and info["dtype"] == "fp16"
+    assert info["config"]["size"] == 64
+    assert out.stat().st_size < 0.55 * (FIXTURES / "gpen_s64_cm1_n0125.pth").stat().st_size
+
+
+def test_download_fetches_from_a_mirror(tmp_path):
+    body = (FIXTURES / "gpen_s64_cm1_n0125.pth").read_bytes()
+    with ModelServer() as server:
+        server.serve("/GPEN-BFR-256.pth", Route(body=body))
+        gpen("download", "GPEN-BFR-256.pth", "--dir", tmp_path, "--url-base", server.url_base)
+        assert (tmp_path / "GPEN-BFR-256.pth").read_bytes() == body
+        server.serve("/GPEN-BFR-1024.pth", Route(body=body, send_bytes=len(body) // 2))
+        done = gpen("download", "GPEN-BFR-1024.pth", "--dir", tmp_path, "--url-base", server.url_base, check=False)
+    assert done.returncode != 0
+    assert not (tmp_path / "GPEN-BFR-1024.pth").exists()
+    assert not list(tmp_path.glob("*.part"))
