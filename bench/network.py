@@ -87,6 +87,7 @@ def time_pair(model, session, batch: int, repeats: int) -> dict:
             t = time.perf_counter()
             session.run(None, feed)
             theirs.append(time.perf_counter() - t)
+            time.sleep(0.5)  # let onnxruntime's spinning worker threads park before ours run
     ours_s, ort_s = statistics.median(ours), statistics.median(theirs)
     return {
         "size": model.size, "batch": batch,
@@ -99,15 +100,17 @@ def time_pair(model, session, batch: int, repeats: int) -> dict:
 
 
 def peak_rss_child(size: int, threads: int) -> None:
-    """Runs in a fresh process: one forward at `size`, prints the peak RSS in MB."""
-    import resource
+    """Runs in a fresh process: one forward at `size`, prints the peak RSS in MB.
 
+    Read from VmHWM: getrusage's ru_maxrss survives exec on Linux and would report
+    the parent's peak."""
     torch.set_num_threads(threads)
     model = random_gpen(size)
     weights_mb = sum(p.numel() * 4 for p in model.state_dict().values()) / 2**20
     with torch.inference_mode():
         model(torch.rand(1, 3, size, size) * 2 - 1)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    status = Path("/proc/self/status").read_text()
+    peak = int(next(line for line in status.splitlines() if line.startswith("VmHWM")).split()[1]) / 1024
     print(json.dumps({"size": size, "peak_rss_mb": peak, "weights_mb": weights_mb}))
 
 

@@ -346,3 +346,25 @@ def test_describe_reports_config_and_parameters():
     assert info.config.to_dict() == spec["config"]
     assert info.parameters == spec["n_params"]
     assert info.dtype == "fp32" and info.format == "pytorch" and info.task == "restore"
+
+
+def test_weights_changed_in_place_are_used_at_once(small):
+    """The per-layer weight energy is cached; an in-place change must not leave it stale."""
+    sd, x, ref = small
+    model = load_model(sd)
+    run(model, x)
+    with torch.no_grad():
+        model.generator.convs[1].conv.weight.add_(torch.randn_like(model.generator.convs[1].conv.weight))
+    fresh = load_model({k: v.clone() for k, v in model.state_dict().items()})
+    np.testing.assert_allclose(run(model, x), run(fresh, x), atol=1e-6, rtol=0)
+    assert np.abs(run(model, x) - ref).max() > 1e-3
+
+
+def test_weights_made_under_inference_mode_work(small):
+    """ComfyUI moves models inside inference_mode; such weights have no version counter."""
+    sd, x, ref = small
+    with torch.inference_mode():
+        model = load_model({k: v.clone() for k, v in sd.items()})
+        model.to(torch.float64).to(torch.float32)
+        out = model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(out, ref, atol=1e-4, rtol=0)

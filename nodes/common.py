@@ -1,0 +1,296 @@
+"""ComfyUI glue shared by the GPEN nodes: model folders, device and precision, the
+GPEN_MODEL handle with its ModelPatcher and cache, the records passed between nodes,
+progress and interrupts. (Tensors: tensors.py; detectors and parsers: face_helpers.py.)
+
+ComfyUI is imported only under nodes/, so the pipeline (`gpen_pipeline`, `gpen_arch`)
+stays usable without it.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections import OrderedDict
+from collections.abc import Sequence as SequenceABC
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+
+import comfy.model_management as model_management
+import comfy.model_patcher
+import comfy.utils
+import folder_paths
+
+import gpen_arch
+from gpen_pipeline.face import AlignedFace, Face
+
+CATEGORY = "GPEN"
+MODEL_TYPE = "GPEN_MODEL"
+# Our own names: a generic "FACES" could be wired to another pack's type of the same name.
+FACES_TYPE = "GPEN_FACES"
+RESTORED_TYPE = "GPEN_RESTORED_FACES"
+
+LOG = logging.getLogger("GPEN")
+
+MODEL_EXTENSIONS = frozenset({".pth", ".pt", ".bin", ".safetensors", ".onnx"})
+# Primary folder first; ReActor/facerestore_cf users keep GPEN-BFR-*.onnx/.pth in the second.
+RESTORER_FOLDERS = ("facerestore", "facerestore_models")
+# Detector and face-parser weights (facexlib files; insightface's model packs).
+DETECTOR_FOLDERS = ("facedetection", "insightface")
+# Files named after restorers this pack cannot run are not offered in the model list.
+FOREIGN_RESTORERS = ("gfpgan", "codeformer", "restoreformer")
+
+DEVICE_OPTIONS = ("auto", "cpu")
+PRECISION_OPTIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+# --------------------------------------------------------------------------- model folders
+
+
+def register_model_folder(name: str, default_path: str, extensions: Iterable[str] = MODEL_EXTENSIONS) -> None:
+    """Make `name` a model folder that includes `default_path`, keeping every path already there.
+
+    Paths from extra_model_paths.yaml (loaded before custom nodes) or from another
+    pack stay; our default goes first. The extension set is merged, because
+    `add_model_folder_path` creates new names with an empty set, which lists every file.
+    """
+    paths, exts = folder_paths.folder_names_and_paths.get(name, ([], set()))
+    paths = list(paths)
+    if default_path not in paths:
+        paths.insert(0, default_path)
+    merged = (set(exts) | set(extensions)) if exts else set(extensions)
+    folder_paths.folder_names_and_paths[name] = (paths, merged)
+
+
+def register_all_folders() -> None:
+    for name in RESTORER_FOLDERS + DETECTOR_FOLDERS:
+        register_model_folder(name, os.path.join(folder_paths.models_dir, name))
+
+
+def folder_list(names: Sequence[str]) -> list[str]:
+    """Every path of the named model folders, in order, without duplicates."""
+    out: list[str] = []
+    for name in names:
+        for path in folder_paths.get_folder_paths(name):
+            if path not in out:
+                out.append(path)
+    return out
+
+
+def list_model_files() -> list[str]:
+    """GPEN candidates of both restorer folders, as the names the loader accepts."""
+    names: list[str] = []
+    for folder in RESTORER_FOLDERS:
+        for name in folder_paths.get_filename_list(folder):
+            lowered = os.path.basename(name).lower()
+            if name not in names and not any(tag in lowered for tag in FOREIGN_RESTORERS):
+                names.append(name)
+    return names
+
+
+def resolve_model_path(name: str) -> str | None:
+    for folder in RESTORER_FOLDERS:
+        path = folder_paths.get_full_path(folder, name)
+        if path is not None:
+            return path
+    return None
+
+
+def missing_model_message(name: str) -> str:
+    where = ", ".join(folder_list(RESTORER_FOLDERS)) or "(no folders registered)"
+    return (f"GPEN model '{name}' is in none of the model folders ({where}); put a GPEN file such as "
+            "GPEN-BFR-512.pth there (`python install.py --download` in the pack folder fetches it) "
+            "and refresh the node list.")
+
+
+def require_model_path(name: str) -> str:
+    path = resolve_model_path(name)
+    if path is None:
+        raise FileNotFoundError(missing_model_message(name))
+    return path
+
+
+def file_stamp(name: str) -> str:
+    """Changes when the file behind `name` is replaced; ComfyUI re-runs a loader whose stamp changed."""
+    path = resolve_model_path(name)
+    if path is None:
+        return "missing"
+    stat = os.stat(path)
+    return f"{stat.st_mtime_ns}:{stat.st_size}"
+
+
+# --------------------------------------------------------------------------- device and precision
+
+
+def choose_devices(option: str) -> tuple[torch.device, torch.device]:
+    """(load device, offload device) for the node option 'auto' (ComfyUI's choice) or 'cpu'."""
+    if option not in DEVICE_OPTIONS:
+        raise ValueError(f"device must be one of {', '.join(DEVICE_OPTIONS)}, got {option!r}")
+    if option == "cpu":
+        cpu = torch.device("cpu")
+        return cpu, cpu
+    return model_management.get_torch_device(), model_management.unet_offload_device()
+
+
+def choose_precision(option: str, device: torch.device) -> str:
+    """fp16 only where ComfyUI says the device runs it well; StyleGAN decoders can overflow in it."""
+    if option not in PRECISION_OPTIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISION_OPTIONS)}, got {option!r}")
+    if option != "auto":
+        return option
+    return "fp16" if model_management.should_use_fp16(device) else "fp32"
+
+
+def pipeline_device(device: torch.device) -> str:
+    """The pipeline's device words ('cuda'/'cpu') for a torch device."""
+    return "cuda" if torch.device(device).type == "cuda" else "cpu"
+
+
+# --------------------------------------------------------------------------- the GPEN_MODEL value
+
+
+@dataclass(frozen=True, eq=False)
+class GPENModelHandle:
+    """What GPEN_MODEL carries between nodes. `patcher` is None for ONNX models (onnxruntime
+    manages its own memory); for PyTorch models ComfyUI moves the weights through it."""
+
+    model: Any
+    patcher: Any
+    path: str
+    size: int
+    task: str
+    precision: str  # fp32 / bf16 / fp16, or "onnx"
+    file_bytes: int
+    device: str
+
+    @property
+    def name(self) -> str:
+        return os.path.basename(self.path)
+
+    def describe(self) -> str:
+        mb = self.file_bytes / 2 ** 20
+        backend = "ONNX (onnxruntime)" if self.patcher is None else f"PyTorch {self.precision}"
+        return f"{self.name}: GPEN-{self.size}, task {self.task}, {backend} on {self.device}, {mb:.1f} MB"
+
+
+# The loaded models stay in memory between runs (ComfyUI's own output cache forgets
+# them as soon as an input changes); keyed so that a replaced file is read again.
+_MODEL_CACHE: "OrderedDict[tuple, GPENModelHandle]" = OrderedDict()
+MODEL_CACHE_SIZE = 2
+
+
+def _cache_key(path: str, device: torch.device, precision: str) -> tuple:
+    stat = os.stat(path)
+    return (os.path.realpath(path), stat.st_mtime_ns, stat.st_size, str(device), precision)
+
+
+def load_gpen_model(path: str, device_option: str = "auto", precision_option: str = "auto") -> GPENModelHandle:
+    """Load (or reuse) the GPEN file at `path`. Raises gpen_arch.ModelLoadError naming the file."""
+    load_device, offload_device = choose_devices(device_option)
+    precision = choose_precision(precision_option, load_device)
+    if not os.path.isfile(path):
+        raise gpen_arch.ModelLoadError(f"Model file not found: {path}")
+    key = _cache_key(path, load_device, precision)
+    cached = _MODEL_CACHE.get(key)
+    if cached is not None:
+        _MODEL_CACHE.move_to_end(key)
+        return cached
+    for old in [k for k in _MODEL_CACHE if k[0] == key[0]]:
+        del _MODEL_CACHE[old]  # the file changed: never keep two versions of it
+    handle = _build_handle(path, load_device, offload_device, precision)
+    _MODEL_CACHE[key] = handle
+    while len(_MODEL_CACHE) > MODEL_CACHE_SIZE:
+        _MODEL_CACHE.popitem(last=False)
+    return handle
+
+
+def _build_handle(path: str, load_device: torch.device, offload_device: torch.device,
+                  precision: str) -> GPENModelHandle:
+    task = gpen_arch.task_hint(os.path.basename(path))
+    file_bytes = os.path.getsize(path)
+    if path.lower().endswith(".onnx"):
+        model = gpen_arch.load_model(path, device=pipeline_device(load_device))
+        return GPENModelHandle(model, None, path, int(model.size), task, "onnx", file_bytes,
+                               pipeline_device(load_device))
+    model = gpen_arch.load_model(path, device=offload_device, dtype=precision)
+    patcher = comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload_device,
+                                               size=model_management.module_size(model))
+    return GPENModelHandle(model, patcher, path, int(model.size), task, precision, file_bytes, str(load_device))
+
+
+def clear_model_cache() -> None:
+    _MODEL_CACHE.clear()
+
+
+def activation_bytes(size: int, faces: int) -> int:
+    """Working memory of a forward pass over `faces` crops, for ComfyUI to free before loading.
+
+    A conservative estimate from the layer sizes (a GPEN-2048 face keeps a few 16-32 channel
+    fp32 maps of 2048x2048 alive, 1-2 GB); too high only costs an early offload of other models.
+    """
+    return int(faces) * size * size * 512
+
+
+def ready_model(handle: GPENModelHandle, faces: int = 1) -> Any:
+    """The callable model, with its weights on the load device (ComfyUI frees VRAM for it)."""
+    if handle.patcher is not None:
+        model_management.load_models_gpu([handle.patcher], memory_required=activation_bytes(handle.size, faces),
+                                         force_full_load=True)
+    return handle.model
+
+
+# --------------------------------------------------------------------------- restored faces
+
+
+@dataclass(frozen=True, eq=False)
+class RestoredFace:
+    """One face after the network: where it came from and its crops (SxSx3 uint8 RGB)."""
+
+    aligned: AlignedFace
+    restored: np.ndarray
+    original: np.ndarray
+    task: str = "restore"  # a colorized face must not be turned grey again when pasted
+
+
+@dataclass(frozen=True, eq=False)
+class DetectedFaces(SequenceABC):
+    """GPEN_FACES: per image, the selected faces, plus the (height, width) of the images they
+    were found in, so that a resized copy of those images can still be used downstream."""
+
+    per_image: tuple[tuple[Face, ...], ...]
+    image_size: tuple[int, int]
+
+    def __len__(self) -> int:
+        return len(self.per_image)
+
+    def __getitem__(self, index: int) -> tuple[Face, ...]:
+        return self.per_image[index]
+
+
+RestoredPerImage = list[list[RestoredFace]]
+
+
+def faces_in(faces: Sequence[Sequence[Face]], index: int, hw: tuple[int, int]) -> list[Face]:
+    """Image `index`'s faces in the pixels of an image of size `hw` (a resized copy is fine)."""
+    found = list(faces[index])
+    size = getattr(faces, "image_size", None)
+    if size is None or tuple(size) == tuple(hw) or not found:
+        return found
+    sy, sx = hw[0] / size[0], hw[1] / size[1]
+    if abs(sx - sy) > 0.01 * max(sx, sy):
+        raise ValueError(f"the faces were found on {size[1]}x{size[0]} images but this image is {hw[1]}x{hw[0]}, "
+                         "which is not a resized copy (the aspect ratio differs); connect the same image")
+    return [face.scaled(sx) for face in found]
+
+
+# --------------------------------------------------------------------------- progress, interrupts
+
+
+def check_interrupt() -> None:
+    """Raise ComfyUI's interrupt exception when the user pressed Cancel."""
+    model_management.throw_exception_if_processing_interrupted()
+
+
+def progress_bar(total: int) -> comfy.utils.ProgressBar:
+    return comfy.utils.ProgressBar(max(1, int(total)))

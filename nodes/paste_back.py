@@ -1,0 +1,116 @@
+"""GPENPasteBack: IMAGE + GPEN_RESTORED_FACES -> IMAGE, MASK (the blend weights used)."""
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from gpen_pipeline.parsing import parse_mask_fn
+from gpen_pipeline.paste import MASK_MODES, paste_faces
+
+from . import common, face_helpers, tensors
+
+KEEP_GRAY_OPTIONS = ("auto", "yes", "no")
+
+
+def _keep_gray(option: str, faces: list[common.RestoredFace]):
+    if option == "yes":
+        return True
+    if option == "no" or any(f.task == "colorize" for f in faces):
+        return False
+    return "auto"
+
+
+def paste_batch(image: torch.Tensor, restored: common.RestoredPerImage, mask_mode: str = "official",
+                strength: float = 1.0, feather: float = -1.0, grow: float = 0.0, color_match: bool = False,
+                keep_gray: str = "auto", region_mask: torch.Tensor | None = None,
+                pbar=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Paste every image's faces; images without faces come back bit for bit."""
+    tensors.check_image_batch(image)
+    tensors.check_faces_batch(restored, image.shape[0], "restored faces")
+    if mask_mode not in MASK_MODES:
+        raise ValueError(f"mask_mode must be one of {', '.join(MASK_MODES)}, got {mask_mode!r}")
+    parser = None
+    if mask_mode != "box" and any(restored):
+        parser = face_helpers.get_parser(required=mask_mode == "parse")
+        if parser is None:
+            common.LOG.info("[GPEN] no face parser weights (parsing_parsenet.pth) in %s: pasting with "
+                            "GPEN's soft rectangle instead of a face-shaped mask",
+                            ", ".join(common.folder_list(common.DETECTOR_FOLDERS)))
+    parse = parse_mask_fn(parser) if parser is not None else None
+    pbar = pbar or common.progress_bar(image.shape[0])
+    device = tensors.output_device()
+    images, masks = [], []
+    for index, faces in enumerate(restored):
+        common.check_interrupt()
+        height, width = image.shape[1:3]
+        if not faces:
+            common.LOG.info("[GPEN] image %d: no faces to paste, passed through unchanged", index)
+            images.append(image[index].to(device))
+            masks.append(torch.zeros((height, width), dtype=torch.float32, device=device))
+            pbar.update(1)
+            continue
+        pixels = tensors.image_to_numpy(image, index)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the rectangle fallback is logged above, once per run
+            result = paste_faces(
+                pixels, [f.aligned for f in faces], [f.restored for f in faces], mask_mode=mask_mode,
+                strength=strength, feather=None if feather < 0 else feather, grow=grow,
+                color_match=color_match, keep_gray=_keep_gray(keep_gray, faces),
+                region_mask=tensors.mask_for_image(region_mask, index, pixels.shape[:2], "region_mask"),
+                parse_masks=parse, original_crops=[f.original for f in faces])
+        images.append(tensors.numpy_to_image(result.image).to(device, image.dtype))
+        masks.append(torch.from_numpy(result.mask).to(device))
+        pbar.update(1)
+    return torch.stack(images), torch.stack(masks)
+
+
+class PasteBack:
+    DESCRIPTION = ("Blends the restored faces back into the image through a soft mask. Only pixels under the "
+                   "mask change; images without faces pass through untouched. Alpha is kept.")
+    CATEGORY = common.CATEGORY
+    RETURN_TYPES = ("IMAGE", "MASK")
+    RETURN_NAMES = ("image", "mask")
+    OUTPUT_TOOLTIPS = ("The image with the restored faces.", "Where and how strongly faces were pasted (0..1).")
+    FUNCTION = "paste"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "image": ("IMAGE", {
+                    "tooltip": "The image to paste into: the one the faces came from, or a resized copy of it."}),
+                "restored_faces": (common.RESTORED_TYPE, {"tooltip": "Faces from GPEN Restore Faces."}),
+                "mask_mode": (list(MASK_MODES), {
+                    "default": "official",
+                    "tooltip": "official: GPEN's recipe (face-shaped with parsing_parsenet.pth in "
+                               "models/facedetection, else a soft rectangle). parse: face-shaped, needs the "
+                               "parser weights. box: a feathered square, needs nothing."}),
+                "strength": ("FLOAT", {
+                    "default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
+                    "tooltip": "How much of the restored face to use: 1 = all, 0 = the image unchanged."}),
+                "feather": ("FLOAT", {
+                    "default": -1.0, "min": -1.0, "max": 50.0, "step": 0.1,
+                    "tooltip": "Soft edge width in % of the face crop; -1 uses the mask mode's own default."}),
+                "grow": ("FLOAT", {
+                    "default": 0.0, "min": -20.0, "max": 20.0, "step": 0.1,
+                    "tooltip": "Grow (+) or shrink (-) the mask, in % of the face crop."}),
+                "color_match": ("BOOLEAN", {
+                    "default": False,
+                    "tooltip": "Give each restored face the overall colour of the original face before "
+                               "blending (helps when the restorer shifts skin tone)."}),
+                "keep_gray": (list(KEEP_GRAY_OPTIONS), {
+                    "default": "auto",
+                    "tooltip": "auto: faces pasted into a black-and-white photo stay black-and-white "
+                               "(not for Colorization models). yes/no: always/never."}),
+            },
+            "optional": {
+                "region_mask": ("MASK", {
+                    "tooltip": "Optional: faces are pasted only where this mask is white (same size as the image)."}),
+            },
+        }
+
+    def paste(self, image, restored_faces, mask_mode="official", strength=1.0, feather=-1.0, grow=0.0,
+              color_match=False, keep_gray="auto", region_mask=None):
+        return paste_batch(image, restored_faces, mask_mode, strength, feather, grow, color_match, keep_gray,
+                           region_mask)

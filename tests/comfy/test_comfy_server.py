@@ -1,0 +1,132 @@
+"""The pack in a real ComfyUI server (`main.py --cpu`, one per session): /object_info,
+prompts through POST /prompt and /history, errors as the user sees them."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import comfy_harness as harness
+from conftest import NODE_IDS
+
+MODEL = "GPEN-tiny-64.pth"
+
+
+@pytest.fixture(scope="module")
+def inputs(server):
+    folder = server.base / "input"
+    harness.save_png(harness.face_photo(256), folder / "astronaut.png")
+    harness.save_png(harness.faceless_image(96, 128), folder / "ramps.png")
+    return folder
+
+
+def one_node(model_name: str, image_node: str = "1") -> dict:
+    return {"class_type": "GPENFaceRestore",
+            "inputs": {"image": [image_node, 0], "model_name": model_name, "strength": 1.0,
+                       "detector": "retinaface_mobile0.25_bundled", "threshold": 0.5, "max_faces": 0,
+                       "mask_mode": "official", "color_match": False, "device": "auto", "precision": "auto"}}
+
+
+def load_image(name: str) -> dict:
+    return {"class_type": "LoadImage", "inputs": {"image": name}}
+
+
+def save_image(source: str, prefix: str) -> dict:
+    return {"class_type": "SaveImage", "inputs": {"images": [source, 0], "filename_prefix": prefix}}
+
+
+def four_nodes() -> dict:
+    return {
+        "4": {"class_type": "GPENLoadModel", "inputs": {"model_name": MODEL, "device": "auto", "precision": "auto"}},
+        "5": {"class_type": "GPENDetectFaces",
+              "inputs": {"image": ["1", 0], "detector": "retinaface_mobile0.25_bundled", "threshold": 0.5,
+                         "order": "large-small", "indices": "", "min_size": 0, "max_faces": 0}},
+        "6": {"class_type": "GPENRestoreFaces",
+              "inputs": {"gpen_model": ["4", 0], "image": ["1", 0], "faces": ["5", 0], "batch_size": 4}},
+        "7": {"class_type": "GPENPasteBack",
+              "inputs": {"image": ["1", 0], "restored_faces": ["6", 0], "mask_mode": "official",
+                         "strength": 1.0, "feather": -1.0, "grow": 0.0, "color_match": False,
+                         "keep_gray": "auto"}},
+        "8": save_image("7", "gpen/chain"),
+        "9": {"class_type": "PreviewImage", "inputs": {"images": ["6", 1]}},
+    }
+
+
+def saved(server, entry: dict, node_id: str) -> np.ndarray:
+    refs = harness.saved_images(entry, node_id)
+    assert len(refs) == 1, f"node {node_id} saved {refs}"
+    return harness.read_png(server.output_file(refs[0]))
+
+
+def test_object_info_lists_our_nodes(server):
+    log = server.log_tail(200_000)
+    assert f"custom_nodes/{harness.PACK_NAME}" in log  # ComfyUI reports the load time of our pack
+    assert not [line for line in log.splitlines() if "IMPORT FAILED" in line and harness.PACK_NAME in line]
+    info = server.get("/object_info")
+    for node_id in NODE_IDS:
+        node = info[node_id]
+        assert node["category"] == "GPEN" and node["python_module"] == f"custom_nodes.{harness.PACK_NAME}"
+        assert node["description"] and node["display_name"].startswith(("GPEN", "Load GPEN"))
+        for name, spec in {**node["input"]["required"], **node["input"].get("optional", {})}.items():
+            assert spec[1].get("tooltip"), f"{node_id}.{name}"
+    assert info["GPENLoadModel"]["input"]["required"]["model_name"][0] == ["GPEN-broken.pth", MODEL]
+    assert info["GPENLoadModel"]["output"] == ["GPEN_MODEL"]
+
+
+def test_corrupt_model_is_an_execution_error_and_the_server_goes_on(server, inputs):
+    entry = server.run({"1": load_image("astronaut.png"), "2": one_node("GPEN-broken.pth"),
+                        "3": save_image("2", "gpen/broken")})
+    assert entry["status"]["status_str"] == "error"
+    error = harness.history_error(entry)
+    assert error["node_type"] == "GPENFaceRestore"
+    assert "GPEN-broken.pth" in error["exception_message"] and "\n" not in error["exception_message"].strip()
+    assert error["exception_type"].endswith("ModelLoadError")
+
+    # the next prompt runs: both the one-node restore and the four-node chain
+    graph = {"1": load_image("astronaut.png"), "2": one_node(MODEL), "3": save_image("2", "gpen/one"),
+             **four_nodes()}
+    entry = server.run(graph)
+    assert entry["status"]["status_str"] == "success", harness.history_error(entry).get("exception_message")
+    original = harness.read_png(inputs / "astronaut.png")
+    one, chain = saved(server, entry, "3"), saved(server, entry, "8")
+    assert one.shape == chain.shape == original.shape == (256, 256, 3)
+    assert np.array_equal(one, chain)  # same defaults, same result
+    changed = np.abs(one.astype(int) - original.astype(int)).max(axis=-1) > 2
+    assert 0.005 < changed.mean() < 0.25  # the face changed, the rest did not
+    crops = harness.saved_images(entry, "9")
+    assert len(crops) == 1 and harness.read_png(server.output_file(crops[0])).shape[:2] == (64, 64)
+    assert "GPEN-64" in entry["outputs"]["4"]["text"][0]
+
+
+def test_image_without_faces_comes_out_unchanged(server, inputs):
+    graph = {"1": load_image("ramps.png"), "2": one_node(MODEL), "3": save_image("2", "gpen/noface"),
+             "4": save_image("1", "gpen/reference")}
+    entry = server.run(graph)
+    assert entry["status"]["status_str"] == "success", harness.history_error(entry).get("exception_message")
+    restored, reference = saved(server, entry, "3"), saved(server, entry, "4")
+    assert restored.shape == (96, 128, 3)
+    assert np.array_equal(restored, reference)  # identical to the untouched branch
+    assert np.abs(restored.astype(int) - harness.read_png(inputs / "ramps.png").astype(int)).max() <= 1
+
+
+def test_missing_model_is_refused_at_validation_with_where_to_put_it(server, inputs):
+    status, answer = server.queue({"1": load_image("astronaut.png"), "2": one_node("GPEN-BFR-512.pth"),
+                                   "3": save_image("2", "gpen/missing")})
+    assert status == 400
+    details = " ".join(e["details"] for e in answer["node_errors"]["2"]["errors"])
+    assert "GPEN-BFR-512.pth" in details and "facerestore" in details
+
+
+def test_example_workflows_are_offered_and_run(server, inputs):
+    templates = server.get("/workflow_templates")
+    assert set(templates[harness.PACK_NAME]) >= {"gpen_face_restore", "gpen_four_node_chain"}
+    harness.save_png(harness.face_photo(192), inputs / "example.png")
+    info = server.get("/object_info")
+    for name in ("gpen_face_restore", "gpen_four_node_chain"):
+        workflow = server.get(f"/api/workflow_templates/{harness.PACK_NAME}/{name}.json")
+        overrides = {(n["id"], "model_name"): MODEL for n in workflow["nodes"]
+                     if n["type"] in ("GPENFaceRestore", "GPENLoadModel")}
+        graph = harness.ui_to_api(workflow, lambda t: info[t]["input"], overrides)
+        entry = server.run(graph)
+        assert entry["status"]["status_str"] == "success", (name, entry["status"])
+        save = next(n["id"] for n in workflow["nodes"] if n["type"] == "SaveImage")
+        assert saved(server, entry, str(save)).shape == (192, 192, 3)
