@@ -78,7 +78,8 @@ def load_model(source, device=None, dtype=None):
     ModelLoadError with a one-sentence reason for anything it cannot use.
     """
     if isinstance(source, Mapping):
-        return build_model(unwrap(source), device, dtype)
+        # Copied: the model must never share storage with (and later change) the caller's tensors.
+        return build_model({k: v.clone() for k, v in unwrap(source).items()}, device, dtype)
     path = Path(source)
     suffix = path.suffix.lower()
     if suffix == ".onnx":
