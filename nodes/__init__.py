@@ -3,7 +3,7 @@
 Node ids carry the GPEN prefix because ComfyUI's node ids are global (`DetectFaces`
 alone is already taken by another pack); the Python class names stay short.
 """
-from . import common
+from . import common, routes
 from .detect_faces import DetectFaces
 from .face_restore import FaceRestore
 from .load_model import LoadGPENModel
@@ -11,6 +11,7 @@ from .paste_back import PasteBack
 from .restore_faces import RestoreFaces
 
 common.register_all_folders()
+routes.register_with_comfy()  # the editor extension's routes (js/)
 
 NODE_CLASS_MAPPINGS = {
     "GPENLoadModel": LoadGPENModel,

@@ -89,7 +89,19 @@ def list_model_files() -> list[str]:
     return names
 
 
+def name_leaves_folders(name: str) -> bool:
+    """True for names that are paths out of the model folders (absolute, drive letters, '..').
+
+    ComfyUI's lookup folds '../x.pth' into 'x.pth', which would load another file than the
+    one named; such names are refused instead. Sub-folders ('sub/x.pth') stay allowed."""
+    parts = name.replace("\\", "/").split("/")
+    return (not name or "\x00" in name or os.path.isabs(name) or name.startswith(("/", "\\"))
+            or ".." in parts or (len(name) > 1 and name[1] == ":"))
+
+
 def resolve_model_path(name: str) -> str | None:
+    if not isinstance(name, str) or name_leaves_folders(name):
+        return None
     for folder in RESTORER_FOLDERS:
         path = folder_paths.get_full_path(folder, name)
         if path is not None:
@@ -99,6 +111,9 @@ def resolve_model_path(name: str) -> str | None:
 
 def missing_model_message(name: str) -> str:
     where = ", ".join(folder_list(RESTORER_FOLDERS)) or "(no folders registered)"
+    if not isinstance(name, str) or name_leaves_folders(name):
+        return (f"GPEN model name '{name}' is not a file name inside the model folders ({where}); choose a file "
+                "from the list: absolute paths and '..' are not accepted.")
     return (f"GPEN model '{name}' is in none of the model folders ({where}); put a GPEN file such as "
             "GPEN-BFR-512.pth there (`python install.py --download` in the pack folder fetches it) "
             "and refresh the node list.")
@@ -107,6 +122,8 @@ def missing_model_message(name: str) -> str:
 def require_model_path(name: str) -> str:
     path = resolve_model_path(name)
     if path is None:
+        if not isinstance(name, str) or name_leaves_folders(name):
+            raise ValueError(missing_model_message(name))
         raise FileNotFoundError(missing_model_message(name))
     return path
 
@@ -116,8 +133,13 @@ def file_stamp(name: str) -> str:
     path = resolve_model_path(name)
     if path is None:
         return "missing"
-    stat = os.stat(path)
-    return f"{stat.st_mtime_ns}:{stat.st_size}"
+    return ":".join(map(str, file_identity(os.stat(path))))
+
+
+def file_identity(stat: os.stat_result) -> tuple[int, int, int, int]:
+    """What changes when a file is replaced or rewritten: an equal-sized copy given the old mtime
+    (`cp -p`, unzip) still gets a new inode or ctime, which no tool can set back."""
+    return stat.st_mtime_ns, stat.st_size, stat.st_ino, stat.st_ctime_ns
 
 
 # --------------------------------------------------------------------------- device and precision
@@ -181,8 +203,7 @@ MODEL_CACHE_SIZE = 2
 
 
 def _cache_key(path: str, device: torch.device, precision: str) -> tuple:
-    stat = os.stat(path)
-    return (os.path.realpath(path), stat.st_mtime_ns, stat.st_size, str(device), precision)
+    return (os.path.realpath(path), *file_identity(os.stat(path)), str(device), precision)
 
 
 def load_gpen_model(path: str, device_option: str = "auto", precision_option: str = "auto") -> GPENModelHandle:

@@ -8,7 +8,7 @@ from typing import Any
 
 import comfy.model_management as model_management
 
-from .common import DETECTOR_FOLDERS, folder_list, pipeline_device
+from .common import DETECTOR_FOLDERS, file_identity, folder_list, pipeline_device
 
 # The last few are kept, each with the stamp of its weights file so that a replaced file is read again.
 _HELPER_CACHE: "OrderedDict[tuple, tuple[Any, str]]" = OrderedDict()
@@ -19,8 +19,7 @@ def _source_stamp(source: Any) -> str:
     path = str(source)
     if not os.path.isfile(path):
         return ""
-    stat = os.stat(path)
-    return f"{stat.st_mtime_ns}:{stat.st_size}"
+    return ":".join(map(str, file_identity(os.stat(path))))
 
 
 def _cached_helper(key: tuple, build, source_of) -> Any:

@@ -40,14 +40,14 @@ def paste_batch(image: torch.Tensor, restored: common.RestoredPerImage, mask_mod
     parse = parse_mask_fn(parser) if parser is not None else None
     pbar = pbar or common.progress_bar(image.shape[0])
     device = tensors.output_device()
-    images, masks = [], []
+    # Filled image by image: collecting the results and stacking them would hold the batch twice.
+    images = torch.empty(image.shape, dtype=image.dtype, device=device)
+    masks = torch.zeros(image.shape[:3], dtype=torch.float32, device=device)
     for index, faces in enumerate(restored):
         common.check_interrupt()
-        height, width = image.shape[1:3]
         if not faces:
             common.LOG.info("[GPEN] image %d: no faces to paste, passed through unchanged", index)
-            images.append(image[index].to(device))
-            masks.append(torch.zeros((height, width), dtype=torch.float32, device=device))
+            images[index] = image[index]
             pbar.update(1)
             continue
         pixels = tensors.image_to_numpy(image, index)
@@ -59,10 +59,10 @@ def paste_batch(image: torch.Tensor, restored: common.RestoredPerImage, mask_mod
                 color_match=color_match, keep_gray=_keep_gray(keep_gray, faces),
                 region_mask=tensors.mask_for_image(region_mask, index, pixels.shape[:2], "region_mask"),
                 parse_masks=parse, original_crops=[f.original for f in faces])
-        images.append(tensors.numpy_to_image(result.image).to(device, image.dtype))
-        masks.append(torch.from_numpy(result.mask).to(device))
+        images[index] = tensors.numpy_to_image(result.image)
+        masks[index] = torch.from_numpy(result.mask)
         pbar.update(1)
-    return torch.stack(images), torch.stack(masks)
+    return images, masks
 
 
 class PasteBack:

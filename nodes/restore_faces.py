@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from gpen_pipeline.align import DegenerateLandmarks, align_face
+from gpen_pipeline.color import count_nonfinite
 from gpen_pipeline.restore import TASKS, restore_crops
 
 from . import common, tensors
@@ -37,6 +38,10 @@ def restore_batch(handle: common.GPENModelHandle, image: torch.Tensor, faces: co
     aligned, crops, damage, owner = [], [], [], []
     for index in range(len(faces)):
         pixels = tensors.image_to_numpy(image, index)
+        invalid = count_nonfinite(pixels)
+        if invalid:
+            common.LOG.warning("[GPEN] image %d has %d NaN/infinite values (a node before this one misbehaved): "
+                               "treated as black/white inside the faces, left as they are elsewhere", index, invalid)
         mask = tensors.mask_for_image(inpaint_mask, index, pixels.shape[:2], "inpaint_mask")
         for face in common.faces_in(faces, index, pixels.shape[:2]):
             try:

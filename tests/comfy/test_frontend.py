@@ -1,0 +1,453 @@
+"""The editor extension (js/) in headless Chromium, driven by Playwright, against the real ComfyUI
+frontend served by a real ComfyUI server (one server and one browser for the module).
+
+The server starts with empty model folders and GPEN_MODEL_URL_BASE pointing at a local HTTP
+server (tests/helpers/http_model_server.py) that serves a small GPEN made here, so the download
+button is exercised end to end without the internet. The plain-HTTP download checks (one download
+per name, a cut transfer) use the same server. Install the browser with scripts/setup_browser.sh.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import io
+import json
+import os
+import shutil
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import torch
+
+import comfy_harness as harness
+
+sys.path.insert(0, str(harness.REPO / "tests" / "helpers"))
+from http_model_server import ModelServer, Route  # noqa: E402
+
+from gpen_arch import GPEN, GPENConfig  # noqa: E402
+
+CHROMIUM = os.environ.get("GPEN_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--disable-dev-shm-usage"]
+PACK_JS = f"/extensions/{harness.PACK_NAME}/"
+LOADED_MESSAGE = "[GPEN] editor extension loaded"
+SMALL_CONFIG = GPENConfig(size=64, style_dim=128, channel_multiplier=1, narrow=0.125)
+TIMEOUT_MS = 30_000
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+def small_gpen(seed: int, config: GPENConfig = SMALL_CONFIG) -> tuple[bytes, int]:
+    """A freshly initialised GPEN saved as a .pth, and its parameter count as torch counts it."""
+    torch.manual_seed(seed)
+    model = GPEN(config)
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return buffer.getvalue(), sum(p.numel() for p in model.parameters())
+
+
+@contextmanager
+def environment(**values: str):
+    old = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in old.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def six_face_photo() -> Path:
+    spec = importlib.util.find_spec("insightface")
+    if spec is None:
+        pytest.fail("insightface is not installed; its wheel ships the 6-face photo t1.jpg used here")
+    return Path(list(spec.submodule_search_locations)[0]) / "data" / "images" / "t1.jpg"
+
+
+@pytest.fixture(scope="module")
+def mirror():
+    with ModelServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def ui_server(comfy_tree, tmp_path_factory, mirror):
+    base = harness.make_base(tmp_path_factory.mktemp("comfy_ui"))
+    settings = base / "user" / "default" / "comfy.settings.json"
+    settings.parent.mkdir(parents=True, exist_ok=True)
+    # A returning user: no first-run template browser covering the canvas.
+    settings.write_text(json.dumps({"Comfy.TutorialCompleted": True}), encoding="utf-8")
+    shutil.copyfile(six_face_photo(), base / "input" / "t1.jpg")
+    server = harness.ComfyServer(comfy_tree, base)
+    with environment(GPEN_MODEL_URL_BASE=mirror.url_base):
+        server.start()
+    try:
+        yield server.wait_ready()
+    finally:
+        server.stop()
+
+
+@dataclass
+class BrowserLog:
+    console: list[tuple[str, str, str]] = field(default_factory=list)  # (type, text, source url)
+    requests: list[str] = field(default_factory=list)
+
+    def ours(self, kinds=("error", "pageerror")) -> list[tuple[str, str, str]]:
+        """Errors raised in our files (the source or a stack line) or by requests to our routes.
+        Not the stock frontend's own (for example its blocked registry look-up of our node ids)."""
+        marks = (PACK_JS, "/gpen/")
+        return [entry for entry in self.console
+                if entry[0] in kinds and any(mark in entry[1] or mark in entry[2] for mark in marks)]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"Chromium is not installed at {CHROMIUM}; run scripts/setup_browser.sh")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("the Python package 'playwright' is missing; run scripts/setup_browser.sh")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser, ui_server):
+    tab = browser.new_page(viewport={"width": 1400, "height": 900})
+    log = BrowserLog()
+    tab.on("console", lambda m: log.console.append((m.type, m.text, m.location.get("url", ""))))
+    tab.on("pageerror", lambda e: log.console.append(("pageerror", f"{e}\n{getattr(e, 'stack', '')}", "")))
+    tab.on("request", lambda r: log.requests.append(r.url))
+    tab.set_default_timeout(TIMEOUT_MS)
+    tab.goto(ui_server.url)
+    tab.wait_for_function("() => window.app?.graph && document.getElementById('gpen-style')")
+    tab.gpen_log = log
+    yield tab
+    tab.close()
+
+
+# --------------------------------------------------------------------------- page helpers
+
+NEW_NODE = """async (type) => {
+  app.graph.clear();
+  const node = LiteGraph.createNode(type);
+  node.pos = [320, 220];
+  app.graph.add(node);
+  app.canvas.ds.scale = 1;
+  app.canvas.ds.offset = [0, 0];
+  app.graph.setDirtyCanvas(true, true);
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  return node.id;
+}"""
+
+CHOOSE_MODEL = """([id, name]) => {
+  const node = app.graph.getNodeById(id);
+  const widget = node.widgets.find((w) => w.name === "model_name");
+  widget.value = name;
+  widget.callback?.(name, app.canvas, node);
+  app.graph.setDirtyCanvas(true, true);
+  return widget.options.values;
+}"""
+
+WIDGET_VALUE = """([id, name]) => app.graph.getNodeById(id).widgets.find((w) => w.name === name).value"""
+
+
+def close_dialogs(page) -> None:
+    """ComfyUI's own dialogs (the error report of a failed run) cover the canvas; Escape closes them."""
+    masks = page.locator(".p-dialog-mask")
+    for _ in range(5):
+        if masks.count() == 0:
+            return
+        page.keyboard.press("Escape")
+        page.wait_for_timeout(100)
+    assert masks.count() == 0, "a ComfyUI dialog stays open"
+
+
+def refresh_lists(page) -> None:
+    page.evaluate("() => app.refreshComboInNodes()")
+
+
+def model_folder(server) -> Path:
+    return server.base / "models" / "facerestore"
+
+
+def empty_model_folder(server) -> None:
+    for path in model_folder(server).iterdir():
+        path.unlink()
+
+
+def no_errors_from_us(page) -> None:
+    assert page.gpen_log.ours() == []
+
+
+def wait_download_finished(page) -> str:
+    status = page.locator(".gpen-download-status")
+    page.wait_for_function("""() => {
+      const s = document.querySelector('.gpen-download-status');
+      return s && (s.classList.contains('gpen-ok') || s.classList.contains('gpen-error'));
+    }""")
+    return status.get_attribute("class")
+
+
+# --------------------------------------------------------------------------- browser tests
+
+
+def test_extension_loads_and_talks_only_to_its_server(page, ui_server):
+    log = page.gpen_log
+    assert any(kind == "log" and text == LOADED_MESSAGE and url.endswith(PACK_JS + "gpen.js")
+               for kind, text, url in log.console), log.console
+    served = [name for name in ui_server.get("/extensions") if name.startswith(PACK_JS)]
+    assert {PACK_JS + "gpen.js", PACK_JS + "gpen_model_panel.js", PACK_JS + "gpen_face_picker.js"} <= set(served)
+    for name in served:  # every call goes through ComfyUI's api.fetchApi, never to another host
+        with urllib.request.urlopen(ui_server.url + name, timeout=10) as response:
+            source = response.read().decode("utf-8")
+        for forbidden in ("http://", "https://", "fetch(", "XMLHttpRequest", "WebSocket(", "import("):
+            assert forbidden not in source, f"{name} contains {forbidden!r}"
+    ours = [url for url in log.requests if "gpen" in url.lower()]
+    assert ours and all(url.startswith(ui_server.url + "/") for url in ours), ours
+    # A refused request answers JSON in the browser too (plain HTTP: test_routes.py).
+    answer = page.evaluate("""async () => {
+      const name = encodeURIComponent('../../user/default/comfy.settings.json');
+      const r = await fetch('/api/gpen/model_info?name=' + name);
+      return [r.status, await r.json()];
+    }""")
+    assert answer[0] == 400 and "not a file name" in answer[1]["error"]
+    log.console[:] = [entry for entry in log.console if "model_info?name=..%2F" not in entry[2]]
+    no_errors_from_us(page)
+
+
+def test_a_cut_download_leaves_no_model_and_says_why(page, ui_server, mirror):
+    body, _ = small_gpen(seed=1)
+    mirror.serve("/GPEN-BFR-256.pth", Route(body=body, send_bytes=len(body) // 2))
+    close_dialogs(page)
+    empty_model_folder(ui_server)
+    refresh_lists(page)
+    node = page.evaluate(NEW_NODE, "GPENLoadModel")
+    box = page.locator(".gpen-download")
+    box.wait_for(state="visible")
+    page.select_option(".gpen-download-choice", "GPEN-BFR-256.pth")
+    page.click(".gpen-download-button")
+    assert "gpen-error" in wait_download_finished(page)
+    message = page.locator(".gpen-download-status").inner_text()
+    assert "GPEN-BFR-256.pth" in message and f"stopped after {len(body) // 2} of {len(body)} bytes" in message
+    assert list(model_folder(ui_server).iterdir()) == []  # no model, no .part, no .sha256
+    assert page.evaluate(WIDGET_VALUE, [node, "model_name"]) in (None, "")
+    assert box.is_visible() and page.locator(".gpen-download-button").is_enabled()  # the user can try again
+    no_errors_from_us(page)
+
+
+def test_download_button_installs_the_first_model_with_progress(page, ui_server, mirror):
+    body, parameters = small_gpen(seed=2)
+    mirror.serve("/GPEN-BFR-256.pth", Route(body=body))
+    close_dialogs(page)
+    empty_model_folder(ui_server)
+    refresh_lists(page)
+    node = page.evaluate(NEW_NODE, "GPENLoadModel")
+    page.locator(".gpen-download").wait_for(state="visible")
+    assert page.locator(".gpen-download-choice").input_value() == "GPEN-BFR-512.pth"  # the default offer
+    page.evaluate("""() => {
+      window.__gpenProgress = [];
+      const bar = document.querySelector('.gpen-download progress');
+      new MutationObserver(() => window.__gpenProgress.push(bar.value))
+        .observe(bar, { attributes: true, attributeFilter: ['value'] });
+    }""")
+    page.select_option(".gpen-download-choice", "GPEN-BFR-256.pth")
+    page.click(".gpen-download-button")
+    assert "gpen-ok" in wait_download_finished(page)
+
+    target = model_folder(ui_server) / "GPEN-BFR-256.pth"
+    assert target.read_bytes() == body
+    digest = hashlib.sha256(body).hexdigest()
+    assert sorted(p.name for p in model_folder(ui_server).iterdir()) == ["GPEN-BFR-256.pth", "GPEN-BFR-256.pth.sha256"]
+    assert (model_folder(ui_server) / "GPEN-BFR-256.pth.sha256").read_text().split()[0] == digest
+    status = page.locator(".gpen-download-status").inner_text()
+    assert f"sha256 {digest} (no published hash to check; recorded in GPEN-BFR-256.pth.sha256)" in status
+    final = ui_server.get("/gpen/download_status?name=GPEN-BFR-256.pth")
+    assert final == {"name": "GPEN-BFR-256.pth", "state": "done", "bytes": len(body), "sha256": digest,
+                     "hash_checked": False, "sha256_file": "GPEN-BFR-256.pth.sha256", "already_present": False,
+                     "running": False}
+
+    seen = page.evaluate("() => window.__gpenProgress")
+    moving = [v for v in seen if 0 < v < 100]
+    assert len(set(moving)) >= 3 and seen == sorted(seen) and seen[-1] == 100, seen
+
+    # The model list was refreshed and the new file chosen; its info is shown.
+    page.wait_for_function("""(id) => app.graph.getNodeById(id).widgets[0].value === 'GPEN-BFR-256.pth'""", arg=node)
+    info = page.locator(".gpen-info")
+    page.locator(".gpen-info[data-file='GPEN-BFR-256.pth']").wait_for()
+    assert info.inner_text().startswith("GPEN-64 · face restoration · 64×64 px faces")
+    assert f"{parameters / 1e6:.2f} M parameters" in info.inner_text()
+    assert info.get_attribute("title") == f"{parameters:,} parameters"
+    assert digest in page.locator(".gpen-hash").inner_text()
+    assert "non-commercial" in page.locator(".gpen-licence").inner_text()
+    page.locator(".gpen-download").wait_for(state="hidden")
+    no_errors_from_us(page)
+
+
+def test_choosing_a_model_shows_what_it_is(page, ui_server):
+    folder = model_folder(ui_server)
+    other = GPENConfig(size=64, style_dim=128, channel_multiplier=2, narrow=0.125, isconcat=False)
+    body, parameters = small_gpen(seed=3, config=other)
+    (folder / "GPEN-small-b.pth").write_bytes(body)
+    detector = io.BytesIO()
+    torch.save({"ClassHead.0.conv1x1.weight": torch.zeros(4, 64, 1, 1),
+                "BboxHead.0.conv1x1.weight": torch.zeros(8, 64, 1, 1)}, detector)
+    (folder / "GPEN-is-really-a-detector.pth").write_bytes(detector.getvalue())
+    refresh_lists(page)
+
+    node = page.evaluate(NEW_NODE, "GPENFaceRestore")
+    values = page.evaluate(CHOOSE_MODEL, [node, "GPEN-small-b.pth"])
+    assert "GPEN-small-b.pth" in values
+    info = page.locator(".gpen-info[data-file='GPEN-small-b.pth']")
+    info.wait_for()
+    assert info.inner_text().startswith("GPEN-64")
+    assert info.get_attribute("title") == f"{parameters:,} parameters"
+    assert f"{parameters / 1e3:.1f} k parameters" in info.inner_text() and "fp32" in info.inner_text()
+    assert page.locator(".gpen-download").is_hidden()
+    # The panel is neither saved in the workflow nor sent with the prompt: saved workflows keep their
+    # widget positions.
+    saved, sent = page.evaluate("""async (id) => {
+      const node = app.graph.serialize().nodes.find((n) => n.id === id);
+      const prompt = await app.graphToPrompt();
+      return [node.widgets_values, prompt.output[String(id)].inputs];
+    }""", node)
+    spec = ui_server.get("/object_info/GPENFaceRestore")["GPENFaceRestore"]["input"]
+    widgets = [name for name, _ in harness.widget_inputs(spec)]
+    assert len(saved) == len(widgets) and saved[widgets.index("model_name")] == "GPEN-small-b.pth"
+    assert set(sent) == set(widgets)
+
+    page.evaluate(CHOOSE_MODEL, [node, "GPEN-is-really-a-detector.pth"])
+    info = page.locator(".gpen-info.gpen-error[data-file='GPEN-is-really-a-detector.pth']")
+    info.wait_for()
+    assert info.inner_text() == ("Model file GPEN-is-really-a-detector.pth is a RetinaFace face detector, "
+                                 "not a GPEN model.")
+    no_errors_from_us(page)
+
+
+def test_a_failed_run_is_explained_on_the_node(page, ui_server):
+    folder = model_folder(ui_server)
+    if not (folder / "GPEN-small-c.pth").exists():
+        (folder / "GPEN-small-c.pth").write_bytes(small_gpen(seed=5)[0])
+        refresh_lists(page)
+    # 'parse' needs the face parser's weights, which this ComfyUI does not have.
+    graph = {"1": {"class_type": "LoadImage", "inputs": {"image": "t1.jpg"}},
+             "2": {"class_type": "GPENFaceRestore",
+                   "inputs": {"image": ["1", 0], "model_name": "GPEN-small-c.pth", "strength": 1.0,
+                              "detector": "retinaface_mobile0.25_bundled", "threshold": 0.5, "max_faces": 1,
+                              "mask_mode": "parse", "color_match": False, "device": "auto", "precision": "auto"}},
+             "3": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}}}
+    page.evaluate("""async (graph) => {
+      app.graph.clear();
+      await app.loadApiJson(graph, "gpen-error.json");
+      app.canvas.ds.scale = 1;
+      app.canvas.ds.offset = [0, 0];
+      await app.queuePrompt(0, 1);
+    }""", graph)
+    error = page.locator(".gpen-model-panel .gpen-node-error")
+    error.wait_for(state="visible", timeout=60_000)
+    assert "parsing_parsenet.pth" in error.inner_text()
+    close_dialogs(page)  # ComfyUI's own report of the same error
+    no_errors_from_us(page)
+
+
+def test_clicking_a_numbered_face_toggles_its_index(page, ui_server):
+    graph = {"1": {"class_type": "LoadImage", "inputs": {"image": "t1.jpg"}},
+             "2": {"class_type": "GPENDetectFaces",
+                   "inputs": {"image": ["1", 0], "detector": "retinaface_mobile0.25_bundled", "threshold": 0.5,
+                              "order": "left-right", "indices": "", "min_size": 0, "max_faces": 0}}}
+    close_dialogs(page)
+    node = page.evaluate("""async (graph) => {
+      app.graph.clear();
+      await app.loadApiJson(graph, "gpen-faces.json");
+      const node = app.graph.nodes.find((n) => n.comfyClass === "GPENDetectFaces");
+      node.pos = [420, 120];
+      node.setSize([420, 520]);
+      app.canvas.ds.scale = 1;
+      app.canvas.ds.offset = [0, 0];
+      app.graph.setDirtyCanvas(true, true);
+      await app.queuePrompt(0, 1);
+      return node.id;
+    }""", graph)
+    faces = page.locator(".gpen-face")
+    page.wait_for_function("() => document.querySelectorAll('.gpen-face').length >= 6", timeout=60_000)
+    assert faces.count() == 6
+    # the preview PNG the node saved in ComfyUI's temp folder is what the picker shows
+    page.wait_for_function("() => document.querySelector('.gpen-stage img')?.naturalWidth === 1024")
+    numbers = [faces.nth(i).get_attribute("data-index") for i in range(6)]
+    assert sorted(numbers) == [str(i) for i in range(6)]
+    # order "left-right": a face further right has a larger number
+    lefts = [faces.nth(i).bounding_box()["x"] for i in range(6)]
+    assert [n for _, n in sorted(zip(lefts, numbers))] == [str(i) for i in range(6)]
+    assert page.locator(".gpen-face.gpen-kept").count() == 6  # empty indices: every face is kept
+
+    page.click(".gpen-face[data-index='2']")
+    assert page.evaluate(WIDGET_VALUE, [node, "indices"]) == "2"
+    page.click(".gpen-face[data-index='4']")
+    assert page.evaluate(WIDGET_VALUE, [node, "indices"]) == "2,4"
+    page.click(".gpen-face[data-index='2']")
+    assert page.evaluate(WIDGET_VALUE, [node, "indices"]) == "4"
+    assert [faces.nth(i).get_attribute("data-index") for i in range(6)
+            if "gpen-kept" in faces.nth(i).get_attribute("class")] == ["4"]
+
+    # The next run uses the picked face only.
+    page.evaluate("() => app.queuePrompt(0, 1)")
+    deadline = time.monotonic() + 60
+    texts = []
+    while time.monotonic() < deadline:
+        history = ui_server.get("/history")
+        texts = [entry["outputs"].get(str(node), {}).get("text", [""])[0] for entry in history.values()
+                 if entry.get("prompt", [None, None, {}])[2].get(str(node), {}).get("inputs", {}).get("indices") == "4"]
+        if texts:
+            break
+        time.sleep(0.2)
+    assert texts and texts[0].startswith("1 face(s)"), texts
+    no_errors_from_us(page)
+
+
+# --------------------------------------------------------------------------- plain HTTP downloads
+
+
+def test_one_download_per_name_and_a_stalled_then_cut_transfer_leaves_nothing(ui_server, mirror):
+    body, _ = small_gpen(seed=4)
+    mirror.serve("/GPEN-BFR-1024.pth", Route(body=body, stall_after=100_000))
+    status, answer = ui_server.post("/gpen/download", {"name": "GPEN-BFR-1024.pth"})
+    assert status == 202 and answer["state"] == "started"
+    status, answer = ui_server.post("/gpen/download", {"name": "GPEN-BFR-1024.pth"})
+    assert status == 409 and "already downloading" in answer["error"]
+    deadline = time.monotonic() + 10
+    while ui_server.get("/gpen/download_status?name=GPEN-BFR-1024.pth")["state"] != "progress":
+        assert time.monotonic() < deadline, "no progress reported while the transfer runs"
+        time.sleep(0.05)
+    assert (model_folder(ui_server) / "GPEN-BFR-1024.pth.part").is_file()  # being written, not yet a model
+    assert not (model_folder(ui_server) / "GPEN-BFR-1024.pth").exists()
+    mirror.release.set()  # the server now closes the connection, 100000 bytes into the file
+    deadline = time.monotonic() + 20
+    while (state := ui_server.get("/gpen/download_status?name=GPEN-BFR-1024.pth"))["running"]:
+        assert time.monotonic() < deadline, "the cut transfer was not noticed"
+        time.sleep(0.05)
+    assert state["state"] == "error" and f"stopped after 100000 of {len(body)} bytes" in state["message"]
+    assert not [p for p in model_folder(ui_server).iterdir() if p.name.startswith("GPEN-BFR-1024")]
+
+
+def test_download_refusals_are_json_4xx(ui_server, mirror):
+    before = list(mirror.requests)
+    for payload in ({"name": "../GPEN-BFR-512.pth"}, {"name": "/etc/passwd"}, {"name": "GPEN-BFR-512.pth/.."},
+                    {"name": "not-in-the-list.pth"}, {"name": 5}, {}, ["GPEN-BFR-512.pth"]):
+        status, answer = ui_server.post("/gpen/download", payload)
+        assert status == 400 and answer["ok"] is False and answer["error"], payload
+    assert mirror.requests == before  # nothing was fetched for a refused name
