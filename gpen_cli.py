@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -37,9 +38,12 @@ def read_image(path: Path) -> np.ndarray:
     import cv2
 
     data = np.fromfile(str(path), np.uint8) if path.is_file() else None
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data is not None and data.size else None
+    image, said = _decode(data) if data is not None and data.size else (None, "")
     if image is None:
-        raise CliError(f"cannot read image {path}: not an image file OpenCV can decode")
+        detail = f" ({said})" if said else ""
+        raise CliError(f"cannot read image {path}: not an image file OpenCV can decode{detail}")
+    if said:
+        print(f"{path.name}: the decoder warned: {said}", file=sys.stderr)
     if image.ndim == 2:
         image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
     elif image.shape[2] == 4:
@@ -51,6 +55,26 @@ def read_image(path: Path) -> np.ndarray:
     elif image.dtype != np.uint8:
         raise CliError(f"cannot read image {path}: {image.dtype} pixels are not supported")
     return image
+
+
+def _decode(data: np.ndarray) -> tuple[np.ndarray | None, str]:
+    """cv2.imdecode, with what libpng/libjpeg print straight to stderr caught and returned as one line."""
+    import tempfile
+
+    import cv2
+
+    with tempfile.TemporaryFile() as sink:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        sink.seek(0)
+        said = " ".join(sink.read().decode("utf-8", "replace").split())[:300]
+    return image, said
 
 
 def write_image(path: Path, image: np.ndarray, like: Path) -> None:
@@ -133,7 +157,8 @@ def cmd_download(args) -> int:
         raise CliError("name a model to download, or use --list")
     bar = _progress_bar(args.name)
     try:
-        result = download_model(args.name, args.dir, url_base=args.url_base, progress=bar.update_to)
+        result = download_model(args.name, args.dir, url_base=args.url_base, progress=bar.update_to,
+                                timeout=args.timeout)
     finally:
         bar.close()
     print(f"{result.path} ({result.bytes:,} bytes, sha256 {result.sha256})")
@@ -143,7 +168,8 @@ def cmd_download(args) -> int:
 def _progress_bar(name):
     from tqdm import tqdm
 
-    bar = tqdm(total=0, unit="B", unit_scale=True, desc=name, leave=False)
+    # disable=None: a bar only on a terminal; piped or logged output gets just the result line.
+    bar = tqdm(total=0, unit="B", unit_scale=True, desc=name, leave=False, disable=None)
 
     def update_to(done, total):
         if total and bar.total != total:
@@ -169,6 +195,8 @@ def _inputs_and_outputs(args) -> list[tuple[Path, Path]]:
         if output.suffix.lower() not in IMAGE_SUFFIXES:
             raise CliError(f"output {output} has no image extension ({', '.join(IMAGE_SUFFIXES)})")
         pairs = [(source, output)]
+    elif source.exists():  # a pipe or device: reading it could block
+        raise CliError(f"input {source} is not an image file or a folder")
     else:
         raise CliError(f"input {source} does not exist")
     inputs = {p.resolve() for p, _ in pairs}
@@ -205,7 +233,7 @@ def cmd_restore(args) -> int:
         raise CliError("--mask parse needs --parser-dir with parsing_parsenet.pth or parsing_bisenet.pth")
     detector = _load_detector(args)
     restored, said = 0, set()
-    for source, target in tqdm(pairs, desc="restoring", unit="image", disable=len(pairs) < 2):
+    for source, target in tqdm(pairs, desc="restoring", unit="image", disable=True if len(pairs) < 2 else None):
         image = read_image(source)
         extra = {}
         if task == "inpaint":
@@ -302,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", default="models/facerestore", help="where to put it (default models/facerestore)")
     p.add_argument("--url-base", help="download from this mirror instead (URL = BASE/NAME)")
     p.add_argument("--list", action="store_true", help="list the downloadable models")
+    p.add_argument("--timeout", type=float, default=60, help="seconds without data before giving up (default 60)")
     p.set_defaults(func=cmd_download)
     return parser
 
@@ -314,9 +343,20 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
+    except KeyboardInterrupt:
+        # Ctrl-C: whatever was being written is removed by its writer (downloads) or never begun.
+        print(f"gpen {args.command}: interrupted", file=sys.stderr)
+        return 130
     except (CliError, ModelLoadError, DownloadError, ValueError, OSError, ImportError, RuntimeError) as exc:
         message = " ".join(str(exc).split()) or type(exc).__name__
         print(f"gpen {args.command}: error: {message}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bug of ours: still one line; GPEN_DEBUG=1 shows where
+        if os.environ.get("GPEN_DEBUG"):
+            raise
+        message = " ".join(str(exc).split())
+        print(f"gpen {args.command}: error: unexpected {type(exc).__name__}: {message} "
+              "(set GPEN_DEBUG=1 for the traceback, and please report it)", file=sys.stderr)
         return 1
 
 

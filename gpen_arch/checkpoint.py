@@ -17,19 +17,69 @@ CONTAINER_KEYS = ("g_ema", "params_ema", "params", "state_dict", "model", "gener
 
 
 def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
-    """The tensors in a weight file, without running any code stored in it."""
+    """The tensors in a weight file, without running any code stored in it.
+
+    The format is read from the first bytes, not the suffix: a safetensors file named
+    .pth loads, and a text file (a Git LFS pointer, a login page) is named as such.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise ModelLoadError(f"Model file not found: {path}")
+    check_model_file(path)
     if path.suffix.lower() not in WEIGHT_SUFFIXES:
         raise ModelLoadError(
             f"{path.name}: unsupported file type '{path.suffix}'; use {', '.join(WEIGHT_SUFFIXES)} or .onnx."
         )
-    if path.stat().st_size == 0:
-        raise ModelLoadError(f"Model file {path.name} is empty (0 bytes): the download or copy failed; get it again.")
-    if path.suffix.lower() in (".safetensors", ".sft"):
+    kind = sniff_format(path)
+    if kind == "safetensors" or (kind is None and path.suffix.lower() in (".safetensors", ".sft")):
         return _read_safetensors(path)
     return unwrap(_read_pickle(path), path.name)
+
+
+def check_model_file(path: Path) -> None:
+    """Refuse, from its first bytes at most, what is not a regular non-empty file or is plainly text."""
+    if not path.exists():
+        raise ModelLoadError(f"Model file not found: {path}")
+    if not path.is_file():  # a folder, or a pipe/device that could block a read forever
+        raise ModelLoadError(f"Model file {path.name} is not a regular file (a folder, pipe or device): {path}")
+    if path.stat().st_size == 0:
+        raise ModelLoadError(f"Model file {path.name} is empty (0 bytes): the download or copy failed; get it again.")
+    kind = sniff_format(path)
+    if kind == "lfs":
+        raise ModelLoadError(
+            f"Model file {path.name} is a Git LFS pointer (a small text file standing in for the model), not the "
+            "model itself: fetch the real file (git lfs pull) or download it again.")
+    if kind == "html":
+        raise ModelLoadError(
+            f"Model file {path.name} is a web page (HTML), not a model: the download got a login or error page "
+            "instead; download the file again from its real address.")
+    if kind == "text":
+        raise ModelLoadError(f"Model file {path.name} is a text file, not a model: it starts with "
+                             f"{_text_start(path)!r}; download the model file again.")
+
+
+_SNIFF_BYTES = 512
+
+
+def sniff_format(path: Path) -> str | None:
+    """'pytorch', 'safetensors', 'lfs', 'html', 'text', or None when the first bytes do not say."""
+    with open(path, "rb") as fh:
+        head = fh.read(_SNIFF_BYTES)
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":  # torch zip, or a (legacy) pickle
+        return "pytorch"
+    if len(head) > 8 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < path.stat().st_size:
+        return "safetensors"
+    if head.startswith(b"version https://git-lfs"):
+        return "lfs"
+    lowered = head.lstrip().lower()
+    if lowered.startswith((b"<!doctype html", b"<html", b"<head", b"<body", b"<?xml")):
+        return "html"
+    if len(head) >= 32 and all(b in b"\t\n\r" or 32 <= b < 127 for b in head):
+        return "text"
+    return None
+
+
+def _text_start(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return " ".join(fh.read(60).decode("ascii", "replace").split())
 
 
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
@@ -49,10 +99,12 @@ def _read_pickle(path: Path) -> Any:
     try:
         # weights_only refuses every class but tensors and plain containers;
         # argparse.Namespace is allowed because training checkpoints store their args in one.
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(str(path), map_location="cpu", weights_only=True)
+        # A file object, not the name: torch hands names ending in .safetensors to another reader.
+        with torch.serialization.safe_globals([argparse.Namespace]), open(path, "rb") as fh:
+            return torch.load(fh, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "Unsupported global" in str(exc):
+        # torch words it "Unsupported global: GLOBAL x.y" or "unsupported GLOBAL x.y whose module x is blocked".
+        if "unsupported global" in str(exc).lower():
             raise ModelLoadError(
                 f"Model file {path.name} was refused: it contains Python objects that could run code when "
                 "loaded, and only plain weight files are accepted. Use the original GPEN release, or a "
@@ -66,9 +118,16 @@ def _read_pickle(path: Path) -> Any:
 
 def _corrupt(path: Path, exc: BaseException) -> ModelLoadError:
     return ModelLoadError(
-        f"Model file {path.name} could not be read ({_first_line(exc)}); it is probably truncated or "
+        f"Model file {path.name} could not be read ({_reason(exc)}); it is probably truncated or "
         "corrupt: download it again."
     )
+
+
+def _reason(exc: BaseException) -> str:
+    # torch's weights-only refusal is a paragraph about its own defaults; the user needs none of it.
+    if isinstance(exc, pickle.UnpicklingError) and "weights only load failed" in str(exc).lower():
+        return "not a PyTorch or safetensors weights file"
+    return _first_line(exc)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .checkpoint import check_model_file
 from .config import GPENConfig, infer_config
 from .errors import ModelLoadError
 
@@ -51,15 +52,18 @@ class OnnxGPEN:
         arr = x.detach().to("cpu", torch.float32).numpy().astype(self.input_dtype, copy=False)
         step = self.fixed_batch or len(arr)
         outs = [self.session.run(None, {"input": arr[i:i + step]})[0] for i in range(0, len(arr), step)]
-        return torch.from_numpy(np.concatenate(outs).astype(np.float32, copy=False)).to(x.device)
+        out = np.concatenate(outs)
+        if out.shape != arr.shape:  # only knowable now when the file declares symbolic output dims
+            raise ValueError(f"{Path(self.source).name} is not a GPEN ONNX model: it turned {tuple(arr.shape)} "
+                             f"into {tuple(out.shape)}, a GPEN returns the shape it is given")
+        return torch.from_numpy(out.astype(np.float32, copy=False)).to(x.device)
 
 
 def load_onnx(path: str | Path, device=None) -> OnnxGPEN:
     import onnxruntime as ort
 
     path = Path(path)
-    if not path.is_file():
-        raise ModelLoadError(f"Model file not found: {path}")
+    check_model_file(path)
     options = ort.SessionOptions()
     options.log_severity_level = 3
     try:
@@ -77,6 +81,7 @@ def load_onnx(path: str | Path, device=None) -> OnnxGPEN:
             f"Model file {path.name} is not a GPEN ONNX model: it has {got}; "
             "a GPEN ONNX has one float input named 'input' of shape (1, 3, S, S)."
         )
+    _check_output(session, path, shape)
     return OnnxGPEN(
         session=session,
         size=int(shape[2]),
@@ -85,6 +90,19 @@ def load_onnx(path: str | Path, device=None) -> OnnxGPEN:
         fixed_batch=shape[0] if isinstance(shape[0], int) else None,
         source=str(path),
     )
+
+
+def _check_output(session, path: Path, in_shape: list) -> None:
+    """A GPEN returns an image of the shape it was given; an upscaler or a detector does not."""
+    outputs = session.get_outputs()
+    out_shape = list(outputs[0].shape) if outputs else []
+    wrong = len(out_shape) != 4 or any(isinstance(o, int) and o != i for o, i in zip(out_shape[1:], in_shape[1:]))
+    if not outputs or wrong:
+        got = tuple(out_shape) if out_shape else "no output"
+        raise ModelLoadError(
+            f"Model file {path.name} is not a GPEN ONNX model: its output is {got} for an input of "
+            f"{tuple(in_shape)}; a GPEN returns the shape it is given (an upscaler or detector does not)."
+        )
 
 
 def _read_config(session, path: Path) -> GPENConfig | None:

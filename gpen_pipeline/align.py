@@ -140,10 +140,16 @@ def warp_crop(image: np.ndarray, affine: np.ndarray, size: int) -> np.ndarray:
     Bilinear with a black constant border, like the official crop. A float32
     image is warped in float and rounded once at the end.
     """
-    rgb = np.ascontiguousarray(image[..., :3])
-    crop = cv2.warpAffine(rgb, np.asarray(affine, np.float64), (size, size), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+    # RGBA is warped with its alpha and the alpha dropped from the small crop: cutting the RGB out
+    # of the image first would copy the whole image for every face. Channels are interpolated
+    # independently, so the RGB of the crop is the same either way.
+    source = np.ascontiguousarray(image)
+    crop = cv2.warpAffine(source, np.asarray(affine, np.float64), (size, size), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=(0,) * source.shape[2])
+    crop = np.ascontiguousarray(crop[..., :3])
     if crop.dtype != np.uint8:
+        # NaN/Inf from a broken upstream node must not reach the network: black/white instead.
+        crop = np.nan_to_num(crop, nan=0.0, posinf=1.0, neginf=0.0)
         crop = np.clip(np.rint(crop * 255.0), 0, 255).astype(np.uint8)
     return crop
 

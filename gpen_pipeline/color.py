@@ -16,12 +16,26 @@ def check_image(image: np.ndarray, name: str = "image") -> None:
     """Raise a ValueError unless `image` is HxWx3/4, uint8 or float32."""
     if not isinstance(image, np.ndarray):
         raise ValueError(f"{name} must be a numpy array, got {type(image).__name__}")
+    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
+        raise ValueError(f"{name} is greyscale (shape {image.shape}); give it as HxWx3 with three equal channels "
+                         "(np.dstack([grey] * 3)): faces restored in a grey photo are kept grey")
     if image.ndim != 3 or image.shape[2] not in (3, 4):
         raise ValueError(f"{name} must be HxWx3 (RGB) or HxWx4 (RGBA), got shape {image.shape}")
     if image.dtype not in (np.uint8, np.float32):
         raise ValueError(f"{name} must be uint8 or float32 in [0,1], got {image.dtype}; convert it first")
     if image.shape[0] < 1 or image.shape[1] < 1:
         raise ValueError(f"{name} is empty (shape {image.shape})")
+
+
+def count_nonfinite(image: np.ndarray) -> int:
+    """How many values of `image` are NaN or infinite (always 0 for integer pixels).
+
+    One float64 sum answers the common case (none) without a full-size temporary;
+    only then are the values counted, a block of rows at a time."""
+    if not np.issubdtype(image.dtype, np.floating) or np.isfinite(image.sum(dtype=np.float64)):
+        return 0
+    rows = max(1, (1 << 20) // max(1, image[0].size))
+    return int(sum(np.count_nonzero(~np.isfinite(image[y:y + rows])) for y in range(0, image.shape[0], rows)))
 
 
 def check_crop(crop: np.ndarray, name: str = "crop", square: bool = True) -> np.ndarray:

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from .align import DegenerateLandmarks, align_face
+from .color import check_image, count_nonfinite
 from .detection import Detector, detect_faces
 from .face import AlignedFace
 from .parsing import PARSE_REGIONS, FaceParser, parse_mask_fn
@@ -87,6 +88,7 @@ def enhance_images(images: Sequence[np.ndarray], model, detector: Detector, opti
     masks, one per image (task "inpaint"). progress(done, total) is called as
     faces are restored; check_interrupt() between chunks may raise to stop.
     """
+    _check_inputs(images, targets)
     if targets is not None and len(targets) != len(images):
         raise ValueError(f"{len(targets)} target images for {len(images)} images")
     if options.task == "inpaint" and (inpaint_masks is None or len(inpaint_masks) != len(images)):
@@ -100,7 +102,13 @@ def enhance_images(images: Sequence[np.ndarray], model, detector: Detector, opti
     damage: list[np.ndarray] = []
     notes: list[list[str]] = []
     for index, image in enumerate(images):
+        if check_interrupt is not None:
+            check_interrupt()
         aligned, image_notes = [], []
+        invalid = count_nonfinite(image)
+        if invalid:
+            image_notes.append(f"{invalid} NaN/infinite values: treated as black/white inside the faces, "
+                               "left as they are elsewhere")
         for face in find_faces(image, detector, options):
             try:
                 record, crop = align_face(image, face, _network_size(model), options.template)
@@ -126,6 +134,8 @@ def enhance_images(images: Sequence[np.ndarray], model, detector: Detector, opti
 
     results, cursor = [], 0
     for index, image in enumerate(images):
+        if check_interrupt is not None:
+            check_interrupt()
         aligned = found[index]
         target = image if targets is None else targets[index]
         if not aligned:
@@ -158,6 +168,17 @@ def enhance_image(image: np.ndarray, model, detector: Detector, options: Enhance
     return enhance_images([image], model, detector, options,
                           inpaint_masks=None if mask is None else [mask],
                           targets=None if target is None else [target], **kwargs)[0]
+
+
+def _check_inputs(images, targets) -> None:
+    """Every image checked before any work, so a bad one fails at once and by its position."""
+    if isinstance(images, np.ndarray) and images.ndim < 4:
+        raise ValueError(f"enhance_images takes a list (or NxHxWxC array) of images, got one array of shape "
+                         f"{images.shape}; use enhance_image for a single image")
+    for index, image in enumerate(images):
+        check_image(image, f"image {index}")
+    for index, target in enumerate(targets or ()):
+        check_image(target, f"target image {index}")
 
 
 def _network_size(model) -> int:

@@ -265,6 +265,7 @@ def _render_face(image, job: _FaceJob, index, parse_masks, original_crops, color
     dsize = (roi.x1 - roi.x0, roi.y1 - roi.y0)
     warp = dict(flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     face_mask = cv2.warpAffine(crop_mask, to_roi, dsize, **warp)
+    np.clip(face_mask, 0.0, 1.0, out=face_mask)  # blurs and interpolation can overshoot 1 by a rounding
     # The official recipe warps the face bilinearly; the other modes use bicubic, which undoes the
     # bilinear crop far better (identity round trip at 512: ~42.5 dB -> ~47 dB).
     face_warp = dict(warp, flags=cv2.INTER_LINEAR if job.mode == "official" else cv2.INTER_CUBIC)
@@ -296,6 +297,10 @@ def _composite(image: np.ndarray, full_face: np.ndarray, full_mask: np.ndarray, 
         face = gray_rgb(face)
     m = sub_mask[rows, cols][:, None]
     base = sub_out[rows, cols, :3].astype(np.float32)
+    if image.dtype != np.uint8:
+        # NaN/Inf under a face would poison the blend; there they count as black/white. Pixels
+        # outside every face are not touched, invalid or not.
+        np.nan_to_num(base, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
     blended = base * (1.0 - m) + face * m
     if image.dtype == np.uint8:
         sub_out[rows, cols, :3] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)

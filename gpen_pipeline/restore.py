@@ -18,8 +18,11 @@ TASKS = ("restore", "colorize", "inpaint")
 Model = Callable[[torch.Tensor], torch.Tensor]
 
 
-class RestoreOutOfMemory(RuntimeError):
-    """The restorer ran out of memory even one face at a time."""
+class RestoreOutOfMemory(torch.OutOfMemoryError):
+    """The restorer ran out of memory even one face at a time.
+
+    A torch out-of-memory error (and so a RuntimeError): hosts that handle those, like
+    ComfyUI (which then frees its models and explains), recognise it, with our message."""
 
 
 def to_network(crops: Sequence[np.ndarray]) -> torch.Tensor:

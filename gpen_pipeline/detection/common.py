@@ -18,6 +18,8 @@ BUNDLED_NAME = "retinaface_mobile0.25_bundled"
 _MAX_LONG = 1500
 _DOWN_TO = 1000
 _MIN_LONG = 640
+# Float images are converted to uint8 this many values at a time.
+_CONVERT_VALUES = 1 << 22
 
 # (boxes (N, 4) x1 y1 x2 y2, scores (N,), landmarks (N, 5, 2)) in the pixels
 # of the image the runner was given.
@@ -72,8 +74,14 @@ def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
     if image.dtype == np.uint8:
         return np.ascontiguousarray(image)
     if np.issubdtype(image.dtype, np.floating):
-        image = np.nan_to_num(image.astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0)
-        return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        # A block of rows at a time: whole-image float temporaries would cost ~4x an 8K image.
+        out = np.empty(image.shape, np.uint8)
+        rows = max(1, _CONVERT_VALUES // max(1, image.shape[1] * 3))
+        for y in range(0, image.shape[0], rows):
+            block = np.nan_to_num(image[y:y + rows].astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0)
+            np.clip(block, 0.0, 1.0, out=block)
+            out[y:y + rows] = block * 255.0 + 0.5
+        return out
     raise TypeError(f"expected a uint8 or float [0, 1] image, got dtype {image.dtype}")
 
 
