@@ -21,6 +21,25 @@ import numpy as np
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 
+def keep_freed_memory() -> bool:
+    """Let this process reuse the memory it frees instead of handing it back to the system.
+
+    glibc serves every large block with a fresh mmap and unmaps it when freed, so each face
+    pays for the kernel zero-filling ~2 GB of new pages (about a third of a GPEN-BFR-512
+    forward on 2 cores). Raising the mmap and trim thresholds keeps that memory in the heap
+    for the next layer and the next face. Process-wide, so only for this standalone command
+    (and the benchmark); it changes nothing but speed. False where there is no glibc.
+    """
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        return bool(libc.mallopt(m_mmap_threshold, 1 << 30) and libc.mallopt(m_trim_threshold, 1 << 31))
+    except (OSError, AttributeError):
+        return False
+
+
 class CliError(Exception):
     """A problem the user can fix; printed as one line."""
 
@@ -338,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     args = build_parser().parse_args(argv)
+    keep_freed_memory()
     from gpen_arch import ModelLoadError
     from gpen_pipeline.download import DownloadError
 

@@ -128,8 +128,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rss-sizes", type=int, nargs="*", default=[2048])
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "network.json")
+    parser.add_argument("--reuse-freed-memory", action="store_true",
+                        help="apply the command line's allocator setting (gpen_cli.keep_freed_memory)")
     parser.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.reuse_freed_memory:
+        from gpen_cli import keep_freed_memory
+
+        if not keep_freed_memory():
+            parser.error("--reuse-freed-memory needs glibc")
     if args.rss_child:
         peak_rss_child(args.rss_child, args.threads)
         return
@@ -137,7 +144,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     rate = conv_rate(args.threads)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"{args.threads} threads, torch {torch.__version__}")
+          f"{args.threads} threads, torch {torch.__version__}, "
+          f"allocator: {'reusing freed memory (CLI)' if args.reuse_freed_memory else 'default (ComfyUI)'}")
     print(f"dense 3x3 convolution: {rate:.1f} GMAC/s")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -166,9 +174,10 @@ def main() -> None:
     args.json.write_text(json.dumps({
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                     "threads": args.threads, "torch": torch.__version__},
+        "allocator": "reuse_freed_memory" if args.reuse_freed_memory else "default",
         "dense_conv_gmac_per_s": rate, "forward": rows, "peak_rss": rss,
     }, indent=2))
-    print(f"wrote {args.json.relative_to(ROOT)}")
+    print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":

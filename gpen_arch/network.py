@@ -367,6 +367,13 @@ class GPEN(nn.Module):
         self.final_linear = nn.Sequential(EqualLinear(cfg.channels(4) * 16, cfg.style_dim, activate=True))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim == 4 and x.shape[0] > 1 and x.device.type == "cpu" and not torch.jit.is_tracing():
+            # On a CPU a batch gains nothing (the convolutions are compute-bound), while one face
+            # at a time keeps the working set, and the time per face, at its batch-1 level.
+            return torch.cat([self._forward(x[i:i + 1]) for i in range(x.shape[0])])
+        return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_tracing() and (x.ndim != 4 or x.shape[1] != 3 or x.shape[2] != self.size or x.shape[3] != self.size):
             raise ValueError(f"GPEN-{self.size} expects a (B, 3, {self.size}, {self.size}) tensor, got {tuple(x.shape)}")
         dtype = self.generator.input.input.dtype
