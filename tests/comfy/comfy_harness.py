@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 TMP = REPO / "tests" / ".tmp"  # git-ignored
 FIXTURES = REPO / "tests" / "fixtures" / "gpen"
 PACK_NAME = "comfyui-gpen"
+NODE_IDS = ("GPENLoadModel", "GPENDetectFaces", "GPENRestoreFaces", "GPENPasteBack", "GPENFaceRestore")
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "DO_NOT_TRACK": "1"}
 SMALL_MODEL = FIXTURES / "gpen_s64_cm1_n0125.pth"
 OTHER_SMALL_MODEL = FIXTURES / "gpen_s64_cm2_n0125_noconcat.pth"
@@ -247,6 +248,24 @@ class ComfyServer:
     def output_file(self, image_ref: dict) -> Path:
         folder = {"output": "output", "temp": "temp", "input": "input"}[image_ref["type"]]
         return self.base / folder / image_ref.get("subfolder", "") / image_ref["filename"]
+
+
+def gpen_chain(model_name: str, mask_mode: str = "official", device: str = "auto",
+               precision: str = "auto") -> dict:
+    """API-graph nodes "4".."7": load model, detect, restore, paste back, on the image of node "1"."""
+    return {
+        "4": {"class_type": "GPENLoadModel",
+              "inputs": {"model_name": model_name, "device": device, "precision": precision}},
+        "5": {"class_type": "GPENDetectFaces",
+              "inputs": {"image": ["1", 0], "detector": "retinaface_mobile0.25_bundled", "threshold": 0.5,
+                         "order": "large-small", "indices": "", "min_size": 0, "max_faces": 0}},
+        "6": {"class_type": "GPENRestoreFaces",
+              "inputs": {"gpen_model": ["4", 0], "image": ["1", 0], "faces": ["5", 0], "batch_size": 4}},
+        "7": {"class_type": "GPENPasteBack",
+              "inputs": {"image": ["1", 0], "restored_faces": ["6", 0], "mask_mode": mask_mode,
+                         "strength": 1.0, "feather": -1.0, "grow": 0.0, "color_match": False,
+                         "keep_gray": "auto"}},
+    }
 
 
 def history_error(entry: dict) -> dict | None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sys
 import types
 from pathlib import Path
@@ -26,21 +25,6 @@ import comfy_harness as harness  # noqa: E402
 for _key, _value in harness.OFFLINE_ENV.items():
     os.environ.setdefault(_key, _value)
 
-NODE_IDS = ("GPENLoadModel", "GPENDetectFaces", "GPENRestoreFaces", "GPENPasteBack", "GPENFaceRestore")
-
-
-@pytest.fixture(autouse=True)
-def no_remote_network(monkeypatch):
-    """Only the local test server may be reached; anything else fails the test."""
-    real_connect = socket.socket.connect
-
-    def connect(sock, address):
-        host = address[0] if isinstance(address, tuple) else None
-        if host is not None and host not in ("127.0.0.1", "localhost", "::1"):
-            raise AssertionError(f"network access attempted: {address!r}")
-        return real_connect(sock, address)
-
-    monkeypatch.setattr(socket.socket, "connect", connect)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 import comfy_harness as harness
-from conftest import NODE_IDS
 
 CLASS_NAMES = {"GPENLoadModel": "LoadGPENModel", "GPENDetectFaces": "DetectFaces",
                "GPENRestoreFaces": "RestoreFaces", "GPENPasteBack": "PasteBack", "GPENFaceRestore": "FaceRestore"}
@@ -48,7 +47,7 @@ def run_chain(comfy, gpen, image, mask_mode="box", **paste):
 
 def test_nodes_are_registered_with_ids_names_and_category(comfy):
     mappings, names = comfy.nodes.NODE_CLASS_MAPPINGS, comfy.nodes.NODE_DISPLAY_NAME_MAPPINGS
-    for node_id in NODE_IDS:
+    for node_id in harness.NODE_IDS:
         cls = mappings[node_id]
         assert cls.__name__ == CLASS_NAMES[node_id]
         assert cls.CATEGORY == "GPEN"
@@ -58,7 +57,7 @@ def test_nodes_are_registered_with_ids_names_and_category(comfy):
         assert len(cls.OUTPUT_TOOLTIPS) == len(cls.RETURN_TYPES) == len(cls.RETURN_NAMES)
 
 
-@pytest.mark.parametrize("node_id", NODE_IDS)
+@pytest.mark.parametrize("node_id", harness.NODE_IDS)
 def test_every_input_has_a_tooltip_and_a_default(comfy, node_id):
     spec = comfy.nodes.NODE_CLASS_MAPPINGS[node_id].INPUT_TYPES()
     for section in ("required", "optional"):

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 import comfy_harness as harness
-from conftest import NODE_IDS
 
 MODEL = "GPEN-tiny-64.pth"
 
@@ -35,20 +34,8 @@ def save_image(source: str, prefix: str) -> dict:
 
 
 def four_nodes() -> dict:
-    return {
-        "4": {"class_type": "GPENLoadModel", "inputs": {"model_name": MODEL, "device": "auto", "precision": "auto"}},
-        "5": {"class_type": "GPENDetectFaces",
-              "inputs": {"image": ["1", 0], "detector": "retinaface_mobile0.25_bundled", "threshold": 0.5,
-                         "order": "large-small", "indices": "", "min_size": 0, "max_faces": 0}},
-        "6": {"class_type": "GPENRestoreFaces",
-              "inputs": {"gpen_model": ["4", 0], "image": ["1", 0], "faces": ["5", 0], "batch_size": 4}},
-        "7": {"class_type": "GPENPasteBack",
-              "inputs": {"image": ["1", 0], "restored_faces": ["6", 0], "mask_mode": "official",
-                         "strength": 1.0, "feather": -1.0, "grow": 0.0, "color_match": False,
-                         "keep_gray": "auto"}},
-        "8": save_image("7", "gpen/chain"),
-        "9": {"class_type": "PreviewImage", "inputs": {"images": ["6", 1]}},
-    }
+    return {**harness.gpen_chain(MODEL), "8": save_image("7", "gpen/chain"),
+            "9": {"class_type": "PreviewImage", "inputs": {"images": ["6", 1]}}}
 
 
 def saved(server, entry: dict, node_id: str) -> np.ndarray:
@@ -62,7 +49,7 @@ def test_object_info_lists_our_nodes(server):
     assert f"custom_nodes/{harness.PACK_NAME}" in log  # ComfyUI reports the load time of our pack
     assert not [line for line in log.splitlines() if "IMPORT FAILED" in line and harness.PACK_NAME in line]
     info = server.get("/object_info")
-    for node_id in NODE_IDS:
+    for node_id in harness.NODE_IDS:
         node = info[node_id]
         assert node["category"] == "GPEN" and node["python_module"] == f"custom_nodes.{harness.PACK_NAME}"
         assert node["description"] and node["display_name"].startswith(("GPEN", "Load GPEN"))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import socket
 import sys
 import types
 import uuid
@@ -25,20 +24,6 @@ for _path in (HERE, COMFY_TESTS):
 
 import comfy_harness as harness  # noqa: E402
 import robustness_support as support  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def no_remote_network(monkeypatch):
-    """Only 127.0.0.1 may be reached; anything else fails the test."""
-    real_connect = socket.socket.connect
-
-    def connect(sock, address):
-        host = address[0] if isinstance(address, tuple) else None
-        if host is not None and host not in ("127.0.0.1", "localhost", "::1"):
-            raise AssertionError(f"network access attempted: {address!r}")
-        return real_connect(sock, address)
-
-    monkeypatch.setattr(socket.socket, "connect", connect)
 
 
 @pytest.fixture(scope="session")

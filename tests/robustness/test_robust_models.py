@@ -447,20 +447,9 @@ def one_node_graph(model_name: str, image: str) -> dict:
 
 
 def chain_graph(model_name: str, image: str) -> dict:
-    return {
-        "1": {"class_type": "LoadImage", "inputs": {"image": image}},
-        "4": {"class_type": "GPENLoadModel", "inputs": {"model_name": model_name, "device": "cpu",
-                                                        "precision": "fp32"}},
-        "5": {"class_type": "GPENDetectFaces",
-              "inputs": {"image": ["1", 0], "detector": "retinaface_mobile0.25_bundled", "threshold": 0.5,
-                         "order": "large-small", "indices": "", "min_size": 0, "max_faces": 0}},
-        "6": {"class_type": "GPENRestoreFaces",
-              "inputs": {"gpen_model": ["4", 0], "image": ["1", 0], "faces": ["5", 0], "batch_size": 4}},
-        "7": {"class_type": "GPENPasteBack",
-              "inputs": {"image": ["1", 0], "restored_faces": ["6", 0], "mask_mode": "box", "strength": 1.0,
-                         "feather": -1.0, "grow": 0.0, "color_match": False, "keep_gray": "auto"}},
-        "8": {"class_type": "PreviewImage", "inputs": {"images": ["7", 0]}},
-    }
+    return {"1": {"class_type": "LoadImage", "inputs": {"image": image}},
+            **harness.gpen_chain(model_name, mask_mode="box", device="cpu", precision="fp32"),
+            "8": {"class_type": "PreviewImage", "inputs": {"images": ["7", 0]}}}
 
 
 def assert_node_error(result: dict, node_type: str, *needles: str) -> str:

@@ -18,6 +18,7 @@ import torch
 from gpen_pipeline import EnhanceOptions, enhance_images
 from gpen_pipeline.restore import RestoreOutOfMemory, restore_crops
 
+import comfy_harness as harness  # noqa: E402
 import robustness_support as support
 from helpers.http_model_server import ModelServer, Route
 
@@ -77,19 +78,9 @@ def restore_graph(image_name: str) -> dict:
 
 
 def chain_graph(image_name: str) -> dict:
-    return {
-        "1": {"class_type": "LoadImage", "inputs": {"image": image_name}},
-        "4": {"class_type": "GPENLoadModel", "inputs": {"model_name": MODEL, "device": "cpu", "precision": "fp32"}},
-        "5": {"class_type": "GPENDetectFaces",
-              "inputs": {"image": ["1", 0], "detector": "retinaface_mobile0.25_bundled", "threshold": 0.5,
-                         "order": "large-small", "indices": "", "min_size": 0, "max_faces": 0}},
-        "6": {"class_type": "GPENRestoreFaces",
-              "inputs": {"gpen_model": ["4", 0], "image": ["1", 0], "faces": ["5", 0], "batch_size": 4}},
-        "7": {"class_type": "GPENPasteBack",
-              "inputs": {"image": ["1", 0], "restored_faces": ["6", 0], "mask_mode": "box", "strength": 1.0,
-                         "feather": -1.0, "grow": 0.0, "color_match": False, "keep_gray": "auto"}},
-        "8": {"class_type": "PreviewImage", "inputs": {"images": ["7", 0]}},
-    }
+    return {"1": {"class_type": "LoadImage", "inputs": {"image": image_name}},
+            **harness.gpen_chain(MODEL, mask_mode="box", device="cpu", precision="fp32"),
+            "8": {"class_type": "PreviewImage", "inputs": {"images": ["7", 0]}}}
 
 
 @pytest.mark.parametrize("graph, node, at", [(restore_graph, "GPENFaceRestore", 14),
