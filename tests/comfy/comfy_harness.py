@@ -330,3 +330,61 @@ def ui_to_api(workflow: dict, input_types_of, overrides: dict | None = None) -> 
                 inputs[name] = value
         graph[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
     return graph
+
+
+# --------------------------------------------------------------------------- running the examples
+
+
+def example_paths() -> list[Path]:
+    return sorted(EXAMPLES.glob("*.json"))
+
+
+def model_names(workflow: dict) -> list[str]:
+    """The model files a UI workflow names (the first widget of our loader nodes)."""
+    return [n["widgets_values"][0] for n in workflow["nodes"] if n["type"] in ("GPENLoadModel", "GPENFaceRestore")]
+
+
+def names_a_task(model_name: str) -> bool:
+    """Colorization/Inpainting files: their task comes from the released name, so a test installs the
+    small model under that very name instead of renaming the widget."""
+    return not model_name.startswith("GPEN-BFR-")
+
+
+def example_overrides(workflow: dict, image_name: str, restore_model: str) -> dict:
+    """ui_to_api overrides: every LoadImage reads `image_name`; GPEN-BFR names become `restore_model`."""
+    overrides = {}
+    for node in workflow["nodes"]:
+        if node["type"] == "LoadImage":
+            overrides[(node["id"], "image")] = image_name
+        elif node["type"] in ("GPENLoadModel", "GPENFaceRestore") and not names_a_task(node["widgets_values"][0]):
+            overrides[(node["id"], "model_name")] = restore_model
+    return overrides
+
+
+def node_of(workflow: dict, class_type: str) -> str:
+    return next(str(n["id"]) for n in workflow["nodes"] if n["type"] == class_type)
+
+
+def with_mask_saved(graph: dict, source: str, slot: int, prefix: str) -> tuple[dict, str]:
+    """`graph` plus MaskToImage + SaveImage on output `slot` of node `source`; returns the save node id."""
+    convert, save = "900", "901"
+    return {**graph,
+            convert: {"class_type": "MaskToImage", "inputs": {"mask": [source, slot]}},
+            save: {"class_type": "SaveImage", "inputs": {"images": [convert, 0], "filename_prefix": prefix}}}, save
+
+
+def cached_nodes(entry: dict) -> list[str]:
+    """The node ids ComfyUI took from its output cache for a /history entry (not executed again)."""
+    for kind, data in entry.get("status", {}).get("messages", []):
+        if kind == "execution_cached":
+            return list(data.get("nodes", []))
+    return []
+
+
+def with_damage(rgb: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+    """RGBA: transparent inside `box` (x0, y0, x1, y1 as fractions): LoadImage's MASK is 1 there."""
+    h, w = rgb.shape[:2]
+    alpha = np.full((h, w), 255, np.uint8)
+    x0, y0, x1, y1 = box
+    alpha[int(y0 * h):int(y1 * h), int(x0 * w):int(x1 * w)] = 0
+    return np.dstack([rgb, alpha])

@@ -4,16 +4,32 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 import comfy_harness as harness
 
-EXAMPLES = sorted(harness.EXAMPLES.glob("*.json"))
-REQUIRED_EXAMPLES = {"gpen_face_restore", "gpen_four_node_chain"}
+EXAMPLES = harness.example_paths()
+REQUIRED_EXAMPLES = {"gpen_face_restore", "gpen_four_node_chain", "gpen_old_photo_colorize",
+                     "gpen_inpaint_with_mask", "gpen_video_frames_batch"}
+SMALL = "GPEN-tiny-64.pth"  # installed by the `server` fixture
+SIZE = 192
+DAMAGE = (0.36, 0.18, 0.52, 0.30)  # over the astronaut's eyes, as fractions of the image
+INPUT_OF = {"gpen_old_photo_colorize": "wf_old_photo.png", "gpen_inpaint_with_mask": "wf_damaged.png"}
+TASK_OF = {"gpen_old_photo_colorize": "colorize", "gpen_inpaint_with_mask": "inpaint"}
 
 
 def load(path):
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def classes(comfy):
+    """ComfyUI's node classes: nodes.py, our pack, and the core extras the examples use
+    (RepeatImageBatch lives in comfy_extras, which the in-process ComfyUI does not load)."""
+    import comfy_extras.nodes_images as images
+
+    return {**images.NODE_CLASS_MAPPINGS, **comfy.nodes.NODE_CLASS_MAPPINGS}
 
 
 def test_the_required_examples_exist():
@@ -21,10 +37,9 @@ def test_the_required_examples_exist():
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
-def test_links_join_matching_slots(comfy, path):
+def test_links_join_matching_slots(classes, path):
     workflow = load(path)
     nodes = {n["id"]: n for n in workflow["nodes"]}
-    classes = comfy.nodes.NODE_CLASS_MAPPINGS
     assert workflow["version"] == 0.4 and workflow["last_node_id"] == max(nodes)
     assert workflow["last_link_id"] == max(link[0] for link in workflow["links"])
     used = {n["type"] for n in workflow["nodes"]}
@@ -41,8 +56,7 @@ def test_links_join_matching_slots(comfy, path):
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
-def test_widget_values_fit_the_inputs(comfy, path):
-    classes = comfy.nodes.NODE_CLASS_MAPPINGS
+def test_widget_values_fit_the_inputs(classes, path):
     for node in load(path)["nodes"]:
         if not node["type"].startswith("GPEN"):
             continue
@@ -59,10 +73,109 @@ def test_widget_values_fit_the_inputs(comfy, path):
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
-def test_example_converts_to_a_valid_prompt(comfy, path):
-    classes = comfy.nodes.NODE_CLASS_MAPPINGS
+def test_example_converts_to_a_valid_prompt(classes, path):
     graph = harness.ui_to_api(load(path), lambda t: classes[t].INPUT_TYPES())
     for node_id, node in graph.items():
         spec = classes[node["class_type"]].INPUT_TYPES()
         missing = set(spec["required"]) - set(node["inputs"])
         assert not missing, f"node {node_id} ({node['class_type']}) lacks {missing}"
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_core_node_numbers_fit_their_inputs(classes, path):
+    for node in load(path)["nodes"]:
+        if node["type"].startswith("GPEN"):
+            continue
+        for (name, spec), value in zip(harness.widget_inputs(classes[node["type"]].INPUT_TYPES()),
+                                       node["widgets_values"]):
+            if spec[0] in ("INT", "FLOAT"):
+                assert spec[1]["min"] <= value <= spec[1]["max"], f"{node['type']}.{name}={value!r}"
+
+
+# --------------------------------------------------------------------------- run in the real server
+
+
+@pytest.fixture(scope="module")
+def example_server(server):
+    """The server with the inputs the examples read, and the small model under the released
+    Colorization/Inpainting names (removed afterwards: other tests list the folder)."""
+    folder = server.base / "models" / "facerestore"
+    released = {name for path in EXAMPLES for name in harness.model_names(load(path)) if harness.names_a_task(name)}
+    installed = [harness.put_model(folder, name) for name in sorted(released)]
+    photo = harness.face_photo(SIZE)
+    grey = np.repeat(np.rint(photo @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)[..., None], 3, axis=-1)
+    inputs = server.base / "input"
+    harness.save_png(photo, inputs / "wf_photo.png")
+    harness.save_png(np.ascontiguousarray(photo[:, ::-1]), inputs / "wf_photo_mirrored.png")
+    harness.save_png(grey, inputs / "wf_old_photo.png")
+    harness.save_png(harness.with_damage(photo, DAMAGE), inputs / "wf_damaged.png")
+    try:
+        yield server
+    finally:
+        for path in installed:
+            path.unlink()
+
+
+def saved_arrays(server, entry: dict, node_id: str) -> list[np.ndarray]:
+    refs = harness.saved_images(entry, node_id)
+    return [harness.read_png(server.output_file(ref)) for ref in refs]
+
+
+def run_example(server, workflow: dict, image_name: str) -> tuple[dict, dict]:
+    info = server.get("/object_info")
+    graph = harness.ui_to_api(workflow, lambda t: info[t]["input"],
+                              harness.example_overrides(workflow, image_name, SMALL))
+    entry = server.run(graph)
+    assert entry["status"]["status_str"] == "success", harness.history_error(entry)
+    return graph, entry
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_example_runs_and_changes_only_the_faces(example_server, path):
+    server, workflow = example_server, load(path)
+    image_name = INPUT_OF.get(path.stem, "wf_photo.png")
+    original = harness.read_png(server.base / "input" / image_name)[..., :3].astype(int)
+    info = server.get("/object_info")
+    graph = harness.ui_to_api(workflow, lambda t: info[t]["input"],
+                              harness.example_overrides(workflow, image_name, SMALL))
+    kinds = {n["type"] for n in workflow["nodes"]}
+    paster = harness.node_of(workflow, "GPENPasteBack" if "GPENPasteBack" in kinds else "GPENFaceRestore")
+    graph, mask_save = harness.with_mask_saved(graph, paster, 1, f"gpen/test_{path.stem}_mask")
+    entry = server.run(graph)
+    assert entry["status"]["status_str"] == "success", harness.history_error(entry)
+
+    frames = next((n["widgets_values"][0] for n in workflow["nodes"] if n["type"] == "RepeatImageBatch"), 1)
+    images = saved_arrays(server, entry, harness.node_of(workflow, "SaveImage"))
+    masks = [m[..., 0] / 255.0 for m in saved_arrays(server, entry, mask_save)]
+    assert len(images) == len(masks) == frames
+    for image, mask in zip(images, masks):
+        assert image.shape == (SIZE, SIZE, 3) and mask.shape == (SIZE, SIZE)
+        changed = np.abs(image.astype(int) - original).max(axis=-1) > 2
+        assert 0.005 < changed.mean() < 0.5, changed.mean()
+        assert not (changed & (mask == 0)).any(), "pixels changed outside the paste mask"
+    assert all(np.array_equal(images[0], other) for other in images[1:])  # equal frames, equal results
+
+    if "GPENLoadModel" in kinds:
+        summary = entry["outputs"][harness.node_of(workflow, "GPENLoadModel")]["text"][0]
+        assert f"task {TASK_OF.get(path.stem, 'restore')}" in summary, summary
+    face = masks[0] > 0.9
+    if path.stem == "gpen_old_photo_colorize":  # keep_gray=auto must not turn the colorized face grey again
+        chroma = images[0].astype(int).max(axis=-1) - images[0].astype(int).min(axis=-1)
+        assert (chroma[face] > 8).mean() > 0.5 and chroma[masks[0] == 0].max() <= 1  # 8-bit mask rounding
+    if path.stem == "gpen_inpaint_with_mask":  # the damage lies over the face and was painted over
+        damage = harness.read_png(server.base / "input" / image_name)[..., 3] == 0
+        assert (masks[0][damage] > 0.5).mean() > 0.9
+        assert (np.abs(images[0].astype(int) - original).max(axis=-1)[damage] > 2).mean() > 0.5
+
+
+def test_a_second_run_reuses_the_loaded_model(example_server):
+    """Run the four-node chain on one photo and then on another: ComfyUI takes the loader's output
+    from its cache (no second "[GPEN] loaded" log line) while detection runs again."""
+    server, workflow = example_server, load(harness.EXAMPLES / "gpen_four_node_chain.json")
+    loader, detect = harness.node_of(workflow, "GPENLoadModel"), harness.node_of(workflow, "GPENDetectFaces")
+    run_example(server, workflow, "wf_photo.png")
+    loads_before = server.log_tail(10**7).count("[GPEN] loaded ")
+    _, entry = run_example(server, workflow, "wf_photo_mirrored.png")
+    assert loader in harness.cached_nodes(entry) and detect not in harness.cached_nodes(entry)
+    assert server.log_tail(10**7).count("[GPEN] loaded ") == loads_before
+    assert loads_before >= 1  # the log does show loads: the count above can fail
