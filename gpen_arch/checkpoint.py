@@ -23,19 +23,19 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
     .pth loads, and a text file (a Git LFS pointer, a login page) is named as such.
     """
     path = Path(path)
-    check_model_file(path)
+    kind = check_model_file(path)
     if path.suffix.lower() not in WEIGHT_SUFFIXES:
         raise ModelLoadError(
             f"{path.name}: unsupported file type '{path.suffix}'; use {', '.join(WEIGHT_SUFFIXES)} or .onnx."
         )
-    kind = sniff_format(path)
     if kind == "safetensors" or (kind is None and path.suffix.lower() in (".safetensors", ".sft")):
         return _read_safetensors(path)
     return unwrap(_read_pickle(path), path.name)
 
 
-def check_model_file(path: Path) -> None:
-    """Refuse, from its first bytes at most, what is not a regular non-empty file or is plainly text."""
+def check_model_file(path: Path) -> str | None:
+    """Refuse, from its first bytes at most, what is not a regular non-empty file or is plainly text;
+    otherwise return what those bytes say it is (see `sniff_format`)."""
     if not path.exists():
         raise ModelLoadError(f"Model file not found: {path}")
     if not path.is_file():  # a folder, or a pipe/device that could block a read forever
@@ -54,6 +54,7 @@ def check_model_file(path: Path) -> None:
     if kind == "text":
         raise ModelLoadError(f"Model file {path.name} is a text file, not a model: it starts with "
                              f"{_text_start(path)!r}; download the model file again.")
+    return kind
 
 
 _SNIFF_BYTES = 512
