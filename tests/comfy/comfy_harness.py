@@ -250,6 +250,15 @@ class ComfyServer:
         return self.base / folder / image_ref.get("subfolder", "") / image_ref["filename"]
 
 
+def gpen_one_node(model_name: str, image_node: str = "1", mask_mode: str = "official", device: str = "auto",
+                  precision: str = "auto") -> dict:
+    """The GPENFaceRestore node of an API graph, restoring the image of `image_node`."""
+    return {"class_type": "GPENFaceRestore",
+            "inputs": {"image": [image_node, 0], "model_name": model_name, "strength": 1.0,
+                       "detector": "retinaface_mobile0.25_bundled", "threshold": 0.5, "max_faces": 0,
+                       "mask_mode": mask_mode, "color_match": False, "device": device, "precision": precision}}
+
+
 def gpen_chain(model_name: str, mask_mode: str = "official", device: str = "auto",
                precision: str = "auto") -> dict:
     """API-graph nodes "4".."7": load model, detect, restore, paste back, on the image of node "1"."""

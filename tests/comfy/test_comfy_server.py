@@ -19,10 +19,7 @@ def inputs(server):
 
 
 def one_node(model_name: str, image_node: str = "1") -> dict:
-    return {"class_type": "GPENFaceRestore",
-            "inputs": {"image": [image_node, 0], "model_name": model_name, "strength": 1.0,
-                       "detector": "retinaface_mobile0.25_bundled", "threshold": 0.5, "max_faces": 0,
-                       "mask_mode": "official", "color_match": False, "device": "auto", "precision": "auto"}}
+    return harness.gpen_one_node(model_name, image_node)
 
 
 def load_image(name: str) -> dict:

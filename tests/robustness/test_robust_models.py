@@ -436,14 +436,9 @@ def comfy_input(comfy):
 
 
 def one_node_graph(model_name: str, image: str) -> dict:
-    return {
-        "1": {"class_type": "LoadImage", "inputs": {"image": image}},
-        "2": {"class_type": "GPENFaceRestore",
-              "inputs": {"image": ["1", 0], "model_name": model_name, "strength": 1.0,
-                         "detector": "retinaface_mobile0.25_bundled", "threshold": 0.5, "max_faces": 0,
-                         "mask_mode": "box", "color_match": False, "device": "cpu", "precision": "fp32"}},
-        "3": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}},
-    }
+    return {"1": {"class_type": "LoadImage", "inputs": {"image": image}},
+            "2": harness.gpen_one_node(model_name, mask_mode="box", device="cpu", precision="fp32"),
+            "3": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}}}
 
 
 def chain_graph(model_name: str, image: str) -> dict:
