@@ -8,7 +8,9 @@ Run from the repository root:
 Prints a table and writes bench/results/network.json. Ours and onnxruntime run
 alternately, after a warm-up, and the medians are compared, because these
 machines are noisy; the machine's dense-convolution rate is measured in the same
-run so the time per face can be set against the floor.
+run so the time per face can be set against the floor. Both run on a worker
+thread, as nodes do in ComfyUI (glibc gives such a thread its own memory arena,
+which behaves differently from the main thread's).
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -80,14 +83,14 @@ def time_pair(model, session, batch: int, repeats: int) -> dict:
     with torch.inference_mode():
         reference = model(x)
         ort_out = session.run(None, feed)[0]  # warm-up for both
-        for _ in range(repeats):
-            t = time.perf_counter()
-            model(x)
-            ours.append(time.perf_counter() - t)
-            t = time.perf_counter()
-            session.run(None, feed)
-            theirs.append(time.perf_counter() - t)
-            time.sleep(0.5)  # let onnxruntime's spinning worker threads park before ours run
+        for i in range(repeats):
+            # The same pause before each run (onnxruntime's spinning threads park; a run
+            # straight after another one starts warmer), and each side goes first in turn.
+            for name in (("ours", "ort") if i % 2 == 0 else ("ort", "ours")):
+                time.sleep(0.5)
+                t = time.perf_counter()
+                model(x) if name == "ours" else session.run(None, feed)
+                (ours if name == "ours" else theirs).append(time.perf_counter() - t)
     ours_s, ort_s = statistics.median(ours), statistics.median(theirs)
     return {
         "size": model.size, "batch": batch,
@@ -99,6 +102,29 @@ def time_pair(model, session, batch: int, repeats: int) -> dict:
     }
 
 
+def restore(model, x):
+    with torch.inference_mode():  # per thread: entered on the thread that runs the model
+        return model(x)
+
+
+def on_worker_thread(fn, *args):
+    """fn(*args) on a fresh thread, as ComfyUI runs its nodes; returns its result."""
+    result = {}
+
+    def target():
+        try:
+            result["value"] = fn(*args)
+        except BaseException as err:  # re-raised on the caller's thread
+            result["error"] = err
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
 def peak_rss_child(size: int, threads: int) -> None:
     """Runs in a fresh process: one forward at `size`, prints the peak RSS in MB.
 
@@ -107,8 +133,7 @@ def peak_rss_child(size: int, threads: int) -> None:
     torch.set_num_threads(threads)
     model = random_gpen(size)
     weights_mb = sum(p.numel() * 4 for p in model.state_dict().values()) / 2**20
-    with torch.inference_mode():
-        model(torch.rand(1, 3, size, size) * 2 - 1)
+    on_worker_thread(restore, model, torch.rand(1, 3, size, size) * 2 - 1)
     status = Path("/proc/self/status").read_text()
     peak = int(next(line for line in status.splitlines() if line.startswith("VmHWM")).split()[1]) / 1024
     print(json.dumps({"size": size, "peak_rss_mb": peak, "weights_mb": weights_mb}))
@@ -124,7 +149,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[512])
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rss-sizes", type=int, nargs="*", default=[2048])
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "network.json")
@@ -156,7 +181,7 @@ def main() -> None:
             export_s = time.perf_counter() - t
             session = ort_session(path, args.threads)
             for batch in args.batches:
-                row = time_pair(model, session, batch, args.repeats)
+                row = on_worker_thread(time_pair, model, session, batch, args.repeats)
                 row["onnx_export_s"] = export_s
                 row["floor_s_per_face"] = GMAC.get(size, float("nan")) / rate
                 rows.append(row)

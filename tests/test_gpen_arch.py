@@ -39,8 +39,10 @@ def official(request):
 # --- the network equals the official one -----------------------------------------------------
 
 
-def test_output_matches_official_fp32(official):
+@pytest.mark.parametrize("use_workspace", [True, False], ids=["workspace", "ordinary-layers"])
+def test_output_matches_official_fp32(official, use_workspace, monkeypatch):
     name, model, io = official
+    monkeypatch.setattr(model, "use_workspace", use_workspace)
     out = run(model, io["input"])
     assert out.shape == io["output"].shape
     np.testing.assert_allclose(out, io["output"], atol=1e-4, rtol=0)
@@ -55,9 +57,10 @@ def test_output_matches_official_fp64(official):
     np.testing.assert_allclose(out, io["output_fp64"], atol=1e-9, rtol=0)
 
 
-def test_intermediates_match_official(official):
+def test_intermediates_match_official(official, monkeypatch):
     """Every recorded layer output, so a failure names the layer that differs."""
     name, model, io = official
+    monkeypatch.setattr(model, "use_workspace", False)  # hooks see the ordinary layers only
     recorded = {}
 
     def keep(key):
@@ -100,6 +103,100 @@ def test_batch_gives_each_sample_its_own_result(official):
     np.testing.assert_allclose(out[0], io["output"][0], atol=1e-4, rtol=0)
     np.testing.assert_allclose(out[2], io["output"][0], atol=1e-4, rtol=0)
     assert np.abs(out[1] - out[0]).max() > 1e-2
+
+
+# --- the CPU forward in a reused workspace --------------------------------------------------------
+
+
+def _random_gpen(cfg: GPENConfig, seed: int = 0) -> GPEN:
+    """Random weights with the paths the official init leaves at zero made active."""
+    torch.manual_seed(seed)
+    model = GPEN(cfg).eval().requires_grad_(False)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("noise.weight") or name.endswith("bias"):
+                p.normal_(0, 0.3)
+    return model
+
+
+@pytest.mark.parametrize("cfg", [GPENConfig(64, narrow=0.125), GPENConfig(128, channel_multiplier=1, narrow=0.25)],
+                         ids=["64px", "128px"])
+def test_workspace_forward_equals_the_ordinary_layers(cfg):
+    assert gpen_arch.cpu_forward.supported(), "oneDNN's in-place convolution is missing from this torch"
+    model = _random_gpen(cfg)
+    x = torch.rand(2, 3, cfg.size, cfg.size) * 2 - 1
+    with torch.inference_mode():
+        fast = model(x)
+        assert "_workspace" in model.__dict__
+        model.use_workspace = False
+        ordinary = model(x)
+    assert fast.abs().max() > 0.1
+    torch.testing.assert_close(fast, ordinary, atol=2e-5, rtol=0)
+
+
+def test_workspace_is_reused_and_never_leaks_between_faces():
+    model = _random_gpen(GPENConfig(64, narrow=0.125))
+    a, b = (torch.rand(1, 3, 64, 64) * 2 - 1 for _ in range(2))
+    with torch.inference_mode():
+        first = model(a)
+        workspace = model.__dict__["_workspace"]
+        model(b)
+        again = model(a)
+        assert model.__dict__["_workspace"].data_ptr() == workspace.data_ptr()
+        workspace.fill_(float("nan"))  # the returned images are not views of it
+    assert torch.equal(first, again)
+    assert torch.isfinite(first).all()
+
+
+def test_workspace_works_under_no_grad_and_inference_mode_alike():
+    model = _random_gpen(GPENConfig(64, narrow=0.125))
+    x = torch.rand(1, 3, 64, 64) * 2 - 1
+    with torch.inference_mode():
+        in_inference = model(x)
+    with torch.no_grad():
+        in_no_grad = model(x)
+    assert torch.equal(in_inference, in_no_grad)
+
+
+def test_concurrent_calls_each_get_their_own_result():
+    import threading
+
+    model = _random_gpen(GPENConfig(64, narrow=0.125))
+    inputs = [torch.rand(1, 3, 64, 64) * 2 - 1 for _ in range(4)]
+    with torch.inference_mode():
+        expected = [model(x) for x in inputs]
+    results = {}
+
+    def worker(i):
+        with torch.inference_mode():
+            for _ in range(3):
+                results[i] = model(inputs[i])
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, want in enumerate(expected):
+        assert torch.equal(results[i], want)
+
+
+def test_workspace_is_left_out_with_grad_mode_and_freed_on_a_move():
+    model = _random_gpen(GPENConfig(64, narrow=0.125))
+    x = torch.rand(1, 3, 64, 64) * 2 - 1
+    with torch.enable_grad():
+        model(x)  # autograd on: the ordinary layers
+    assert "_workspace" not in model.__dict__
+    with torch.no_grad():
+        model(x)
+    assert "_workspace" in model.__dict__
+    model.double()
+    assert "_workspace" not in model.__dict__
+    big = GPEN(GPENConfig(64, narrow=0.125)).eval()
+    big.KEEP_WORKSPACE_BYTES = 0  # a workspace over the limit is freed after each call
+    with torch.no_grad():
+        big(x)
+    assert "_workspace" not in big.__dict__
 
 
 def test_config_comes_from_tensors(official):
