@@ -24,11 +24,11 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 def keep_freed_memory() -> bool:
     """Let this process reuse the memory it frees instead of handing it back to the system.
 
-    glibc serves every large block with a fresh mmap and unmaps it when freed, so each face
-    pays for the kernel zero-filling ~2 GB of new pages (about a third of a GPEN-BFR-512
-    forward on 2 cores). Raising the mmap and trim thresholds keeps that memory in the heap
-    for the next layer and the next face. Process-wide, so only for this standalone command
-    (and the benchmark); it changes nothing but speed. False where there is no glibc.
+    glibc serves every large block with a fresh mmap and unmaps it when freed, so each use
+    pays for the kernel zero-filling new pages. The fp32 CPU forward avoids that with its own
+    workspace; this covers the rest (bf16 or fp16 on a CPU, the pipeline's image buffers).
+    Process-wide, so only for this standalone command (and the benchmark); it changes nothing
+    but speed. False where there is no glibc.
     """
     import ctypes
 

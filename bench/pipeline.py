@@ -10,7 +10,7 @@ Run from the repository root:
    a warm-up, and the overhead (everything but the network) as a share of it.
 2. A batch of 1280x720 frames with one face each through `enhance_images`:
    faces per second and the process's peak RSS.
-Writes bench/results/pipeline.json.
+Both run on a worker thread, as nodes do in ComfyUI. Writes bench/results/pipeline.json.
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ from gpen_pipeline import EnhanceOptions, align_face, enhance_images, load_detec
 from gpen_pipeline.detection import DEFAULT_DETECTOR  # noqa: E402
 from gpen_pipeline.enhance import find_faces  # noqa: E402
 from gpen_pipeline.restore import restore_crops  # noqa: E402
-from network import random_gpen  # noqa: E402
+from network import on_worker_thread, random_gpen  # noqa: E402
 
 
 def photos() -> list[np.ndarray]:
@@ -119,14 +119,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     model = random_gpen(args.size)
     detector = load_detector(DEFAULT_DETECTOR)
-    split = stage_split(model, detector, scene_1080p(), args.repeats)
+    split = on_worker_thread(stage_split, model, detector, scene_1080p(), args.repeats)
     print(f"1920x1080, {split['faces']} faces, GPEN-{args.size}: detect {split['detect_s'] * 1e3:.0f} ms, "
           f"align {split['align_s'] * 1e3:.0f} ms, restore {split['restore_s']:.2f} s, "
           f"paste {split['paste_s'] * 1e3:.0f} ms; overhead {split['overhead_over_network']:.1%} of the network")
     report = {"model_size": args.size, "threads": args.threads, "scene_1080p": split,
               "allocator": "reuse_freed_memory" if args.reuse_freed_memory else "default"}
     if args.frames:
-        batch = frames_per_second(model, detector, args.frames)
+        batch = on_worker_thread(frames_per_second, model, detector, args.frames)
         print(f"{batch['frames']} frames 1280x720: {batch['faces_per_s']:.2f} faces/s, "
               f"peak RSS {batch['peak_rss_mb']:.0f} MB")
         report["frames_720p"] = batch
