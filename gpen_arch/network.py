@@ -12,6 +12,7 @@ that is cheaper and equal up to float rounding:
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -437,6 +438,14 @@ class GPEN(nn.Module):
                 workspace = torch.empty(plan.numel, dtype=torch.float32)
         try:
             return cpu_forward.forward_one(self, x, workspace, plan)
+        except RuntimeError as err:
+            if isinstance(err, torch.OutOfMemoryError):
+                raise
+            # A oneDNN build without some kernel this path needs: the ordinary layers from now on.
+            warnings.warn(f"GPEN's in-place CPU forward failed ({err}); using the ordinary layers instead")
+            self.use_workspace = False
+            workspace = None
+            return self._forward(x)
         finally:
-            if plan.numel * 4 <= self.KEEP_WORKSPACE_BYTES:
+            if workspace is not None and plan.numel * 4 <= self.KEEP_WORKSPACE_BYTES:
                 self.__dict__["_workspace"] = workspace

@@ -199,6 +199,24 @@ def test_workspace_is_left_out_with_grad_mode_and_freed_on_a_move():
     assert "_workspace" not in big.__dict__
 
 
+def test_a_failing_in_place_kernel_falls_back_to_the_ordinary_layers(monkeypatch):
+    model = _random_gpen(GPENConfig(64, narrow=0.125))
+    x = torch.rand(1, 3, 64, 64) * 2 - 1
+    with torch.inference_mode():
+        model.use_workspace = False
+        want = model(x)
+        model.use_workspace = True
+
+        def unsupported(*args, **kwargs):
+            raise RuntimeError("could not create a primitive")
+
+        monkeypatch.setattr(gpen_arch.cpu_forward, "_conv_add", unsupported)
+        with pytest.warns(UserWarning, match="ordinary layers"):
+            got = model(x)
+    assert torch.equal(got, want)
+    assert model.use_workspace is False and "_workspace" not in model.__dict__
+
+
 def test_config_comes_from_tensors(official):
     name, model, _ = official
     assert model.config.to_dict() == fixture_config(name)
