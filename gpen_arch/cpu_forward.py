@@ -65,7 +65,8 @@ class Plan:
     """Where each activation lives in the workspace (offsets in elements).
 
     The encoder features stay until the decoder level that injects them; three
-    equal slots take everything else, each used by one tensor at a time.
+    equal slots take the other activations, each used by one tensor at a time;
+    the weight region holds the layer at hand's modulated weights.
     """
     feature_offsets: tuple[int, ...]  # ecd0 (full size) first
     slot_offsets: tuple[int, int, int]
@@ -87,9 +88,8 @@ def plan_for(cfg) -> Plan:
         max(r * r * cfg.channels(r) for r in sizes),
         max(r * r * 2 * cfg.channels(r) for r in sizes[1:]),
     )
-    slot = _aligned(slot)
-    # The largest convolution weight (a decoder level's concatenated input times its output),
-    # with room to align its parts (an upsampling layer's four phases).
+    slot = _aligned(slot) + 4 * _ALIGN  # room to align the four phases of a transposed convolution
+    # The largest convolution weight (a decoder level's concatenated input times its output).
     weights = _aligned(max(2 * cfg.channels(r // 2) * cfg.channels(r) * 9 for r in sizes[:-1])) + 4 * _ALIGN
     offsets, at = [], 0
     for n in features:

@@ -381,8 +381,8 @@ class GPEN(nn.Module):
     # workspace that it reuses (gpen_arch/cpu_forward.py); False on an instance runs the
     # ordinary layers instead.
     use_workspace = True
-    # Kept between calls up to this size (GPEN-512: 315 MB, 1024: 635 MB); the 2048 px
-    # models' 1.3 GB is freed after each call, where it costs under 2% of the time.
+    # Kept between calls up to this size (GPEN-512: 333 MB, 1024: 653 MB); the 2048 px
+    # models' 1.3 GB is freed after each call: too much to hold while the model sits idle.
     KEEP_WORKSPACE_BYTES = 1 << 30
 
     def release_workspace(self) -> None:
