@@ -119,8 +119,9 @@ def _random_gpen(cfg: GPENConfig, seed: int = 0) -> GPEN:
     return model
 
 
-@pytest.mark.parametrize("cfg", [GPENConfig(64, narrow=0.125), GPENConfig(128, channel_multiplier=1, narrow=0.25)],
-                         ids=["64px", "128px"])
+@pytest.mark.parametrize("cfg", [GPENConfig(64, narrow=0.125), GPENConfig(128, channel_multiplier=1, narrow=0.25),
+                                 GPENConfig(64, narrow=0.041)],
+                         ids=["64px", "128px", "20-channels"])  # 20: views that need alignment padding
 def test_workspace_forward_equals_the_ordinary_layers(cfg):
     assert gpen_arch.cpu_forward.supported(), "oneDNN's in-place convolution is missing from this torch"
     model = _random_gpen(cfg)
