@@ -437,7 +437,7 @@ class GPEN(nn.Module):
             with torch.inference_mode(False):  # usable both inside and outside inference_mode
                 workspace = torch.empty(plan.numel, dtype=torch.float32)
         try:
-            return cpu_forward.forward_one(self, x, workspace, plan)
+            return cpu_forward.forward_one(self, x.to(torch.float32), workspace, plan)
         except RuntimeError as err:
             if isinstance(err, torch.OutOfMemoryError):
                 raise

@@ -149,6 +149,17 @@ def test_workspace_is_reused_and_never_leaks_between_faces():
     assert torch.isfinite(first).all()
 
 
+def test_workspace_takes_inputs_of_any_float_dtype():
+    model = _random_gpen(GPENConfig(64, narrow=0.125))
+    x = torch.rand(1, 3, 64, 64, dtype=torch.float64) * 2 - 1
+    with torch.inference_mode():
+        got = model(x)  # converted to the model's dtype, as the ordinary layers do
+        assert model.use_workspace and "_workspace" in model.__dict__
+        model.use_workspace = False
+        want = model(x)
+    torch.testing.assert_close(got, want, atol=2e-5, rtol=0)
+
+
 def test_workspace_works_under_no_grad_and_inference_mode_alike():
     model = _random_gpen(GPENConfig(64, narrow=0.125))
     x = torch.rand(1, 3, 64, 64) * 2 - 1
