@@ -16,6 +16,7 @@ Results agree with the ordinary forward to float rounding (tests/test_gpen_arch.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -78,6 +79,7 @@ def _aligned(n: int) -> int:
     return -(-n // _ALIGN) * _ALIGN
 
 
+@functools.lru_cache(maxsize=None)
 def plan_for(cfg) -> Plan:
     sizes = [cfg.size // 2 ** i for i in range(cfg.log_size - 1)]  # encoder outputs: size .. 4
     features = [_aligned(r * r * cfg.channels(r)) for r in sizes]
@@ -185,7 +187,7 @@ def _decode(gen, z, features, memory, sqrt2):
         a = _fill(memory.activation(a_slot, ch, res, res), up.activate.bias[:ch] * sqrt2)
         _conv_add(a, t, _depthwise(up.conv.blur.kernel, ch), padding=1, groups=ch)
         _lrelu_(a)
-        g = _injected(up, feature, memory.activation(noise_slot, ch, res, res), ch, sqrt2)
+        g = _lrelu_(up.injected(feature, out=memory.activation(noise_slot, ch, res, res)))
 
         # Plain styled conv: one convolution per half of its (never built) concatenated input.
         w_a, w_g = _halves(conv.conv.weight[0], conv.conv.factors(w, sqrt2)[0], ch, memory)
@@ -193,7 +195,7 @@ def _decode(gen, z, features, memory, sqrt2):
         _conv_add(a2, a, w_a, padding=1)
         _conv_add(a2, g, w_g, padding=1)
         _lrelu_(a2)
-        g = _injected(conv, feature, g, ch, sqrt2)  # g's old values are no longer needed
+        g = _lrelu_(conv.injected(feature, out=g))  # g's old values are no longer needed
 
         # To RGB: a 1x1 convolution of the two halves, plus the upsampled skip.
         rgb_a, rgb_g = _halves(to_rgb.conv.weight[0], to_rgb.conv.factors(w)[0], ch, memory)
@@ -243,11 +245,3 @@ def _transposed_conv(x, weight, factors, memory, phases_at, out_at):
         out[:, :, dy::2, dx::2].copy_(phase)
         at += _aligned(phase.numel())
     return out
-
-
-def _injected(layer, feature, out, ch, sqrt2):
-    """The concatenated half of a styled conv's output: leaky ReLU of the weighted feature plus bias."""
-    gain = (layer.noise.weight * sqrt2).to(feature.dtype)
-    bias = (layer.activate.bias[ch:] * sqrt2).to(feature.dtype).view(1, -1, 1, 1)
-    torch.addcmul(bias, feature, gain, out=out)
-    return _lrelu_(out)

@@ -270,14 +270,12 @@ class StyledConv(nn.Module):
             x = x.pop()
         bias = self.activate.bias * _SQRT2
         c_out = self.conv.weight.shape[1]
-        noise_gain = (self.noise.weight * _SQRT2).to(x.dtype)
         # An upsampling conv blurs after convolving, so its bias is added on the way into the buffer.
         deferred = self.conv.upsample and self.isconcat and not torch.onnx.is_in_onnx_export()
         out = self.conv(x, w, gain=_SQRT2, bias=None if deferred else bias[:c_out])
         del x
         if self.isconcat and torch.onnx.is_in_onnx_export():
-            injected = torch.addcmul(bias[c_out:].to(out.dtype).view(1, -1, 1, 1), feature, noise_gain)
-            out = torch.cat([out, injected], dim=1)
+            out = torch.cat([out, self.injected(feature)], dim=1)
         elif self.isconcat:
             # Written straight into the halves of one buffer: a concatenation costs a full extra pass.
             both = torch.empty(out.shape[0], 2 * c_out, out.shape[2], out.shape[3], dtype=out.dtype,
@@ -286,11 +284,18 @@ class StyledConv(nn.Module):
                 torch.add(out, bias[:c_out].to(out.dtype).view(1, -1, 1, 1), out=both[:, :c_out])
             else:
                 both[:, :c_out] = out
-            torch.addcmul(bias[c_out:].to(out.dtype).view(1, -1, 1, 1), feature, noise_gain, out=both[:, c_out:])
+            self.injected(feature, out=both[:, c_out:])
             out = both
         else:
-            out = torch.addcmul(out, feature, noise_gain)
+            out = torch.addcmul(out, feature, (self.noise.weight * _SQRT2).to(out.dtype))
         return F.leaky_relu(out, 0.2, inplace=not torch.onnx.is_in_onnx_export())
+
+    def injected(self, feature: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """The concatenated half before the activation: the encoder feature times the noise
+        weight, plus that half's bias (both with the sqrt(2) gain folded in)."""
+        c_out = self.conv.weight.shape[1]
+        bias = (self.activate.bias[c_out:] * _SQRT2).to(feature.dtype).view(1, -1, 1, 1)
+        return torch.addcmul(bias, feature, (self.noise.weight * _SQRT2).to(feature.dtype), out=out)
 
 
 class ToRGB(nn.Module):
