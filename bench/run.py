@@ -1,0 +1,38 @@
+"""Every benchmark in one command, each in a fresh process (so one's memory peak is not another's).
+
+    .venv/bin/python bench/run.py            # network, pipeline (with 48 frames), precision on a GPU
+    .venv/bin/python bench/run.py --quick    # fewer repeats, BFR-512 only: a few minutes on 2 cores
+
+Results go to bench/results/*.json; each script's own --help lists its options.
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    repeats = ["--repeats", "3"] if args.quick else []
+    runs = [
+        ["network.py", *repeats, *(["--rss-sizes"] if args.quick else [])],
+        ["pipeline.py", *repeats, "--frames", "12" if args.quick else "48"],
+        ["precision.py", *repeats],
+    ]
+    failed = []
+    for script, *options in runs:
+        print(f"\n== {script} {' '.join(options)}", flush=True)
+        if subprocess.run([sys.executable, str(BENCH / script), *options]).returncode != 0:
+            failed.append(script)
+    if failed:
+        sys.exit(f"failed: {', '.join(failed)}")
+
+
+if __name__ == "__main__":
+    main()
