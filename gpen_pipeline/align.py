@@ -154,15 +154,21 @@ def warp_crop(image: np.ndarray, affine: np.ndarray, size: int) -> np.ndarray:
     return crop
 
 
-def align_face(image: np.ndarray, face: Face, size: int,
-               template: str | np.ndarray = "gpen") -> tuple[AlignedFace, np.ndarray]:
-    """Align one face: returns its record (transforms, source size) and its SxS uint8 RGB crop."""
-    check_image(image)
+def aligned_record(face: Face, size: int, image_hw: tuple[int, int],
+                   template: str | np.ndarray = "gpen") -> AlignedFace:
+    """The record of one face's SxS crop (its transforms and source size), without cutting the crop."""
     _check_size(size)
     landmarks = np.asarray(face.landmarks)
     if landmarks.shape != (5, 2):
         raise ValueError(f"face landmarks must have shape (5, 2), got {landmarks.shape}")
     affine = similarity_from_points(landmarks, template_points(template, size))
-    aligned = AlignedFace(face=face, size=int(size), affine=affine, inverse=invert_affine(affine),
-                          image_size=(int(image.shape[0]), int(image.shape[1])))
-    return aligned, warp_crop(image, affine, size)
+    return AlignedFace(face=face, size=int(size), affine=affine, inverse=invert_affine(affine),
+                       image_size=(int(image_hw[0]), int(image_hw[1])))
+
+
+def align_face(image: np.ndarray, face: Face, size: int,
+               template: str | np.ndarray = "gpen") -> tuple[AlignedFace, np.ndarray]:
+    """Align one face: returns its record (transforms, source size) and its SxS uint8 RGB crop."""
+    check_image(image)
+    aligned = aligned_record(face, size, image.shape[:2], template)
+    return aligned, warp_crop(image, aligned.affine, size)

@@ -32,7 +32,7 @@ class PasteResult:
 
 
 @dataclass(frozen=True)
-class _Roi:
+class Roi:
     x0: int
     y0: int
     x1: int
@@ -42,10 +42,10 @@ class _Roi:
     def slices(self) -> tuple[slice, slice]:
         return slice(self.y0, self.y1), slice(self.x0, self.x1)
 
-    def union(self, other: "_Roi | None") -> "_Roi":
+    def union(self, other: "Roi | None") -> "Roi":
         if other is None:
             return self
-        return _Roi(min(self.x0, other.x0), min(self.y0, other.y0), max(self.x1, other.x1), max(self.y1, other.y1))
+        return Roi(min(self.x0, other.x0), min(self.y0, other.y0), max(self.x1, other.x1), max(self.y1, other.y1))
 
 
 def crop_to_target(aligned: AlignedFace, crop_size: int, target_hw: tuple[int, int]) -> np.ndarray:
@@ -63,7 +63,7 @@ def crop_to_target(aligned: AlignedFace, crop_size: int, target_hw: tuple[int, i
     return compose_affine(to_target, compose_affine(aligned.inverse, from_crop))
 
 
-def _footprint(inverse: np.ndarray, crop_size: int, h: int, w: int) -> _Roi | None:
+def footprint(inverse: np.ndarray, crop_size: int, h: int, w: int) -> Roi | None:
     corners = np.array([[-0.5, -0.5, 1], [crop_size - 0.5, -0.5, 1],
                         [-0.5, crop_size - 0.5, 1], [crop_size - 0.5, crop_size - 0.5, 1]])
     pts = corners @ inverse.T
@@ -71,10 +71,10 @@ def _footprint(inverse: np.ndarray, crop_size: int, h: int, w: int) -> _Roi | No
     x1 = int(np.clip(np.ceil(pts[:, 0].max()) + 3, 0, w))
     y0 = int(np.clip(np.floor(pts[:, 1].min()) - 2, 0, h))
     y1 = int(np.clip(np.ceil(pts[:, 1].max()) + 3, 0, h))
-    return _Roi(x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
+    return Roi(x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
 
 
-def _inside_source(aligned: AlignedFace, crop_size: int, target_hw: tuple[int, int]) -> np.ndarray | None:
+def inside_source(aligned: AlignedFace, crop_size: int, target_hw: tuple[int, int]) -> np.ndarray | None:
     """Crop-space 0/1 map of pixels sampled wholly from inside the source image; None when all are."""
     h, w = aligned.image_size or target_hw
     k = aligned.size / crop_size
@@ -122,7 +122,7 @@ def _parse_mask_for(parse_masks: ParseSource | None, index: int, crop: np.ndarra
     return parse_masks[index]
 
 
-def _crop_mask(mode: str, crop: np.ndarray, parse: np.ndarray | None, feather: float | None,
+def crop_space_mask(mode: str, crop: np.ndarray, parse: np.ndarray | None, feather: float | None,
                grow: float) -> np.ndarray:
     size = crop.shape[0]
     if mode == "box":
@@ -199,7 +199,7 @@ def paste_faces(image: np.ndarray, aligned: Sequence[AlignedFace], restored: Seq
     crop_blend = mask_mode == "official" and original_crops is not None
     full_mask = np.zeros((h, w), np.float32)
     full_face = np.zeros((h, w, 3), np.float32)  # calloc'd: only the faces' boxes are ever touched
-    touched: _Roi | None = None
+    touched: Roi | None = None
     for i, (face, crop) in enumerate(zip(aligned, restored)):
         job = _FaceJob(face=face, crop=check_crop(crop, f"restored crop {i}"), mode=mask_mode,
                        strength=strength if crop_blend else 1.0)
@@ -243,25 +243,22 @@ def _render_face(image, job: _FaceJob, index, parse_masks, original_crops, color
     """One face warped into its box of the target: (roi, mask, pixels), or None when it misses the image."""
     h, w = image.shape[:2]
     face, crop, size = job.face, job.crop, job.crop.shape[0]
-    inverse = crop_to_target(face, size, (h, w))
-    roi = _footprint(inverse, size, h, w)
-    if roi is None:
+    placed = face_box(face, size, (h, w))
+    if placed is None:
         return None
+    roi, to_roi = placed
     reference = None
     if color_match or job.strength < 1.0:
-        reference = _reference_crop(image, inverse, size, index, original_crops)
-    inside = _inside_source(face, size, (h, w))
-    crop_mask = _crop_mask(job.mode, crop, _parse_mask_for(parse_masks, index, crop), feather, grow)
+        reference = _reference_crop(image, crop_to_target(face, size, (h, w)), size, index, original_crops)
+    inside = inside_source(face, size, (h, w))
+    crop_mask = crop_space_mask(job.mode, crop, _parse_mask_for(parse_masks, index, crop), feather, grow)
     if color_match:
         crop = match_color(crop, reference, weight=inside)
-    if job.mode == "official":
-        sx, sy = _target_scale(face, (h, w))
-        if masks.is_small_face(face.face.width * sx, face.face.height * sy):
-            crop = masks.smooth_small_face(crop)
+    if job.mode == "official" and is_small_in_target(face, (h, w)):
+        crop = masks.smooth_small_face(crop)
     if job.strength < 1.0:
         crop = cv2.addWeighted(crop, job.strength, reference, 1.0 - job.strength, 0)
 
-    to_roi = inverse - np.array([[0, 0, roi.x0], [0, 0, roi.y0]], dtype=np.float64)
     dsize = (roi.x1 - roi.x0, roi.y1 - roi.y0)
     warp = dict(flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     face_mask = cv2.warpAffine(crop_mask, to_roi, dsize, **warp)
@@ -279,12 +276,24 @@ def _render_face(image, job: _FaceJob, index, parse_masks, original_crops, color
     return roi, face_mask, face_px
 
 
-def _target_scale(face: AlignedFace, target_hw: tuple[int, int]) -> tuple[float, float]:
+def face_box(face: AlignedFace, crop_size: int, target_hw: tuple[int, int]) -> tuple[Roi, np.ndarray] | None:
+    """The box of the target a `crop_size` crop of `face` can touch and the (2,3) map crop -> box pixels;
+    None when the face misses the target."""
+    inverse = crop_to_target(face, crop_size, target_hw)
+    roi = footprint(inverse, crop_size, *target_hw)
+    if roi is None:
+        return None
+    return roi, inverse - np.array([[0, 0, roi.x0], [0, 0, roi.y0]], dtype=np.float64)
+
+
+def is_small_in_target(face: AlignedFace, target_hw: tuple[int, int]) -> bool:
+    """Whether the official recipe smooths this face: judged on its box as it lands in the target."""
     h_s, w_s = face.image_size or target_hw
-    return target_hw[1] / w_s, target_hw[0] / h_s
+    sx, sy = target_hw[1] / w_s, target_hw[0] / h_s
+    return masks.is_small_face(face.face.width * sx, face.face.height * sy)
 
 
-def _composite(image: np.ndarray, full_face: np.ndarray, full_mask: np.ndarray, roi: _Roi,
+def _composite(image: np.ndarray, full_face: np.ndarray, full_mask: np.ndarray, roi: Roi,
                keep_gray: bool | str) -> np.ndarray:
     """Blend only the pixels under a non-zero mask; every other pixel is copied bit for bit."""
     out = image.copy()
