@@ -113,11 +113,12 @@ class _Memory:
         return self.workspace[offset:offset + n].view(1, height, width, channels).permute(0, 3, 1, 2)
 
     def weights(self, *shapes: tuple[int, ...]) -> list[torch.Tensor]:
-        """Contiguous tensors of these shapes, side by side in the weight region."""
+        """(out, in, kh, kw) weights side by side in the weight region, laid out channels-last: the
+        convolution wants its weight in its input's layout, and would otherwise copy it on every call."""
         out, at = [], self.plan.weight_offset
-        for shape in shapes:
-            n = math.prod(shape)
-            out.append(self.workspace[at:at + n].view(shape))
+        for o, i, kh, kw in shapes:
+            n = o * i * kh * kw
+            out.append(self.workspace[at:at + n].view(o, kh, kw, i).permute(0, 3, 1, 2))
             at += _aligned(n)
         return out
 
