@@ -98,6 +98,14 @@ def _damage_mask(mask: np.ndarray, size: int, index: int) -> np.ndarray:
     return unit >= 0.5
 
 
+def _faces_per_call(model: Model, device, count: int, batch_size: int | None) -> int:
+    """Faces converted and sent to `run_batched` at once: one for a torch GPEN on the CPU, which runs a
+    batch one face at a time anyway there; otherwise all (`run_batched` chunks them, and a chunk halved
+    after an out-of-memory error stays halved for the rest)."""
+    on_cpu = isinstance(model, torch.nn.Module) and model_placement(model, device)[0].type == "cpu"
+    return 1 if on_cpu and not batch_size else max(1, count)
+
+
 def run_batched(model: Model, batch: torch.Tensor, batch_size: int | None = None,
                 device: str | torch.device | None = None, keep_on_device: bool = False) -> torch.Tensor:
     """Run `model` over `batch` in chunks, halving the chunk on out-of-memory.
@@ -165,7 +173,11 @@ def restore_crops(model: Model, crops: Sequence[np.ndarray], task: str = "restor
     elif task == "colorize":
         inputs = [cv2.cvtColor(cv2.cvtColor(c, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB) for c in inputs]
 
-    outputs = from_network(run_batched(model, to_network(inputs), batch_size, device), round_output)
+    outputs = []
+    step = _faces_per_call(model, device, len(inputs), batch_size)
+    for start in range(0, len(inputs), step):  # converted a part at a time: floats of only `step` faces alive
+        part = to_network(inputs[start:start + step])
+        outputs += from_network(run_batched(model, part, batch_size, device), round_output)
 
     if task == "colorize":
         outputs = [transfer_luminance(out, grey) for out, grey in zip(outputs, inputs)]
