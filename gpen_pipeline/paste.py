@@ -78,13 +78,20 @@ def inside_source(aligned: AlignedFace, crop_size: int, target_hw: tuple[int, in
     """Crop-space 0/1 map of pixels sampled wholly from inside the source image; None when all are."""
     h, w = aligned.image_size or target_hw
     k = aligned.size / crop_size
-    grid = (np.arange(crop_size, dtype=np.float64) + 0.5) * k - 0.5
-    gx, gy = np.meshgrid(grid, grid)
     inv = aligned.inverse
-    x = inv[0, 0] * gx + inv[0, 1] * gy + inv[0, 2]
-    y = inv[1, 0] * gx + inv[1, 1] * gy + inv[1, 2]
-    eps = 1e-3
-    inside = (x >= -eps) & (x <= w - 1 + eps) & (y >= -eps) & (y <= h - 1 + eps)
+
+    def sampled_inside(coords: np.ndarray) -> np.ndarray:
+        gx, gy = np.meshgrid(coords, coords)
+        x = inv[0, 0] * gx + inv[0, 1] * gy + inv[0, 2]
+        y = inv[1, 0] * gx + inv[1, 1] * gy + inv[1, 2]
+        eps = 1e-3
+        return (x >= -eps) & (x <= w - 1 + eps) & (y >= -eps) & (y <= h - 1 + eps)
+
+    grid = (np.arange(crop_size, dtype=np.float64) + 0.5) * k - 0.5
+    # The crop's sample points fill a parallelogram: when its four corners are inside the image, all are.
+    if sampled_inside(grid[[0, -1]]).all():
+        return None
+    inside = sampled_inside(grid)
     return None if inside.all() else inside.astype(np.float32)
 
 
@@ -199,7 +206,7 @@ def paste_faces(image: np.ndarray, aligned: Sequence[AlignedFace], restored: Seq
     crop_blend = mask_mode == "official" and original_crops is not None
     full_mask = np.zeros((h, w), np.float32)
     full_face = np.zeros((h, w, 3), np.float32)  # calloc'd: only the faces' boxes are ever touched
-    touched: Roi | None = None
+    boxes: list[Roi] = []
     for i, (face, crop) in enumerate(zip(aligned, restored)):
         job = _FaceJob(face=face, crop=check_crop(crop, f"restored crop {i}"), mode=mask_mode,
                        strength=strength if crop_blend else 1.0)
@@ -209,17 +216,17 @@ def paste_faces(image: np.ndarray, aligned: Sequence[AlignedFace], restored: Seq
         roi, face_mask, face_px = rendered
         sub_mask, sub_face = full_mask[roi.slices], full_face[roi.slices]
         higher = face_mask > sub_mask  # overlapping faces: the higher mask wins, as in the official code
-        sub_mask[higher] = face_mask[higher]
-        sub_face[higher] = face_px[higher]
-        touched = roi.union(touched)
+        np.copyto(sub_mask, face_mask, where=higher)
+        np.copyto(sub_face, face_px, where=higher[..., None])
+        boxes.append(roi)
 
-    if touched is None:
+    if not boxes:
         return PasteResult(image.copy(), full_mask)
     if not crop_blend:
         full_mask *= strength
     if region_mask is not None:
         full_mask *= masks.unit_mask(region_mask, "region_mask")
-    return PasteResult(_composite(image, full_face, full_mask, touched, keep_gray), full_mask)
+    return PasteResult(_composite(image, full_face, full_mask, boxes, keep_gray), full_mask)
 
 
 @dataclass(frozen=True)
@@ -293,26 +300,37 @@ def is_small_in_target(face: AlignedFace, target_hw: tuple[int, int]) -> bool:
     return masks.is_small_face(face.face.width * sx, face.face.height * sy)
 
 
-def _composite(image: np.ndarray, full_face: np.ndarray, full_mask: np.ndarray, roi: Roi,
+def _composite(image: np.ndarray, full_face: np.ndarray, full_mask: np.ndarray, boxes: Sequence[Roi],
                keep_gray: bool | str) -> np.ndarray:
-    """Blend only the pixels under a non-zero mask; every other pixel is copied bit for bit."""
+    """Blend only the pixels under a non-zero mask; every other pixel is copied bit for bit.
+
+    Box by box, each pixel once (a pixel in two overlapping boxes is blended in the first): the
+    arithmetic runs on whole boxes, which numpy does much faster than on gathered pixels.
+    """
     out = image.copy()
-    sub_out, sub_mask = out[roi.slices], full_mask[roi.slices]
-    rows, cols = np.nonzero(sub_mask > 0)
-    if rows.size == 0:
-        return out
-    face = full_face[roi.slices][rows, cols]
-    if keep_gray is True or (keep_gray == "auto" and is_grayscale(image)):
-        face = gray_rgb(face)
-    m = sub_mask[rows, cols][:, None]
-    base = sub_out[rows, cols, :3].astype(np.float32)
-    if image.dtype != np.uint8:
-        # NaN/Inf under a face would poison the blend; there they count as black/white. Pixels
-        # outside every face are not touched, invalid or not.
-        np.nan_to_num(base, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
-    blended = base * (1.0 - m) + face * m
-    if image.dtype == np.uint8:
-        sub_out[rows, cols, :3] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
-    else:
-        sub_out[rows, cols, :3] = blended
+    gray = keep_gray is True or (keep_gray == "auto" and is_grayscale(image))
+    blended_already = np.zeros(full_mask.shape, bool) if len(boxes) > 1 else None
+    for roi in boxes:
+        mask = full_mask[roi.slices]
+        under = mask > 0
+        if blended_already is not None:
+            seen = blended_already[roi.slices]
+            under &= ~seen
+            seen |= under
+        if not under.any():
+            continue
+        face = full_face[roi.slices]
+        if gray:
+            face = gray_rgb(face)
+        sub_out = out[roi.slices]
+        base = sub_out[..., :3].astype(np.float32)
+        if image.dtype != np.uint8:
+            # NaN/Inf under a face would poison the blend; there they count as black/white. Pixels
+            # outside every face are not touched, invalid or not.
+            np.nan_to_num(base, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
+        m = mask[..., None]
+        blended = base * (1.0 - m) + face * m
+        if image.dtype == np.uint8:
+            blended = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+        np.copyto(sub_out[..., :3], blended, where=under[..., None])
     return out
