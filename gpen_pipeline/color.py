@@ -59,7 +59,10 @@ def float_to_u8(pixels: np.ndarray) -> np.ndarray:
 
 def luma(rgb: np.ndarray) -> np.ndarray:
     """BT.601 luma (HxW float32) of an RGB array, in the array's own scale."""
-    return np.asarray(rgb, np.float32) @ _LUMA
+    rgb = np.asarray(rgb, np.float32)
+    # Elementwise, not a matrix product: BLAS rounds differently with the array's shape, and a pixel's
+    # grey must not depend on how many pixels are converted with it.
+    return rgb[..., 0] * _LUMA[0] + rgb[..., 1] * _LUMA[1] + rgb[..., 2] * _LUMA[2]
 
 
 def is_grayscale(image: np.ndarray, tolerance: float = 2 / 255, fraction: float = 0.995) -> bool:
