@@ -157,6 +157,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "network.json")
     parser.add_argument("--reuse-freed-memory", action="store_true",
                         help="apply the command line's allocator setting (gpen_cli.keep_freed_memory)")
+    parser.add_argument("--max-batch-pixels", type=int, default=2048 * 2048,
+                        help="skip a size and batch whose batch x size x size exceeds this")
     parser.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.reuse_freed_memory:
@@ -174,7 +176,17 @@ def main() -> None:
           f"{args.threads} threads, torch {torch.__version__}, "
           f"allocator: {'reusing freed memory (CLI)' if args.reuse_freed_memory else 'default (ComfyUI)'}")
     print(f"dense 3x3 convolution: {rate:.1f} GMAC/s")
-    rows = []
+    rows, rss = [], []
+
+    def save() -> None:  # after every row: a run cut short still leaves what it measured
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({
+            "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                        "threads": args.threads, "torch": torch.__version__},
+            "allocator": "reuse_freed_memory" if args.reuse_freed_memory else "default",
+            "dense_conv_gmac_per_s": rate, "forward": rows, "peak_rss": rss,
+        }, indent=2))
+
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
             model = random_gpen(size)
@@ -183,28 +195,26 @@ def main() -> None:
             export_s = time.perf_counter() - t
             session = ort_session(path, args.threads)
             for batch in args.batches:
+                if batch * size * size > args.max_batch_pixels:
+                    print(f"GPEN-{size} batch {batch}: skipped, onnxruntime needs more memory than this "
+                          f"(--max-batch-pixels {args.max_batch_pixels}; at 2048 px batch 4 it was killed at 24 GB)")
+                    continue
                 row = on_worker_thread(time_pair, model, session, batch, args.repeats)
                 row["onnx_export_s"] = export_s
                 row["floor_s_per_face"] = GMAC.get(size, float("nan")) / rate
                 rows.append(row)
+                save()
                 print(f"GPEN-{size} batch {batch}: ours {row['ours_s_per_face']:.2f} s/face, onnxruntime "
                       f"{row['ort_s_per_face']:.2f} s/face, ratio {row['ratio_ours_over_ort']:.2f} "
                       f"(fastest runs: {row['best_ratio_ours_over_ort']:.2f}), "
                       f"{row['ours_gmac_per_s']:.1f} GMAC/s ({row['ours_gmac_per_s'] / rate:.0%} of the dense rate), "
                       f"max |diff| {row['max_abs_diff']:.1e}")
             del session, model
-    rss = []
     for size in args.rss_sizes:
         rss.append(measure_peak_rss(size, args.threads))
         print(f"GPEN-{size} fp32 forward: peak RSS {rss[-1]['peak_rss_mb']:.0f} MB "
               f"(weights {rss[-1]['weights_mb']:.0f} MB)")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                    "threads": args.threads, "torch": torch.__version__},
-        "allocator": "reuse_freed_memory" if args.reuse_freed_memory else "default",
-        "dense_conv_gmac_per_s": rate, "forward": rows, "peak_rss": rss,
-    }, indent=2))
+    save()
     print(f"wrote {args.json}")
 
 
