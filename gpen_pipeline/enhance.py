@@ -17,11 +17,11 @@ import torch
 
 from . import on_device
 from .align import DegenerateLandmarks, aligned_record, warp_crop
-from .color import check_image, count_nonfinite, is_grayscale
+from .color import check_image, count_nonfinite
 from .detection import Detector, detect_faces
 from .face import AlignedFace
 from .parsing import PARSE_REGIONS, FaceParser, parse_mask_fn
-from .paste import MASK_MODES, crop_space_mask, paste_faces
+from .paste import MASK_MODES, crop_space_mask, paste_faces, pastes_gray
 from .restore import TASKS, restore_crops
 from .selection import select_faces
 
@@ -277,7 +277,7 @@ def _restore_on_device(job: _Job, device: torch.device) -> list[_Pasted]:
                 cursor += len(aligned)
                 target = job.target(index)
                 image = uploaded.pop(index) if job.targets is None else on_device.to_device(target, device)
-                keep_gray = options.keep_gray is True or (options.keep_gray == "auto" and is_grayscale(target))
+                keep_gray = pastes_gray(options.keep_gray, target)
                 crop_masks = on_device.to_device(_crop_masks(restored_u8[mine], options, job.parse), device)
                 crop_masks = crop_masks.expand(len(aligned), -1, -1)
                 image, mask = on_device.paste_crops(image, aligned, restored[mine], crop_masks, options.strength,

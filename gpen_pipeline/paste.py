@@ -300,6 +300,11 @@ def is_small_in_target(face: AlignedFace, target_hw: tuple[int, int]) -> bool:
     return masks.is_small_face(face.face.width * sx, face.face.height * sy)
 
 
+def pastes_gray(keep_gray: bool | str, target: np.ndarray) -> bool:
+    """Whether faces pasted into `target` are re-greyed: asked for, or "auto" on a black-and-white image."""
+    return keep_gray is True or (keep_gray == "auto" and is_grayscale(target))
+
+
 def _composite(image: np.ndarray, full_face: np.ndarray, full_mask: np.ndarray, boxes: Sequence[Roi],
                keep_gray: bool | str) -> np.ndarray:
     """Blend only the pixels under a non-zero mask; every other pixel is copied bit for bit.
@@ -308,7 +313,7 @@ def _composite(image: np.ndarray, full_face: np.ndarray, full_mask: np.ndarray, 
     arithmetic runs on whole boxes, which numpy does much faster than on gathered pixels.
     """
     out = image.copy()
-    gray = keep_gray is True or (keep_gray == "auto" and is_grayscale(image))
+    gray = pastes_gray(keep_gray, image)
     blended_already = np.zeros(full_mask.shape, bool) if len(boxes) > 1 else None
     for roi in boxes:
         mask = full_mask[roi.slices]
