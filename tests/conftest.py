@@ -9,6 +9,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
+@pytest.fixture(scope="session")
+def detector():
+    """The bundled default face detector, loaded once for every test that takes it."""
+    from gpen_pipeline import DEFAULT_DETECTOR, load_detector
+
+    return load_detector(DEFAULT_DETECTOR, device="cpu")
+
+
 @pytest.fixture(autouse=True)
 def no_remote_network(monkeypatch):
     """No test reaches beyond this machine: only loopback servers the tests start may be reached."""

@@ -8,8 +8,8 @@ import pytest
 import skimage.data
 
 import gpen_arch
-from gpen_pipeline import EnhanceOptions, enhance_image, enhance_images, load_detector
-from gpen_pipeline.detection import DEFAULT_DETECTOR, Detector
+from gpen_pipeline import EnhanceOptions, enhance_image, enhance_images
+from gpen_pipeline.detection import Detector
 
 FIXTURES = Path(__file__).parent / "fixtures" / "gpen"
 
@@ -17,11 +17,6 @@ FIXTURES = Path(__file__).parent / "fixtures" / "gpen"
 @pytest.fixture(scope="module")
 def model():
     return gpen_arch.load_model(FIXTURES / "gpen_s256_cm1_n00625.pth")
-
-
-@pytest.fixture(scope="module")
-def detector():
-    return load_detector(DEFAULT_DETECTOR)
 
 
 def fixed_detector(boxes, landmarks, scores, width=512):

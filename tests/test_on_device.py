@@ -11,9 +11,8 @@ import skimage.data
 import torch
 
 import gpen_arch
-from gpen_pipeline import EnhanceOptions, enhance_image, enhance_images, load_detector
+from gpen_pipeline import EnhanceOptions, enhance_image, enhance_images
 from gpen_pipeline.align import align_face
-from gpen_pipeline.detection import DEFAULT_DETECTOR
 from gpen_pipeline.enhance import _pixel_device
 from gpen_pipeline.face import Face
 from gpen_pipeline.on_device import paste_crops, warp_crops
@@ -34,11 +33,6 @@ def astronaut() -> np.ndarray:
 @pytest.fixture(scope="module")
 def model():
     return gpen_arch.load_model(FIXTURES / "gpen_s64_cm1_n0125.pth")
-
-
-@pytest.fixture(scope="module")
-def detector():
-    return load_detector(DEFAULT_DETECTOR)
 
 
 def _faces() -> list[Face]:

@@ -33,13 +33,6 @@ def tiny_model():
     return gpen_arch.load_model(support.TINY)
 
 
-@pytest.fixture(scope="session")
-def detector():
-    from gpen_pipeline import DEFAULT_DETECTOR, load_detector
-
-    return load_detector(DEFAULT_DETECTOR, device="cpu")
-
-
 # --------------------------------------------------------------------------- ComfyUI in-process
 
 
