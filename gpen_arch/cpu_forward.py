@@ -17,7 +17,6 @@ Results agree with the ordinary forward to float rounding (tests/test_gpen_arch.
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass
 
 import torch
@@ -101,18 +100,40 @@ def plan_for(cfg) -> Plan:
     return Plan(tuple(offsets), slots, at + 3 * slot, at + 3 * slot + weights)
 
 
-@dataclass(frozen=True)
-class _Memory:
-    """A workspace and its plan: hands out the views the forward computes into."""
-    workspace: torch.Tensor
-    plan: Plan
+def _fill(out: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    return out.copy_(bias.to(out.dtype).view(1, -1, 1, 1).expand_as(out))
 
-    def activation(self, offset: int, channels: int, height: int, width: int) -> torch.Tensor:
-        """A (1, C, H, W) channels-last tensor at `offset`."""
+
+def _lrelu_(x: torch.Tensor) -> torch.Tensor:
+    return F.leaky_relu(x, 0.2, inplace=True)
+
+
+class WorkspaceRunner:
+    """GPEN's forward for one face (1, 3, S, S) on the CPU in float32, every large activation
+    a view of this runner's workspace. A GPEN keeps its runner between calls; the runner asks
+    the model's layers for their folded and modulated weights, biases and filters."""
+
+    def __init__(self, cfg):
+        self.plan = plan_for(cfg)
+        with torch.inference_mode(False):  # usable both inside and outside inference_mode
+            self.workspace = torch.empty(self.plan.numel, dtype=torch.float32)
+
+    @property
+    def nbytes(self) -> int:
+        return self.workspace.numel() * self.workspace.element_size()
+
+    def __call__(self, model, x: torch.Tensor) -> torch.Tensor:
+        features = self._encode(model.encoder_layers(), x.to(torch.float32).contiguous(memory_format=_CL))
+        z = model.latent(features[-1])
+        features.reverse()
+        return self._decode(model.generator, z, features)
+
+    def _activation(self, offset: int, channels: int, height: int, width: int) -> torch.Tensor:
+        """A (1, C, H, W) channels-last view at `offset`."""
         n = channels * height * width
         return self.workspace[offset:offset + n].view(1, height, width, channels).permute(0, 3, 1, 2)
 
-    def weights(self, *shapes: tuple[int, ...]) -> list[torch.Tensor]:
+    def _weights(self, *shapes: tuple[int, ...]) -> list[torch.Tensor]:
         """(out, in, kh, kw) weights side by side in the weight region, laid out channels-last: the
         convolution wants its weight in its input's layout, and would otherwise copy it on every call."""
         out, at = [], self.plan.weight_offset
@@ -122,104 +143,92 @@ class _Memory:
             at += _aligned(n)
         return out
 
+    def _encode(self, layers, x):
+        features = []
+        for layer, offset in zip(layers, self.plan.feature_offsets):
+            conv = layer.conv
+            res = x.shape[2] // conv.stride
+            out = _fill(self._activation(offset, conv.weight.shape[0], res, res), layer.folded_bias())
+            blur = layer.blur
+            if blur is not None:
+                c, pad = x.shape[1], blur.pad[0]
+                side = x.shape[2] + 2 * pad - 3
+                blurred = self._activation(self.plan.slot_offsets[0], c, side, side).zero_()
+                _conv_add(blurred, x, blur.filter(c, torch.float32), padding=pad, groups=c)
+                x = blurred
+            (weight,) = self._weights(conv.weight.shape)
+            layer.folded_weight(out=weight)
+            _conv_add(out, x, weight, stride=conv.stride, padding=conv.padding)
+            x = _lrelu_(out)
+            features.append(x)
+        return features
 
-def _fill(out: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    return out.copy_(bias.to(out.dtype).view(1, -1, 1, 1).expand_as(out))
+    def _decode(self, gen, z, features):
+        w = gen.style(z)
+        # The 4x4 level is tiny: the ordinary layers, whose output is the concatenation.
+        x = gen.conv1(gen.input(1, torch.float32), w, features[0])
+        skip = gen.to_rgb1(x, w)
+        cat_slot, a_slot, noise_slot = self.plan.slot_offsets  # where x is, and two free slots
+        for (up, conv, to_rgb), feature in zip(gen.levels(), features[1:]):
+            res, ch = feature.shape[2], feature.shape[1]
 
+            # Upsampling styled conv: the transposed convolution into the noise slot (its phases
+            # computed in a_slot), then the blur from there into a_slot.
+            kernel, factors = up.kernel_and_factors(w)
+            t = self._transposed_conv(x, kernel, factors[0], phases_at=a_slot, out_at=noise_slot)
+            a = _fill(self._activation(a_slot, ch, res, res), up.own_bias())
+            blur = up.blur
+            _conv_add(a, t, blur.filter(ch, torch.float32), padding=blur.pad[0], groups=ch)
+            _lrelu_(a)
+            g = _lrelu_(up.injected(feature, out=self._activation(noise_slot, ch, res, res)))
 
-def _depthwise(kernel: torch.Tensor, channels: int) -> torch.Tensor:
-    return kernel.expand(channels, 1, *kernel.shape).contiguous()
+            # Plain styled conv: one convolution per half of its (never built) concatenated input.
+            w_a, w_g = self._halves(*conv.kernel_and_factors(w), ch)
+            a2 = _fill(self._activation(cat_slot, ch, res, res), conv.own_bias())
+            _conv_add(a2, a, w_a, padding=1)
+            _conv_add(a2, g, w_g, padding=1)
+            _lrelu_(a2)
+            g = _lrelu_(conv.injected(feature, out=g))  # g's old values are no longer needed
 
+            # To RGB: a 1x1 convolution of the two halves, added to the bias and the upsampled skip.
+            rgb_a, rgb_g = self._halves(*to_rgb.kernel_and_factors(w), ch)
+            rgb = to_rgb.base(skip).contiguous(memory_format=_CL)
+            _conv_add(rgb, a2, rgb_a)
+            _conv_add(rgb, g, rgb_g)
+            skip = rgb
 
-def _lrelu_(x: torch.Tensor) -> torch.Tensor:
-    return F.leaky_relu(x, 0.2, inplace=True)
+            if feature is not features[-1]:
+                # The next level reads the concatenation; the slot just freed by `a` takes it.
+                x = torch.cat([a2, g], dim=1, out=self._activation(a_slot, 2 * ch, res, res))
+            cat_slot, a_slot = a_slot, cat_slot  # x moved to a_slot; a2 is dead once x is built
+        return skip.contiguous()
 
+    def _halves(self, kernel, factors, ch):
+        """The modulated kernel of one face split by input channel, each half contiguous: the parts
+        that convolve the styled conv's own output and the injected feature."""
+        out_ch, in_ch, k, _ = kernel.shape
+        a, g = self._weights((out_ch, ch, k, k), (out_ch, in_ch - ch, k, k))
+        torch.mul(kernel[:, :ch], factors[0, :, :ch, None, None], out=a)
+        torch.mul(kernel[:, ch:], factors[0, :, ch:, None, None], out=g)
+        return a, g
 
-def forward_one(model, x: torch.Tensor, workspace: torch.Tensor, plan: Plan) -> torch.Tensor:
-    """One face (1, 3, S, S), float32 on the CPU -> (1, 3, S, S); `workspace` holds plan.numel floats."""
-    sqrt2 = math.sqrt(2.0)
-    memory = _Memory(workspace, plan)
-    features = _encode(model, x.contiguous(memory_format=_CL), memory, sqrt2)
-    z = model.final_linear(features[-1].reshape(1, -1))
-    features.reverse()
-    return _decode(model.generator, z, features, memory, sqrt2)
-
-
-def _encode(model, x, memory, sqrt2):
-    features = []
-    for i, name in enumerate(model.encoder_names):
-        layer = getattr(model, name)[0]
-        *pre, conv, act = layer
-        out_ch = conv.weight.shape[0]
-        res = x.shape[2] // conv.stride
-        out = _fill(memory.activation(memory.plan.feature_offsets[i], out_ch, res, res), act.bias * sqrt2)
-        if pre:  # the blur in front of a stride-2 convolution
-            (blur,) = pre
-            c, pad = x.shape[1], blur.pad[0]
-            side = x.shape[2] + 2 * pad - 3
-            blurred = memory.activation(memory.plan.slot_offsets[0], c, side, side)
-            blurred.zero_()
-            _conv_add(blurred, x, _depthwise(blur.kernel, c), padding=pad, groups=c)
-            x = blurred
-        (weight,) = memory.weights(conv.weight.shape)
-        torch.mul(conv.weight, conv.scale * sqrt2, out=weight)
-        _conv_add(out, x, weight, stride=conv.stride, padding=conv.padding)
-        x = _lrelu_(out)
-        features.append(x)
-    return features
-
-
-def _decode(gen, z, features, memory, sqrt2):
-    w = gen.style(z)
-    slots = memory.plan.slot_offsets
-    # The 4x4 level is tiny: the ordinary layers, whose output is the concatenation.
-    x = gen.conv1(gen.input(1, torch.float32), w, features[0])
-    skip = gen.to_rgb1(x, w)
-    for level, to_rgb in enumerate(gen.to_rgbs, start=1):
-        feature = features[level]
-        res, ch = feature.shape[2], feature.shape[1]
-        up, conv = gen.convs[2 * level - 2], gen.convs[2 * level - 1]
-        cat_slot, a_slot, noise_slot = slots  # where x is, and two free slots
-
-        # Upsampling styled conv: the transposed convolution into the noise slot (its phases
-        # computed in a_slot), then the blur from there into a_slot.
-        t = _transposed_conv(x, up.conv.weight[0], up.conv.factors(w, sqrt2)[0], memory,
-                             phases_at=a_slot, out_at=noise_slot)
-        a = _fill(memory.activation(a_slot, ch, res, res), up.activate.bias[:ch] * sqrt2)
-        _conv_add(a, t, _depthwise(up.conv.blur.kernel, ch), padding=1, groups=ch)
-        _lrelu_(a)
-        g = _lrelu_(up.injected(feature, out=memory.activation(noise_slot, ch, res, res)))
-
-        # Plain styled conv: one convolution per half of its (never built) concatenated input.
-        w_a, w_g = _halves(conv.conv.weight[0], conv.conv.factors(w, sqrt2)[0], ch, memory)
-        a2 = _fill(memory.activation(cat_slot, ch, res, res), conv.activate.bias[:ch] * sqrt2)
-        _conv_add(a2, a, w_a, padding=1)
-        _conv_add(a2, g, w_g, padding=1)
-        _lrelu_(a2)
-        g = _lrelu_(conv.injected(feature, out=g))  # g's old values are no longer needed
-
-        # To RGB: a 1x1 convolution of the two halves, plus the upsampled skip.
-        rgb_a, rgb_g = _halves(to_rgb.conv.weight[0], to_rgb.conv.factors(w)[0], ch, memory)
-        rgb = (to_rgb.upsample(skip) + to_rgb.bias).contiguous(memory_format=_CL)
-        _conv_add(rgb, a2, rgb_a)
-        _conv_add(rgb, g, rgb_g)
-        skip = rgb
-
-        if level + 1 < len(features):
-            # The next level reads the concatenation; the slot just freed by `a` takes it.
-            x = torch.cat([a2, g], dim=1, out=memory.activation(a_slot, 2 * ch, res, res))
-        slots = [a_slot, cat_slot, noise_slot]  # x moved to a_slot; a2 is dead once x is built
-    return skip.contiguous()
-
-
-def _halves(weight, factors, ch, memory):
-    """The modulated weight split by input channel, each half contiguous: the parts that
-    convolve the styled conv's own output and the injected feature."""
-    out_ch, in_ch, k, _ = weight.shape
-    a, g = memory.weights((out_ch, ch, k, k), (out_ch, in_ch - ch, k, k))
-    torch.mul(weight[:, :ch], factors[:, :ch, None, None], out=a)
-    torch.mul(weight[:, ch:], factors[:, ch:, None, None], out=g)
-    return a, g
+    def _transposed_conv(self, x, kernel, factors, phases_at, out_at):
+        """conv_transpose2d(x, modulated kernel, stride=2) written into the workspace at `out_at`:
+        (1, out, 2H+1, 2W+1), from four in-place convolutions whose outputs are interleaved."""
+        out_ch, in_ch = kernel.shape[:2]
+        _, _, h, w = x.shape
+        phases = self._weights(*[(out_ch, in_ch, len(rows), len(cols)) for rows, cols, _ in _PHASES.values()])
+        out = self._activation(out_at, out_ch, 2 * h + 1, 2 * w + 1)
+        at = phases_at
+        for ((dy, dx), (rows, cols, pad)), phase_kernel in zip(_PHASES.items(), phases):
+            for i, row in enumerate(rows):
+                for j, col in enumerate(cols):
+                    torch.mul(kernel[:, :, row, col], factors, out=phase_kernel[:, :, i, j])
+            phase = self._activation(at, out_ch, h + 1 - dy, w + 1 - dx).zero_()
+            _conv_add(phase, x, phase_kernel, padding=pad)
+            out[:, :, dy::2, dx::2].copy_(phase)
+            at += _aligned(phase.numel())
+        return out
 
 
 # A stride-2 transposed 3x3 convolution is four ordinary convolutions, one per output phase:
@@ -227,22 +236,3 @@ def _halves(weight, factors, ch, memory):
 # columns likewise. (row taps, column taps, padding) per phase (output row parity, column parity):
 _PHASES = {(0, 0): ([2, 0], [2, 0], (1, 1)), (0, 1): ([2, 0], [1], (1, 0)),
            (1, 0): ([1], [2, 0], (0, 1)), (1, 1): ([1], [1], (0, 0))}
-
-
-def _transposed_conv(x, weight, factors, memory, phases_at, out_at):
-    """conv_transpose2d(x, modulated weight, stride=2) written into the workspace at `out_at`:
-    (1, out, 2H+1, 2W+1), from four in-place convolutions whose outputs are interleaved."""
-    out_ch, in_ch = weight.shape[:2]
-    _, _, h, w = x.shape
-    kernels = memory.weights(*[(out_ch, in_ch, len(rows), len(cols)) for rows, cols, _ in _PHASES.values()])
-    out = memory.activation(out_at, out_ch, 2 * h + 1, 2 * w + 1)
-    at = phases_at
-    for ((dy, dx), (rows, cols, pad)), kernel in zip(_PHASES.items(), kernels):
-        for i, row in enumerate(rows):
-            for j, col in enumerate(cols):
-                torch.mul(weight[:, :, row, col], factors, out=kernel[:, :, i, j])
-        phase = memory.activation(at, out_ch, h + 1 - dy, w + 1 - dx).zero_()
-        _conv_add(phase, x, kernel, padding=pad)
-        out[:, :, dy::2, dx::2].copy_(phase)
-        at += _aligned(phase.numel())
-    return out

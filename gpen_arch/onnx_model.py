@@ -10,12 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from .checkpoint import check_model_file
 from .config import GPENConfig, infer_config
 from .errors import ModelLoadError
 
 _CONFIG_KEY = "gpen_config"
+_OPSET = 17
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
 
 
@@ -123,7 +126,43 @@ def _read_config(session, path: Path) -> GPENConfig | None:
         return None
 
 
-def export_onnx(model, path: str | Path, opset: int = 17) -> Path:
+class _ExportGraph(nn.Module):
+    """GPEN as export_onnx traces it: every modulated convolution in the shared-weight form, the
+    activations scaled by the style and the output by the demodulation, so that the graph has
+    constant convolution weights and a free batch size. The same arithmetic as the model's
+    forward, up to float rounding."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.model.encode(x)
+        gen = self.model.generator
+        w = gen.style(self.model.latent(features[-1]))
+        features.reverse()
+        h = _styled(gen.conv1, gen.input(x.shape[0], x.dtype), w, features[0])
+        skip = _modulated(gen.to_rgb1, h, w) + gen.to_rgb1.base(None)
+        for (up, conv, to_rgb), feature in zip(gen.levels(), features[1:]):
+            h = _styled(conv, _styled(up, h, w, feature), w, feature)
+            skip = _modulated(to_rgb, h, w) + to_rgb.base(skip)
+        return skip
+
+
+def _modulated(layer, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """A StyledConv's or ToRGB's modulated convolution (times its gain), one weight for the whole batch."""
+    style, out_gain = layer.conv.scales(w, layer.gain)
+    out = layer.conv.convolve(x * style[:, :, None, None], layer.conv.kernel)
+    return out * out_gain[:, :, None, None]
+
+
+def _styled(layer, x: torch.Tensor, w: torch.Tensor, feature: torch.Tensor) -> torch.Tensor:
+    out = _modulated(layer, x, w) + layer.own_bias().view(1, -1, 1, 1)
+    injected = layer.injected(feature)
+    return F.leaky_relu(torch.cat([out, injected], dim=1) if layer.isconcat else out + injected, 0.2)
+
+
+def export_onnx(model, path: str | Path) -> Path:
     """Write `model` as a single-file ONNX with input 'input' (B, 3, S, S) and output 'output'."""
     path = Path(path)
     x = torch.zeros(1, 3, model.size, model.size, dtype=torch.float32)
@@ -135,9 +174,9 @@ def export_onnx(model, path: str | Path, opset: int = 17) -> Path:
         with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                model, (x,), tmp, input_names=["input"], output_names=["output"],
+                _ExportGraph(model), (x,), tmp, input_names=["input"], output_names=["output"],
                 dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
-                opset_version=opset, dynamo=False,
+                opset_version=_OPSET, dynamo=False,
             )
         import onnx
 

@@ -140,10 +140,10 @@ def test_workspace_is_reused_and_never_leaks_between_faces():
     a, b = (torch.rand(1, 3, 64, 64) * 2 - 1 for _ in range(2))
     with torch.inference_mode():
         first = model(a)
-        workspace = model.__dict__["_workspace"]
+        workspace = model.__dict__["_workspace"].workspace
         model(b)
         again = model(a)
-        assert model.__dict__["_workspace"].data_ptr() == workspace.data_ptr()
+        assert model.__dict__["_workspace"].workspace.data_ptr() == workspace.data_ptr()
         workspace.fill_(float("nan"))  # the returned images are not views of it
     assert torch.equal(first, again)
     assert torch.isfinite(first).all()
