@@ -12,47 +12,50 @@ import torch
 from .errors import ModelLoadError
 
 WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors", ".sft")
+# Every file a GPEN can be loaded from: the weight files, and exported graphs.
+MODEL_SUFFIXES = WEIGHT_SUFFIXES + (".onnx",)
 # Checked in this order: a training checkpoint holds both 'g' and 'g_ema', and the EMA is what restores.
 CONTAINER_KEYS = ("g_ema", "params_ema", "params", "state_dict", "model", "generator", "g")
 
 
-def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
-    """The tensors in a weight file, without running any code stored in it.
+def read_weights(path: str | Path, label: str = "Model file") -> dict[str, torch.Tensor]:
+    """The flat {name: tensor} dict in a weight file (see `unwrap`), without running any code stored in it.
 
     The format is read from the first bytes, not the suffix: a safetensors file named
     .pth loads, and a text file (a Git LFS pointer, a login page) is named as such.
+    Every error is a ModelLoadError whose message starts with `label` and the file's name.
     """
     path = Path(path)
-    kind = check_model_file(path)
+    kind = check_model_file(path, label)
     if path.suffix.lower() not in WEIGHT_SUFFIXES:
         raise ModelLoadError(
-            f"{path.name}: unsupported file type '{path.suffix}'; use {', '.join(WEIGHT_SUFFIXES)} or .onnx."
+            f"{label} {path.name}: unsupported file type '{path.suffix}'; use one of {', '.join(MODEL_SUFFIXES)}."
         )
     if kind == "safetensors" or (kind is None and path.suffix.lower() in (".safetensors", ".sft")):
-        return _read_safetensors(path)
-    return unwrap(_read_pickle(path), path.name)
+        return _read_safetensors(path, label)
+    return unwrap(_read_pickle(path, label), f"{label} {path.name}")
 
 
-def check_model_file(path: Path) -> str | None:
+def check_model_file(path: Path, label: str = "Model file") -> str | None:
     """Refuse, from its first bytes at most, what is not a regular non-empty file or is plainly text;
     otherwise return what those bytes say it is (see `sniff_format`)."""
     if not path.exists():
-        raise ModelLoadError(f"Model file not found: {path}")
+        raise ModelLoadError(f"{label} not found: {path}")
     if not path.is_file():  # a folder, or a pipe/device that could block a read forever
-        raise ModelLoadError(f"Model file {path.name} is not a regular file (a folder, pipe or device): {path}")
+        raise ModelLoadError(f"{label} {path.name} is not a regular file (a folder, pipe or device): {path}")
     if path.stat().st_size == 0:
-        raise ModelLoadError(f"Model file {path.name} is empty (0 bytes): the download or copy failed; get it again.")
+        raise ModelLoadError(f"{label} {path.name} is empty (0 bytes): the download or copy failed; get it again.")
     kind = sniff_format(path)
     if kind == "lfs":
         raise ModelLoadError(
-            f"Model file {path.name} is a Git LFS pointer (a small text file standing in for the model), not the "
+            f"{label} {path.name} is a Git LFS pointer (a small text file standing in for the model), not the "
             "model itself: fetch the real file (git lfs pull) or download it again.")
     if kind == "html":
         raise ModelLoadError(
-            f"Model file {path.name} is a web page (HTML), not a model: the download got a login or error page "
+            f"{label} {path.name} is a web page (HTML), not a model: the download got a login or error page "
             "instead; download the file again from its real address.")
     if kind == "text":
-        raise ModelLoadError(f"Model file {path.name} is a text file, not a model: it starts with "
+        raise ModelLoadError(f"{label} {path.name} is a text file, not a model: it starts with "
                              f"{_text_start(path)!r}; download the model file again.")
     return kind
 
@@ -83,7 +86,7 @@ def _text_start(path: Path) -> str:
         return " ".join(fh.read(60).decode("ascii", "replace").split())
 
 
-def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+def _read_safetensors(path: Path, label: str) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -91,12 +94,12 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
         return load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise ModelLoadError(
-            f"Model file {path.name} is not a readable .safetensors file ({_first_line(exc)}); "
+            f"{label} {path.name} is not a readable .safetensors file ({_first_line(exc)}); "
             "it is probably truncated or corrupt: download it again."
         ) from None
 
 
-def _read_pickle(path: Path) -> Any:
+def _read_pickle(path: Path, label: str) -> Any:
     try:
         # weights_only refuses every class but tensors and plain containers;
         # argparse.Namespace is allowed because training checkpoints store their args in one.
@@ -107,19 +110,19 @@ def _read_pickle(path: Path) -> Any:
         # torch words it "Unsupported global: GLOBAL x.y" or "unsupported GLOBAL x.y whose module x is blocked".
         if "unsupported global" in str(exc).lower():
             raise ModelLoadError(
-                f"Model file {path.name} was refused: it contains Python objects that could run code when "
-                "loaded, and only plain weight files are accepted. Use the original GPEN release, or a "
+                f"{label} {path.name} was refused: it contains Python objects that could run code when "
+                "loaded, and only plain weight files are accepted. Use the file as its authors released it, or a "
                 ".safetensors conversion from a source you trust."
             ) from None
-        raise _corrupt(path, exc) from None
+        raise _corrupt(path, exc, label) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, KeyError, OSError, UnicodeDecodeError,
             AttributeError, IndexError, TypeError, MemoryError, OverflowError) as exc:
-        raise _corrupt(path, exc) from None
+        raise _corrupt(path, exc, label) from None
 
 
-def _corrupt(path: Path, exc: BaseException) -> ModelLoadError:
+def _corrupt(path: Path, exc: BaseException, label: str) -> ModelLoadError:
     return ModelLoadError(
-        f"Model file {path.name} could not be read ({_reason(exc)}); it is probably truncated or "
+        f"{label} {path.name} could not be read ({_reason(exc)}); it is probably truncated or "
         "corrupt: download it again."
     )
 

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import identify, read_weights
+from .checkpoint import read_weights
 from .config import GPENConfig, infer_config
-from .errors import ModelLoadError
-from .loader import check_layout
+from .loader import checked_config
 
 _DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16", torch.float64: "fp64"}
 
@@ -57,14 +56,7 @@ def describe(path: str | Path) -> ModelInfo:
         return ModelInfo(path.name, path.stat().st_size, "onnx", task_hint(path.name), model.size, model.config,
                          None, "fp16" if model.input_dtype.__name__ == "float16" else "fp32")
     sd = read_weights(path)
-    what = identify(sd)
-    if what is not None:
-        raise ModelLoadError(f"Model file {path.name} is {what}, not a GPEN model.")
-    try:
-        cfg = infer_config(sd)
-    except ModelLoadError as exc:
-        raise ModelLoadError(f"Model file {path.name} is not a usable GPEN model: {exc}") from None
-    check_layout(sd, cfg, f"Model file {path.name}")
+    cfg = checked_config(sd, f"Model file {path.name}")
     dtypes = {_DTYPE_NAMES.get(t.dtype, str(t.dtype)) for t in sd.values() if t.is_floating_point()}
     fmt = "safetensors" if path.suffix.lower() in (".safetensors", ".sft") else "pytorch"
     # Parameters as the official model counts them: the FIR kernels are buffers.

@@ -49,8 +49,9 @@ def check_layout(sd: Mapping[str, torch.Tensor], cfg: GPENConfig, name: str) -> 
         raise ModelLoadError(f"{name} looks like a GPEN-{cfg.size} but does not match it; " + "; ".join(problems))
 
 
-def build_model(sd: Mapping[str, torch.Tensor], device=None, dtype=None, name: str = "state_dict") -> GPEN:
-    """A ready GPEN from a flat state_dict, checked strict before anything is built."""
+def checked_config(sd: Mapping[str, torch.Tensor], name: str = "state_dict") -> GPENConfig:
+    """The config of the GPEN whose flat state_dict `sd` is, once it is sure to be one: not another
+    kind of model, a consistent config, exactly that config's tensors, finite values."""
     what = identify(sd)
     if what is not None:
         raise ModelLoadError(f"{name} is {what}, not a GPEN model; choose a GPEN file (GPEN-BFR-512.pth, ...).")
@@ -62,6 +63,12 @@ def build_model(sd: Mapping[str, torch.Tensor], device=None, dtype=None, name: s
     bad = [k for k, v in sd.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise ModelLoadError(f"{name} has NaN or infinite weights (in {', '.join(bad[:_SHOWN])}); get the file again.")
+    return cfg
+
+
+def build_model(sd: Mapping[str, torch.Tensor], device=None, dtype=None, name: str = "state_dict") -> GPEN:
+    """A ready GPEN from a flat state_dict, checked strict before anything is built."""
+    cfg = checked_config(sd, name)
     dtype = resolve_dtype(dtype)
     with torch.device("meta"):
         model = GPEN(cfg)
@@ -71,7 +78,7 @@ def build_model(sd: Mapping[str, torch.Tensor], device=None, dtype=None, name: s
 
 
 def load_model(source, device=None, dtype=None):
-    """Load a GPEN from a path (.pth/.pt/.bin/.safetensors/.onnx) or an in-memory state_dict.
+    """Load a GPEN from a path (any of MODEL_SUFFIXES) or an in-memory state_dict.
 
     Returns a callable model on (B, 3, S, S) RGB tensors in [-1, 1] with `.size`
     and `.config` read from the tensors, never from the file name. Raises

@@ -13,6 +13,8 @@ import cv2
 import numpy as np
 import torch
 
+from gpen_arch.checkpoint import read_weights
+
 from .color import check_crop
 
 PARSER_KINDS = ("parsenet", "bisenet")
@@ -89,19 +91,6 @@ def _build_net(kind: str) -> torch.nn.Module:
         raise ImportError(f"the {kind} face parser needs the facexlib package: pip install facexlib ({err})") from err
 
 
-def _state_dict(path: Path) -> dict:
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # corrupt file or a pickle that is more than tensors
-        raise ValueError(f"cannot read face parser weights {path}: {err}") from err
-    for key in ("params_ema", "params", "state_dict"):
-        if isinstance(data, dict) and isinstance(data.get(key), dict):
-            data = data[key]
-    if not isinstance(data, dict):
-        raise ValueError(f"face parser weights {path} are not a state_dict")
-    return {k.removeprefix("module."): v for k, v in data.items()}
-
-
 def load_parser(kind: str = "auto", model_dirs: Sequence[str | Path] = (),
                 device: str | torch.device | None = None) -> FaceParser:
     """Load facexlib's ParseNet/BiSeNet from `parsing_parsenet.pth`/`parsing_bisenet.pth` in `model_dirs`."""
@@ -109,7 +98,7 @@ def load_parser(kind: str = "auto", model_dirs: Sequence[str | Path] = (),
     found = next(k for k, name in WEIGHT_FILES.items() if path.name == name)
     net = _build_net(found)
     try:
-        net.load_state_dict(_state_dict(path), strict=True)
+        net.load_state_dict(read_weights(path, label="Face parser file"), strict=True)
     except RuntimeError as err:
         raise ValueError(f"face parser weights {path} do not fit facexlib's {found}: "
                          f"{str(err).splitlines()[0]}") from err

@@ -424,8 +424,39 @@ def test_facexlib_wrong_file_is_refused(converted_mobilenet_dir, tmp_path):
     with pytest.raises(DetectorWeightsInvalid, match="does not match facexlib's retinaface_resnet50"):
         load_detector("retinaface_resnet50", [tmp_path], device="cpu")
     (tmp_path / "detection_mobilenet0.25_Final.pth").write_bytes(b"not a checkpoint")
-    with pytest.raises(DetectorWeightsInvalid, match="Cannot read"):
+    with pytest.raises(DetectorWeightsInvalid, match=r"detector file detection_mobilenet0\.25_Final\.pth could not be read"):
         load_detector("retinaface_mobile0.25", [tmp_path], device="cpu")
+
+
+class _RunsCode:
+    """Unpickling it would create the file `marker`."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_facexlib_weights_are_read_as_gpen_files_are(converted_mobilenet_dir, facexlib_modules, tmp_path):
+    """Containers are unwrapped, safetensors load, and a pickle that would run code is refused unrun."""
+    torch, _ = facexlib_modules
+    from safetensors.torch import save_file
+
+    state = torch.load(converted_mobilenet_dir / "detection_mobilenet0.25_Final.pth", weights_only=True)
+    wrapped, safe, evil = (tmp_path / name for name in ("wrapped", "safe", "evil"))
+    for folder in (wrapped, safe, evil):
+        folder.mkdir()
+    torch.save({"state_dict": state, "epoch": 3}, wrapped / "detection_mobilenet0.25_Final.pth")
+    save_file({k: v.contiguous() for k, v in state.items()}, str(safe / "detection_mobilenet0.25_Final.pth"))
+    for folder in (wrapped, safe):
+        det = load_detector("retinaface_mobile0.25", [folder], device="cpu")
+        assert det.model.state_dict()["body.stage1.0.0.weight"].equal(state["body.stage1.0.0.weight"])
+    marker = tmp_path / "ran"
+    torch.save({**state, "hook": _RunsCode(marker)}, evil / "detection_mobilenet0.25_Final.pth")
+    with pytest.raises(DetectorWeightsInvalid, match=r"detection_mobilenet0\.25_Final\.pth was refused"):
+        load_detector("retinaface_mobile0.25", [evil], device="cpu")
+    assert not marker.exists()
 
 
 class _FailingFinder:

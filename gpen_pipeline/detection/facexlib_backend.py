@@ -54,16 +54,16 @@ def _import_facexlib():
 def load(name: str, model_dirs: Sequence[str | os.PathLike], device: str | None = None) -> Detector:
     path = weights_file(name, model_dirs)
     torch, RetinaFace = _import_facexlib()
+    from gpen_arch import ModelLoadError
+    from gpen_arch.checkpoint import read_weights
+
     network = NETWORKS[name][0]
     use_cuda = device != "cpu" and torch.cuda.is_available()
     torch_device = torch.device("cuda" if use_cuda else "cpu")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise DetectorWeightsInvalid(f"Cannot read {path} as a torch state_dict: {exc}") from exc
-    if not isinstance(state, dict):
-        raise DetectorWeightsInvalid(f"{path} holds a {type(state).__name__}, not a state_dict")
-    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+        state = read_weights(path, label="Face detector file")
+    except ModelLoadError as exc:
+        raise DetectorWeightsInvalid(str(exc)) from None
     with warnings.catch_warnings():  # torchvision's `pretrained=False` deprecation notice
         warnings.simplefilter("ignore", UserWarning)
         net = RetinaFace(network_name=network, half=False, phase="test", device=torch_device)
