@@ -2,6 +2,7 @@
 
 No ComfyUI, no OpenCV: importable on its own with the repository root on sys.path.
 """
+from .checkpoint import MODEL_SUFFIXES
 from .config import RELEASED, GPENConfig, infer_config
 from .convert import ModelInfo, describe, save_safetensors, task_hint
 from .errors import ModelLoadError
@@ -10,6 +11,6 @@ from .network import GPEN
 from .onnx_model import OnnxGPEN, export_onnx
 
 __all__ = [
-    "DTYPES", "GPEN", "GPENConfig", "ModelInfo", "ModelLoadError", "OnnxGPEN", "RELEASED",
+    "DTYPES", "GPEN", "GPENConfig", "MODEL_SUFFIXES", "ModelInfo", "ModelLoadError", "OnnxGPEN", "RELEASED",
     "build_model", "describe", "export_onnx", "infer_config", "load_model", "save_safetensors", "task_hint",
 ]

@@ -22,14 +22,28 @@ _OPSET = 17
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
 
 
-def _providers(device) -> list[str]:
+def onnx_providers(device=None) -> list[str]:
+    """onnxruntime's execution providers for `device`: CUDA first where this onnxruntime has it and
+    the device is None (any) or a CUDA device ("cuda", "cuda:1", torch.device), then the CPU."""
     import onnxruntime as ort
 
-    available = ort.get_available_providers()
-    wanted = ["CPUExecutionProvider"]
-    if device is None or str(device).startswith("cuda"):
-        wanted = ["CUDAExecutionProvider"] + wanted
-    return [p for p in wanted if p in available]
+    if (device is None or str(device).startswith("cuda")) and "CUDAExecutionProvider" in ort.get_available_providers():
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+def onnx_session(model: bytes | str, device=None, options=None):
+    """An onnxruntime session for a file name or ONNX bytes on onnx_providers(device); on the CPU
+    alone when a CUDA session fails to start (a CUDA or cuDNN library that does not load)."""
+    import onnxruntime as ort
+
+    providers = onnx_providers(device)
+    try:
+        return ort.InferenceSession(model, options, providers=providers)
+    except Exception:
+        if providers == ["CPUExecutionProvider"]:
+            raise
+        return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
 @dataclass(frozen=True, eq=False)
@@ -70,7 +84,7 @@ def load_onnx(path: str | Path, device=None) -> OnnxGPEN:
     options = ort.SessionOptions()
     options.log_severity_level = 3
     try:
-        session = ort.InferenceSession(str(path), options, providers=_providers(device))
+        session = onnx_session(str(path), device, options)
     except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(f"Model file {path.name} is not a readable ONNX model ({first}).") from None

@@ -77,9 +77,13 @@ def resolve_url(model: ModelFile, url_base: Optional[str] = None) -> str:
     return url
 
 
-def sha256_of_file(path: Path, chunk_size: int = 1 << 20) -> str:
+def sha256_of(source: Union[bytes, PathLike], chunk_size: int = 1 << 20) -> str:
+    """The hex sha256 of `source`: bytes as they are, a path as its file's contents read block by block."""
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
+    if isinstance(source, bytes):
+        digest.update(source)
+        return digest.hexdigest()
+    with open(source, "rb") as fh:
         for block in iter(lambda: fh.read(chunk_size), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -141,7 +145,8 @@ def download_file(
     dest.mkdir(parents=True, exist_ok=True)
     part = dest / (model.name + PART_SUFFIX)
     try:
-        digest, done = _fetch_to(part, model, url, dest, progress, timeout, chunk_size)
+        done = _fetch_to(part, model, url, dest, progress, timeout, chunk_size)
+        digest = sha256_of(part)  # what reached the disk, read back once it is complete
         _check_hash(model, digest, url, dest)
         if model.sha256 is None:
             _write_hash_file(dest / (model.name + HASH_SUFFIX), digest, model.name)
@@ -177,9 +182,9 @@ def _fetch_to(
     progress: Optional[ProgressFn],
     timeout: float,
     chunk_size: int,
-) -> tuple[str, int]:
+) -> int:
+    """Stream `url` into `part`; the number of bytes written."""
     request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
-    digest = hashlib.sha256()
     done = 0
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -205,7 +210,6 @@ def _fetch_to(
                     if not block:
                         break
                     out.write(block)
-                    digest.update(block)
                     done += len(block)
                     if progress is not None:
                         progress(done, total)
@@ -230,7 +234,7 @@ def _fetch_to(
         raise _fail(model, url, dest, f"the transfer stopped after {done} of {announced} bytes")
     if model.size_bytes is not None and done != model.size_bytes:
         raise _fail(model, url, dest, f"got {done} bytes, expected {model.size_bytes}")
-    return digest.hexdigest(), done
+    return done
 
 
 def _content_length(response: http.client.HTTPResponse) -> Optional[int]:
@@ -275,7 +279,7 @@ def _verify_existing(model: ModelFile, target: Path, url: str) -> DownloadResult
             f"{target} has {size} bytes but {model.name} has {model.size_bytes}; "
             f"it is incomplete or a different file: {advice}."
         )
-    digest = sha256_of_file(target)
+    digest = sha256_of(target)
     expected = model.sha256 or _read_hash_file(dest / (model.name + HASH_SUFFIX))
     if expected is not None and digest != expected.lower():
         raise DownloadError(

@@ -202,6 +202,15 @@ def test_bundled_detector_record(default_detector):
     assert load_detector(BUNDLED, device="cpu").model is not det.model
 
 
+def test_detectors_run_on_the_providers_gpen_models_get():
+    """One rule for both: CUDA where onnxruntime has it unless the CPU is asked for, the CPU always."""
+    from gpen_arch.onnx_model import onnx_providers
+
+    for device in (None, "cpu", "cuda"):
+        assert load_detector(BUNDLED, device=device).model.get_providers() == onnx_providers(device)
+    assert onnx_providers("cpu") == ["CPUExecutionProvider"]
+
+
 def test_threshold_is_validated(default_detector):
     image = np.zeros((64, 64, 3), np.uint8)
     for bad in (-0.1, 1.5, float("nan")):

