@@ -24,10 +24,6 @@ class GPENConfig:
     def log_size(self) -> int:
         return int(math.log2(self.size))
 
-    @property
-    def n_latent(self) -> int:
-        return 2 * self.log_size - 2
-
     def channels(self, resolution: int) -> int:
         """Feature channels at a resolution, with the official rounding down."""
         wide = {4: 512, 8: 512, 16: 512, 32: 512}

@@ -151,14 +151,14 @@ class WorkspaceRunner:
             out = _fill(self._activation(offset, conv.weight.shape[0], res, res), layer.folded_bias())
             blur = layer.blur
             if blur is not None:
-                c, pad = x.shape[1], blur.pad[0]
+                c, pad = x.shape[1], blur.pad
                 side = x.shape[2] + 2 * pad - 3
                 blurred = self._activation(self.plan.slot_offsets[0], c, side, side).zero_()
                 _conv_add(blurred, x, blur.filter(c, torch.float32), padding=pad, groups=c)
                 x = blurred
             (weight,) = self._weights(conv.weight.shape)
             layer.folded_weight(out=weight)
-            _conv_add(out, x, weight, stride=conv.stride, padding=conv.padding)
+            _conv_add(out, x, weight, stride=conv.stride)
             x = _lrelu_(out)
             features.append(x)
         return features
@@ -178,7 +178,7 @@ class WorkspaceRunner:
             t = self._transposed_conv(x, kernel, factors[0], phases_at=a_slot, out_at=noise_slot)
             a = _fill(self._activation(a_slot, ch, res, res), up.own_bias())
             blur = up.blur
-            _conv_add(a, t, blur.filter(ch, torch.float32), padding=blur.pad[0], groups=ch)
+            _conv_add(a, t, blur.filter(ch, torch.float32), padding=blur.pad, groups=ch)
             _lrelu_(a)
             g = _lrelu_(up.injected(feature, out=self._activation(noise_slot, ch, res, res)))
 

@@ -64,9 +64,10 @@ class EqualLinear(nn.Module):
 
 
 class Blur(nn.Module):
-    """Depthwise 4x4 FIR filter with zero padding (the official `Blur`)."""
+    """Depthwise 4x4 FIR filter with `pad` zeros on every side (the official `Blur`, whose
+    padding GPEN always makes symmetric)."""
 
-    def __init__(self, pad: tuple[int, int], gain: float = 1.0):
+    def __init__(self, pad: int, gain: float = 1.0):
         super().__init__()
         self.register_buffer("kernel", _fir_kernel(gain))
         self.pad = pad
@@ -76,11 +77,8 @@ class Blur(nn.Module):
         return _depthwise(self.kernel, channels, dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        p0, p1 = self.pad
         channels = int(x.shape[1])
-        if p0 == p1:
-            return F.conv2d(x, self.filter(channels, x.dtype), padding=p0, groups=channels)
-        return F.conv2d(F.pad(x, (p0, p1, p0, p1)), self.filter(channels, x.dtype), groups=channels)
+        return F.conv2d(x, self.filter(channels, x.dtype), padding=self.pad, groups=channels)
 
 
 class Upsample(nn.Module):
@@ -102,12 +100,11 @@ class Upsample(nn.Module):
 class EqualConv2d(nn.Module):
     """Holds a ConvLayer's weight and how it convolves; ConvLayer runs it with the activation's gain folded in."""
 
-    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, padding: int = 0):
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_ch, in_ch, kernel, kernel))
         self.scale = 1 / math.sqrt(in_ch * kernel * kernel)
-        self.stride = stride
-        self.padding = padding
+        self.stride = stride  # unpadded: a downsampling layer's blur pads its input
 
 
 class FusedLeakyReLU(nn.Module):
@@ -124,7 +121,7 @@ class ConvLayer(nn.Sequential):
 
     def __init__(self, in_ch: int, out_ch: int, downsample: bool):
         if downsample:
-            super().__init__(Blur((2, 2)), EqualConv2d(in_ch, out_ch, 3, stride=2), FusedLeakyReLU(out_ch))
+            super().__init__(Blur(2), EqualConv2d(in_ch, out_ch, 3, stride=2), FusedLeakyReLU(out_ch))
         else:
             super().__init__(EqualConv2d(in_ch, out_ch, 1), FusedLeakyReLU(out_ch))
 
@@ -151,7 +148,7 @@ class ConvLayer(nn.Sequential):
             x = self.blur(x)
         conv = self.conv
         out = F.conv2d(x, self.folded_weight().to(x.dtype), self.folded_bias().to(x.dtype),
-                       stride=conv.stride, padding=conv.padding)
+                       stride=conv.stride)
         return F.leaky_relu(out, 0.2, inplace=True)
 
 
@@ -162,7 +159,7 @@ class ModulatedConv2d(nn.Module):
         self.weight = nn.Parameter(torch.randn(1, out_ch, in_ch, kernel, kernel))
         if upsample:
             # Registered before `modulation` so the state_dict order matches the releases.
-            self.blur = Blur((1, 1), gain=4.0)
+            self.blur = Blur(1, gain=4.0)
         self.modulation = EqualLinear(style_dim, in_ch, bias_init=1.0)
         self.scale = 1 / math.sqrt(in_ch * kernel * kernel)
         self.padding = kernel // 2

@@ -1,4 +1,5 @@
-"""GPEN as ONNX: running `.onnx` files through onnxruntime, and exporting ours."""
+"""GPEN as ONNX: running `.onnx` files through onnxruntime, and exporting ours; the onnxruntime
+execution providers every ONNX model of this pack (GPEN or detector) runs on."""
 from __future__ import annotations
 
 import json
@@ -56,12 +57,6 @@ class OnnxGPEN:
     input_dtype: type
     fixed_batch: int | None
     source: str
-
-    dtype = torch.float32
-
-    @property
-    def providers(self) -> list[str]:
-        return self.session.get_providers()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or tuple(x.shape[1:]) != (3, self.size, self.size):

@@ -92,7 +92,8 @@ def test_intermediates_match_official(official, monkeypatch):
         np.testing.assert_allclose(recorded[key], ref, atol=1e-4 * scale, rtol=0, err_msg=key)
         compared += 1
     assert compared >= 10
-    latents = np.repeat(recorded["feat_mapping_w"][:, None], cfg.n_latent, axis=1)
+    n_latent = 2 * cfg.log_size - 2  # the official code repeats w once per styled layer and to_rgb
+    latents = np.repeat(recorded["feat_mapping_w"][:, None], n_latent, axis=1)
     np.testing.assert_allclose(latents, io["latents"], atol=1e-4, rtol=0)
 
 
