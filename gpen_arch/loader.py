@@ -54,7 +54,8 @@ def checked_config(sd: Mapping[str, torch.Tensor], name: str = "state_dict") -> 
     kind of model, a consistent config, exactly that config's tensors, finite values."""
     what = identify(sd)
     if what is not None:
-        raise ModelLoadError(f"{name} is {what}, not a GPEN model; choose a GPEN file (GPEN-BFR-512.pth, ...).")
+        # Worded as the model list in ComfyUI shows it (tests/comfy/test_frontend.py).
+        raise ModelLoadError(f"{name} is {what}, not a GPEN model.")
     try:
         cfg = infer_config(sd)
     except ModelLoadError as exc:
