@@ -82,10 +82,10 @@ def sha256_of(source: Union[bytes, PathLike], chunk_size: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     if isinstance(source, bytes):
         digest.update(source)
-        return digest.hexdigest()
-    with open(source, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk_size), b""):
-            digest.update(block)
+    else:
+        with open(source, "rb") as fh:
+            for block in iter(lambda: fh.read(chunk_size), b""):
+                digest.update(block)
     return digest.hexdigest()
 
 
