@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from .align import compose_affine, invert_affine
 from .face import AlignedFace
-from .paste import Roi, face_box, footprint, inside_source, is_small_in_target
+from .geometry import Roi, face_box, footprint, inside_source, is_small_in_target
 from .restore import model_placement, run_batched
 
 # Paste-mask values this close to 1 are 1 (see _render).

@@ -15,7 +15,8 @@ from gpen_pipeline.color import is_grayscale
 from gpen_pipeline.face import Face
 from gpen_pipeline.parsing import (PARSE_REGIONS, ParserNotFound, face_parse_mask, load_parser, parse_mask_fn,
                                    region_mask)
-from gpen_pipeline.paste import PasteResult, crop_to_target, paste_faces
+from gpen_pipeline.geometry import crop_to_target
+from gpen_pipeline.paste import PasteResult, paste_faces
 
 torch.set_num_threads(1)
 
