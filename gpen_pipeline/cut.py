@@ -20,10 +20,11 @@ from .geometry import footprint
 
 
 def as_tensor(image: np.ndarray | torch.Tensor, device: str | torch.device | None = None) -> torch.Tensor:
-    """An HxWxC image (numpy array or tensor, uint8 or float32) as a tensor of the same dtype on `device`.
+    """An image (HxWxC) or mask (HxW), numpy array or tensor, as a tensor of the same dtype on `device`.
 
     `device` None keeps it where it is. A numpy array going to the CPU is not
-    copied (the tensor shares its memory) unless its strides are negative.
+    copied (the tensor shares its memory) unless its strides are negative;
+    read-only arrays are fine, as nothing here writes into its input.
     """
     if isinstance(image, torch.Tensor):
         return image if device is None else image.to(device)

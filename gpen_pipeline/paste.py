@@ -71,7 +71,7 @@ def paste_faces(image: torch.Tensor, faces: Sequence[AlignedFace], crops: torch.
     Returns a new image (pixels under a zero mask bit-identical to the input,
     alpha untouched) and the HxW float32 blend weight used.
     """
-    _check_args(image, faces, crops, crop_masks, mode, strength, originals, region_mask)
+    _check_args(image, faces, crops, crop_masks, mode, strength, originals, keep_gray, region_mask)
     h, w = image.shape[:2]
     device = image.device
     full_mask = torch.zeros((h, w), dtype=torch.float32, device=device)
@@ -234,16 +234,19 @@ def _blend(out_box: torch.Tensor, image_box: torch.Tensor, face_px: torch.Tensor
     rgb.copy_(torch.where(write, blended, rgb))
 
 
-def _check_args(image, faces, crops, crop_masks, mode, strength, originals, region_mask) -> None:
+def _check_args(image, faces, crops, crop_masks, mode, strength, originals, keep_gray, region_mask) -> None:
     check_image_tensor(image)
     if mode not in MASK_MODES:
         raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MASK_MODES)}")
     if not 0.0 <= float(strength) <= 1.0:
         raise ValueError(f"strength must be within [0, 1], got {strength}")
+    if not isinstance(keep_gray, bool):
+        raise ValueError(f"keep_gray must be True or False, got {keep_gray!r}; resolve 'auto'/'on'/'off' with "
+                         "paste.pastes_gray first")
     n = len(faces)
     if not isinstance(crops, torch.Tensor) or crops.ndim != 4 or crops.shape[1] != 3 \
             or crops.shape[2] != crops.shape[3] or not crops.is_floating_point():
-        raise ValueError(f"crops must be an (N,3,S,S) float tensor in [0,1], got "
+        raise ValueError(f"crops must be an (N,3,S,S) float tensor in [0,1] (as cut.cut_crops gives), got "
                          f"{getattr(crops, 'dtype', type(crops).__name__)} {tuple(getattr(crops, 'shape', ()))}")
     if crops.shape[0] != n:
         raise ValueError(f"got {n} faces but {crops.shape[0]} crops; they must pair up")

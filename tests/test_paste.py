@@ -476,6 +476,8 @@ def test_bad_arguments_are_named(astronaut):
         paste_faces(target, aligned, unit, mask, region_mask=torch.full(astronaut.shape[:2], float("nan")))
     with pytest.raises(ValueError, match="originals"):
         paste_faces(target, aligned, unit, mask, originals=unit[0])
+    with pytest.raises(ValueError, match="pastes_gray"):
+        paste_faces(target, aligned, unit, mask, keep_gray="auto")
 
 
 # ---------------------------------------------------------------- cutting crops
