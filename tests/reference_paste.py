@@ -1,7 +1,7 @@
 """The numpy/cv2 paste: the reference the torch paste (gpen_pipeline.paste) is checked against.
 
-It follows the official GPEN demo step by step with cv2 on uint8 crops, as
-the package pasted before the torch paste; only tests import it.
+It pastes with cv2 on uint8 crops, step by step as the official GPEN demo
+does, independently of the torch code; only tests import it.
 
 Per face: build a crop-space mask, warp crop and mask back with the inverse
 similarity (black border; the face bilinear in "official" mode as GPEN does,
