@@ -1,30 +1,38 @@
-"""Pixel formats and colour: dtype checks, grey detection, luma swap, colour transfer.
+"""Pixel formats and colour: dtype checks, grey detection, luma, colour transfer.
 
-Pipeline images are HxWxC RGB(A) numpy arrays, uint8 or float32 in [0, 1].
-Face crops are always uint8 RGB, like the official GPEN code.
+Pipeline images are HxWxC RGB(A), uint8 or float32 in [0, 1]: numpy arrays on
+the way in and out, torch tensors where faces are cut and pasted. Crops are
+uint8 RGB arrays, or (3,S,S) tensors on whole grey levels.
 """
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 # ITU-R BT.601 luma, the weights OpenCV's RGB<->YUV conversion uses.
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+
+_PIXEL_DTYPES = (np.uint8, np.float32, torch.uint8, torch.float32)
 
 
-def check_image(image: np.ndarray, name: str = "image") -> None:
-    """Raise a ValueError unless `image` is HxWx3/4, uint8 or float32."""
-    if not isinstance(image, np.ndarray):
-        raise ValueError(f"{name} must be a numpy array, got {type(image).__name__}")
-    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
-        raise ValueError(f"{name} is greyscale (shape {image.shape}); give it as HxWx3 with three equal channels "
+def check_image(image: np.ndarray | torch.Tensor, name: str = "image") -> None:
+    """Raise a ValueError unless `image` is an HxWx3/4 numpy array or tensor, uint8 or float32."""
+    if not isinstance(image, (np.ndarray, torch.Tensor)):
+        raise ValueError(f"{name} must be a numpy array or torch tensor, got {type(image).__name__}")
+    shape = tuple(image.shape)
+    if image.ndim == 2 or (image.ndim == 3 and shape[2] == 1):
+        raise ValueError(f"{name} is greyscale (shape {shape}); give it as HxWx3 with three equal channels "
                          "(np.dstack([grey] * 3)): faces restored in a grey photo are kept grey")
-    if image.ndim != 3 or image.shape[2] not in (3, 4):
-        raise ValueError(f"{name} must be HxWx3 (RGB) or HxWx4 (RGBA), got shape {image.shape}")
-    if image.dtype not in (np.uint8, np.float32):
+    if image.ndim != 3 or shape[2] not in (3, 4):
+        raise ValueError(f"{name} must be HxWx3 (RGB) or HxWx4 (RGBA), got shape {shape}")
+    if image.dtype not in _PIXEL_DTYPES:
         raise ValueError(f"{name} must be uint8 or float32 in [0,1], got {image.dtype}; convert it first")
-    if image.shape[0] < 1 or image.shape[1] < 1:
-        raise ValueError(f"{name} is empty (shape {image.shape})")
+    if shape[0] < 1 or shape[1] < 1:
+        raise ValueError(f"{name} is empty (shape {shape})")
 
 
 def count_nonfinite(image: np.ndarray) -> int:
@@ -57,38 +65,33 @@ def float_to_u8(pixels: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(np.asarray(pixels, np.float32) * 255.0), 0, 255).astype(np.uint8)
 
 
-def luma(rgb: np.ndarray) -> np.ndarray:
-    """BT.601 luma (HxW float32) of an RGB array, in the array's own scale."""
-    rgb = np.asarray(rgb, np.float32)
+def luma(rgb: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+    """BT.601 luma (float32, channel axis dropped) of RGB in the last axis, in the pixels' own scale.
+
+    Takes a numpy array or a tensor and returns the same kind."""
+    rgb = rgb.float() if isinstance(rgb, torch.Tensor) else np.asarray(rgb, np.float32)
+    r, g, b = LUMA_WEIGHTS
     # Elementwise, not a matrix product: BLAS rounds differently with the array's shape, and a pixel's
     # grey must not depend on how many pixels are converted with it.
-    return rgb[..., 0] * _LUMA[0] + rgb[..., 1] * _LUMA[1] + rgb[..., 2] * _LUMA[2]
+    return rgb[..., 0] * r + rgb[..., 1] * g + rgb[..., 2] * b
 
 
-def is_grayscale(image: np.ndarray, tolerance: float = 2 / 255, fraction: float = 0.995) -> bool:
+def is_grayscale(image: np.ndarray | torch.Tensor, tolerance: float = 2 / 255, fraction: float = 0.995) -> bool:
     """True when the RGB channels are equal within `tolerance` (in [0,1] units) on `fraction` of the pixels.
 
     The fraction keeps a few coloured specks (JPEG ringing, a coloured
     border) from turning a black-and-white photo into a colour one. Large
-    images are judged on an even grid of about 250k pixels.
+    images are judged on an even grid of about 250k pixels. `image`: an
+    HxWx3/4 numpy array or tensor (judged where it is).
     """
     check_image(image)
     step = max(1, int(np.sqrt(image.shape[0] * image.shape[1] / 250_000)))
     rgb = image[::step, ::step, :3]
-    if image.dtype == np.uint8:
-        r, g, b = (np.ascontiguousarray(rgb[..., k]) for k in range(3))
-        spread = cv2.max(cv2.max(cv2.absdiff(r, g), cv2.absdiff(g, b)), cv2.absdiff(r, b))
-        limit = tolerance * 255.0 + 1e-6
-    else:
-        spread = rgb.max(axis=2) - rgb.min(axis=2)
-        limit = tolerance + 1e-6
-    return float(np.count_nonzero(spread <= limit)) >= fraction * spread.size
-
-
-def gray_rgb(rgb: np.ndarray) -> np.ndarray:
-    """Replace colour by its luma in all three channels (float32, same scale as the input)."""
-    y = luma(rgb)
-    return np.repeat(y[..., None], 3, axis=-1)
+    if isinstance(rgb, np.ndarray):
+        rgb = torch.from_numpy(np.ascontiguousarray(rgb))  # a copy of the grid only
+    spread = rgb.amax(dim=2) - rgb.amin(dim=2)  # uint8 cannot wrap: max >= min
+    limit = tolerance * (255.0 if rgb.dtype == torch.uint8 else 1.0) + 1e-6
+    return int(torch.count_nonzero(spread <= limit)) >= fraction * spread.numel()
 
 
 def transfer_luminance(colored: np.ndarray, luma_source: np.ndarray) -> np.ndarray:
@@ -114,34 +117,49 @@ def _u8_rgb(image: np.ndarray, name: str) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def match_color(restored: np.ndarray, reference: np.ndarray, weight: np.ndarray | None = None,
-                sigma_fraction: float = 1 / 16) -> np.ndarray:
-    """Give `restored` the low-frequency colour of `reference` (both uint8 SxSx3 RGB).
+def gaussian_blur(planes: torch.Tensor, sigma: float) -> torch.Tensor:
+    """(C,H,W) float32 planes blurred as cv2.GaussianBlur(plane, (0, 0), sigma) blurs float32.
+
+    The same kernel (cv2's size for float images: 8 sigma + 1, made odd; the
+    weights normalised in float64) and border (reflect-101), applied separably.
+    """
+    ksize = int(math.floor(sigma * 8.0 + 1.5)) | 1
+    radius = ksize // 2
+    channels, h, w = planes.shape
+    if radius >= min(h, w):
+        raise ValueError(f"cannot blur {h}x{w} planes with sigma {sigma}: the kernel must fit in the planes "
+                         "(the border is reflected); use a smaller sigma")
+    taps = torch.arange(ksize, dtype=torch.float64) - radius
+    kernel = torch.exp(-taps * taps / (2.0 * sigma * sigma))
+    kernel = (kernel / kernel.sum()).to(device=planes.device, dtype=planes.dtype)
+    x = F.pad(planes[None], (radius, radius, radius, radius), mode="reflect")  # torch's reflect is cv2's 101
+    x = F.conv2d(x, kernel.view(1, 1, 1, ksize).expand(channels, 1, 1, ksize), groups=channels)
+    return F.conv2d(x, kernel.view(1, 1, ksize, 1).expand(channels, 1, ksize, 1), groups=channels)[0]
+
+
+def match_color(restored: torch.Tensor, reference: torch.Tensor, weight: torch.Tensor | None = None,
+                sigma_fraction: float = 1 / 16) -> torch.Tensor:
+    """Give `restored` the low-frequency colour of `reference`; both (3,S,S) float grey levels 0..255.
 
     Per channel, the restored face keeps its detail (its own high frequencies)
-    and takes the reference's blurred colour: out = R + blur(O) - blur(R).
-    `weight` (SxS, [0,1]) says which reference pixels are real (a crop cut by
-    the image border is black outside it); the blurs are normalised by it so
-    the black does not leak in.
+    and takes the reference's blurred colour: out = R + blur(O) - blur(R),
+    blurred with sigma S * `sigma_fraction`. `weight` (SxS, [0,1]) says which
+    reference pixels are real (a crop cut by the image border is black
+    outside it): the blurs are normalised by it so the black does not leak
+    in, and where no real pixel is near, the face is left as it is. Returns
+    whole grey levels, clipped to 0..255.
     """
-    restored = check_crop(restored, "restored")
-    reference = check_crop(reference, "reference")
-    if reference.shape != restored.shape:
-        reference = cv2.resize(reference, restored.shape[1::-1], interpolation=cv2.INTER_LINEAR)
-    size = restored.shape[0]
-    w = np.ones(restored.shape[:2], np.float32) if weight is None else np.asarray(weight, np.float32)
-    if w.shape != restored.shape[:2]:
-        w = cv2.resize(w, restored.shape[1::-1], interpolation=cv2.INTER_LINEAR)
-    sigma = max(size * sigma_fraction, 1.0)
-
-    def low_pass(img: np.ndarray) -> np.ndarray:
-        num = cv2.GaussianBlur(img.astype(np.float32) * w[..., None], (0, 0), sigma)
-        den = cv2.GaussianBlur(w, (0, 0), sigma)[..., None]
-        return num / np.maximum(den, 1e-6)
-
-    out = restored.astype(np.float32) + (low_pass(reference) - low_pass(restored))
-    # Where the reference has no real pixels nearby, leave the restored face alone.
-    den = cv2.GaussianBlur(w, (0, 0), sigma)[..., None]
-    trust = np.clip(den * 4.0, 0.0, 1.0)
-    out = restored.astype(np.float32) * (1.0 - trust) + out * trust
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    if restored.ndim != 3 or restored.shape[0] != 3 or reference.shape != restored.shape:
+        raise ValueError(f"restored and reference must both be (3,S,S), got {tuple(restored.shape)} "
+                         f"and {tuple(reference.shape)}")
+    sigma = max(restored.shape[-1] * sigma_fraction, 1.0)
+    # The blur is linear: blur(O*w) - blur(R*w) is one blur of the difference, three planes instead of six.
+    if weight is None:
+        out = restored + gaussian_blur(reference - restored, sigma)
+    else:
+        weight = weight.to(restored)[None]
+        blurred = gaussian_blur(torch.cat([(reference - restored) * weight, weight]), sigma)
+        shift, density = blurred[:3], blurred[3:]
+        trust = (density * 4.0).clamp_(0.0, 1.0)
+        out = restored + shift / density.clamp_min(1e-6) * trust
+    return out.round_().clamp_(0.0, 255.0)

@@ -7,9 +7,15 @@ black surround into the image.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Callable, Sequence
 
 import cv2
 import numpy as np
+
+from .color import check_crop
+
+# How a face's paste mask is made (see paste_masks).
+MASK_MODES = ("official", "parse", "box")
 
 # The official recipe is defined on a 512x512 parse map.
 OFFICIAL_SIZE = 512
@@ -19,9 +25,8 @@ OFFICIAL_BLUR_SIGMA = 4.0
 # The official 101-tap kernel is ~0 beyond 6 sigma (weights < 2e-8): 49 taps in float32 give the
 # same mask within 1e-6 at a quarter of the cost.
 _FAST_BLUR_KSIZE = (49, 49)
-# Faces whose box is under this many pixels get the 3x3 smoothing before pasting.
+# Faces whose box is under this many pixels get the official 3x3 smoothing before pasting (paste.py).
 SMALL_FACE_PX = 100
-_SMALL_FACE_KERNEL = np.array([[1, 2, 1], [2, 4, 2], [1, 2, 1]], dtype=np.float32) / 16.0
 
 DEFAULT_BOX_FEATHER = 10.0  # % of the crop size
 # Two official blur passes of sigma 4 make one of sigma 4*sqrt(2); as a
@@ -138,10 +143,50 @@ def soft_parse_mask(parse_mask: np.ndarray, size: int, feather: float | None = N
     return _to_square(mask * window, size)
 
 
-def smooth_small_face(crop: np.ndarray) -> np.ndarray:
-    """The official 3x3 [1,2,1]x[1,2,1]/16 smoothing for faces under SMALL_FACE_PX."""
-    return cv2.filter2D(crop, -1, _SMALL_FACE_KERNEL)
-
-
 def is_small_face(box_w: float, box_h: float) -> bool:
     return min(box_w, box_h) < SMALL_FACE_PX
+
+
+def paste_masks(mode: str, crops: Sequence[np.ndarray], parse: Callable[[np.ndarray], np.ndarray] | None,
+                feather: float | None, grow: float) -> np.ndarray:
+    """The crop-space paste masks of restored crops (uint8 SxSx3 RGB), float32 in [0,1].
+
+    mode:
+      "official": GPEN's recipe on the parse map of each restored crop
+        (official_parse_mask); without a parser, the demo's blurred rectangle.
+      "parse": the parse regions grown by `grow` and feathered by `feather`
+        (% of the crop size); needs `parse`.
+      "box": a feathered rectangle (box_mask).
+    `feather`/`grow` on an official mask redo it softly from its core.
+    parse(crop) gives a crop's face-parsing mask (any square size, e.g.
+    parsing.parse_mask_fn). Returns (N,S,S), or (1,S,S) when one mask
+    serves every face (no parser, or mode "box": the parser is not called).
+    """
+    if mode not in MASK_MODES:
+        raise ValueError(f"unknown mask mode {mode!r}; choose one of {', '.join(MASK_MODES)}")
+    if mode == "parse" and parse is None:
+        raise ValueError("mask mode 'parse' needs a face parser (gpen_pipeline.parsing.load_parser and "
+                         "parse_mask_fn); without one use mask mode 'box' or 'official'")
+    if len(crops) == 0:
+        raise ValueError("paste_masks needs at least one crop: the masks take its size")
+    crops = [check_crop(crop, f"crop {index}") for index, crop in enumerate(crops)]
+    size = crops[0].shape[0]
+    if any(crop.shape[0] != size for crop in crops):
+        raise ValueError(f"crops must all be {size}x{size} like the first, got sizes "
+                         f"{sorted({crop.shape[0] for crop in crops})}")
+    if parse is None or mode == "box":
+        return _paste_mask(mode, size, None, feather, grow)[None]
+    return np.stack([_paste_mask(mode, size, parse(crop), feather, grow) for crop in crops])
+
+
+def _paste_mask(mode: str, size: int, parse_mask: np.ndarray | None, feather: float | None,
+                grow: float) -> np.ndarray:
+    if mode == "box":
+        return box_mask(size, feather, grow)
+    if mode == "parse":
+        return soft_parse_mask(parse_mask, size, feather, grow)
+    base = official_rect_mask(size) if parse_mask is None else official_parse_mask(parse_mask, size)
+    if feather is None and grow == 0:
+        return base
+    # Adjustments asked for on top of the official mask: redo it softly from its core.
+    return soft_parse_mask(base > 0.5, size, feather, grow)

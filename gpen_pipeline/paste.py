@@ -1,341 +1,267 @@
-"""Paste restored face crops back into an image (the original or a resized copy of it).
+"""Paste restored face crops back into an image tensor (the original or a resized copy of it).
 
-Per face: build a crop-space mask, warp crop and mask back with the inverse
-similarity (black border; the face bilinear in "official" mode as GPEN does,
-bicubic otherwise), keep the higher mask where faces overlap, then blend once
-in float32. Only pixels under a non-zero mask are written.
+Per face, on the image's device: the crop made ready in crop space (colour
+match, the official small-face smoothing and crop blend), then crop and mask
+warped into the face's box of the target with the inverse similarity (black
+border; the face bilinear in "official" mode as GPEN does, bicubic otherwise)
+and blended there in float32. Where faces overlap the higher mask wins. Only
+the faces' boxes are ever made float, and only pixels under a non-zero mask
+are written.
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
-import cv2
 import numpy as np
+import torch
+import torch.nn.functional as F
 
-from . import masks
-from .align import compose_affine, invert_affine, warp_crop
-from .color import check_crop, check_image, gray_rgb, is_grayscale, match_color
+from .align import invert_affine
+from .color import is_grayscale, luma, match_color
+from .cut import check_image_tensor, cut_crops, sample, sampling_grid, to_levels
 from .face import AlignedFace
+from .geometry import Roi, crop_to_target, face_box, inside_source, is_small_in_target
+from .masks import MASK_MODES
 
-MASK_MODES = ("official", "parse", "box")
+__all__ = ["KEEP_GRAY", "MASK_MODES", "PasteResult", "paste_faces", "pastes_gray"]
 
-# A parse source: one mask per face, or a function giving the mask of a restored crop.
-ParseSource = Sequence[np.ndarray] | Callable[[np.ndarray], np.ndarray]
+KEEP_GRAY = ("auto", "on", "off")
+
+# Paste-mask values this close to 1 are 1 (see _warp_face).
+_NEARLY_ONE = 1.0 - 2.0 ** -20
 
 
 @dataclass(frozen=True)
 class PasteResult:
-    image: np.ndarray  # same shape and dtype as the input image
-    mask: np.ndarray  # HxW float32 in [0,1]: the blend weight actually used
+    image: torch.Tensor  # a new tensor, the input's shape, dtype and device
+    mask: torch.Tensor  # HxW float32 in [0,1]: the blend weight actually used
 
 
-@dataclass(frozen=True)
-class Roi:
-    x0: int
-    y0: int
-    x1: int
-    y1: int
-
-    @property
-    def slices(self) -> tuple[slice, slice]:
-        return slice(self.y0, self.y1), slice(self.x0, self.x1)
-
-    def union(self, other: "Roi | None") -> "Roi":
-        if other is None:
-            return self
-        return Roi(min(self.x0, other.x0), min(self.y0, other.y0), max(self.x1, other.x1), max(self.y1, other.y1))
+def pastes_gray(keep_gray: str, image: torch.Tensor) -> bool:
+    """Whether faces pasted into `image` are re-greyed: "on", or "auto" on a black-and-white image."""
+    if keep_gray not in KEEP_GRAY:
+        raise ValueError(f"keep_gray must be one of {', '.join(KEEP_GRAY)}, got {keep_gray!r}")
+    return keep_gray == "on" or (keep_gray == "auto" and is_grayscale(image))
 
 
-def crop_to_target(aligned: AlignedFace, crop_size: int, target_hw: tuple[int, int]) -> np.ndarray:
-    """(2,3) map from a `crop_size` crop of `aligned` to the pixels of a target image.
+def paste_faces(image: torch.Tensor, faces: Sequence[AlignedFace], crops: torch.Tensor, crop_masks: torch.Tensor,
+                *, mode: str = "official", strength: float = 1.0, originals: torch.Tensor | None = None,
+                keep_gray: bool = False, color_match: bool = False,
+                region_mask: torch.Tensor | None = None) -> PasteResult:
+    """Blend restored crops back into `image`, on its device.
 
-    The target may be a resized copy of the image the face was aligned on;
-    pixel centres are matched (x_t = s*(x+0.5)-0.5), as resizers do.
+    image: HxWx3/4 tensor, uint8 or float32 in [0,1]; it may be a resized
+      copy (any scale) of the image the faces were aligned on.
+    crops: (N,3,S,S) restored crops in [0,1] on whole grey levels, any S.
+    crop_masks: (N,S,S) crop-space paste masks, or (1,S,S) for every face
+      (masks.paste_masks).
+    mode: "official" warps the face bilinearly, smooths faces under 100 px
+      and keeps GPEN's dark rim where a face is cut by the image border;
+      "parse" and "box" warp bicubically and leave the crop's black surround
+      out of such faces.
+    strength: 0..1. In "official" mode with `originals` (the crops as cut,
+      (N,3,S',S')) it mixes restored and original crops like the official
+      demo; otherwise it scales the mask. 0 returns a copy of the image.
+    color_match: give each face the low-frequency colour of its original
+      (`originals`, or cut from `image` when None).
+    keep_gray: re-grey the pasted faces (see pastes_gray for "auto").
+    region_mask: HxW weights (float [0,1], uint8 or bool) limiting where
+      faces go.
+    Returns a new image (pixels under a zero mask bit-identical to the input,
+    alpha untouched) and the HxW float32 blend weight used.
     """
-    h_t, w_t = target_hw
-    h_s, w_s = aligned.image_size or target_hw
-    sx, sy = w_t / w_s, h_t / h_s
-    to_target = np.array([[sx, 0.0, 0.5 * (sx - 1.0)], [0.0, sy, 0.5 * (sy - 1.0)]])
-    k = aligned.size / crop_size
-    from_crop = np.array([[k, 0.0, 0.5 * (k - 1.0)], [0.0, k, 0.5 * (k - 1.0)]])
-    return compose_affine(to_target, compose_affine(aligned.inverse, from_crop))
+    _check_args(image, faces, crops, crop_masks, mode, strength, originals, keep_gray, region_mask)
+    h, w = image.shape[:2]
+    device = image.device
+    full_mask = torch.zeros((h, w), dtype=torch.float32, device=device)
+    strength = float(strength)
+    if len(faces) == 0 or strength == 0.0:
+        return PasteResult(image.clone(), full_mask)
+    crops = crops.to(device=device, dtype=torch.float32)
+    crop_masks = crop_masks.to(device=device, dtype=torch.float32)
+    if originals is not None:
+        originals = originals.to(device=device, dtype=torch.float32)
+    region = None if region_mask is None else region_mask.to(device)
+
+    crop_blend = mode == "official" and originals is not None
+    mask_scale = 1.0 if crop_blend else strength
+    out = image.clone()
+    touched: Roi | None = None
+    for index, face in enumerate(faces):
+        placed = face_box(face, crops.shape[-1], (h, w))
+        if placed is None:
+            continue  # the face misses the target
+        roi, crop_to_roi = placed
+        original = None if originals is None else originals[index]
+        levels = _prepared_crop(image, face, crops[index], original, mode, strength if crop_blend else 1.0,
+                                color_match)
+        face_mask, face_px = _warp_face(image, face, levels, crop_masks[index if len(crop_masks) > 1 else 0],
+                                        crop_to_roi, roi, mode)
+        sub_mask = full_mask[roi.slices]
+        higher = face_mask > sub_mask  # overlapping faces: the higher mask wins, the first on ties
+        torch.maximum(sub_mask, face_mask, out=sub_mask)
+        weight = _scaled(face_mask, mask_scale, region, roi)
+        _blend(out[roi.slices], image[roi.slices], face_px, weight, higher & (weight > 0), keep_gray)
+        touched = roi.union(touched)
+    if touched is not None and (mask_scale != 1.0 or region is not None):
+        sub_mask = full_mask[touched.slices]
+        sub_mask.copy_(_scaled(sub_mask, mask_scale, region, touched))  # the very weights the blends used
+    return PasteResult(out, full_mask)
 
 
-def footprint(inverse: np.ndarray, crop_size: int, h: int, w: int) -> Roi | None:
-    corners = np.array([[-0.5, -0.5, 1], [crop_size - 0.5, -0.5, 1],
-                        [-0.5, crop_size - 0.5, 1], [crop_size - 0.5, crop_size - 0.5, 1]])
-    pts = corners @ inverse.T
-    x0 = int(np.clip(np.floor(pts[:, 0].min()) - 2, 0, w))
-    x1 = int(np.clip(np.ceil(pts[:, 0].max()) + 3, 0, w))
-    y0 = int(np.clip(np.floor(pts[:, 1].min()) - 2, 0, h))
-    y1 = int(np.clip(np.ceil(pts[:, 1].max()) + 3, 0, h))
-    return Roi(x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
+def _scaled(mask: torch.Tensor, scale: float, region: torch.Tensor | None, roi: Roi) -> torch.Tensor:
+    """A box's mask times the strength and the region mask (in that order, so every caller rounds alike)."""
+    if scale != 1.0:
+        mask = mask * scale
+    if region is not None:
+        mask = mask * _unit(region[roi.slices])
+    return mask
 
 
-def inside_source(aligned: AlignedFace, crop_size: int, target_hw: tuple[int, int]) -> np.ndarray | None:
-    """Crop-space 0/1 map of pixels sampled wholly from inside the source image; None when all are."""
-    h, w = aligned.image_size or target_hw
-    k = aligned.size / crop_size
-    inv = aligned.inverse
-
-    def sampled_inside(coords: np.ndarray) -> np.ndarray:
-        gx, gy = np.meshgrid(coords, coords)
-        x = inv[0, 0] * gx + inv[0, 1] * gy + inv[0, 2]
-        y = inv[1, 0] * gx + inv[1, 1] * gy + inv[1, 2]
-        eps = 1e-3
-        return (x >= -eps) & (x <= w - 1 + eps) & (y >= -eps) & (y <= h - 1 + eps)
-
-    grid = (np.arange(crop_size, dtype=np.float64) + 0.5) * k - 0.5
-    # The crop's sample points fill a parallelogram: when its four corners are inside the image, all are.
-    if sampled_inside(grid[[0, -1]]).all():
-        return None
-    inside = sampled_inside(grid)
-    return None if inside.all() else inside.astype(np.float32)
+def _unit(region: torch.Tensor) -> torch.Tensor:
+    """Region weights as float32 in [0,1]: uint8 read as 0..255, bool as 0/1, floats clipped."""
+    if region.dtype == torch.bool:
+        return region.float()
+    if region.dtype == torch.uint8:
+        return region.float() / 255.0
+    return region.float().clamp(0.0, 1.0)
 
 
-def _warp_without_surround(crop: np.ndarray, inside: np.ndarray, face_px: np.ndarray, face_mask: np.ndarray,
-                           to_roi: np.ndarray, dsize: tuple[int, int], warp: dict) -> None:
+def _prepared_crop(image: torch.Tensor, face: AlignedFace, crop: torch.Tensor, original: torch.Tensor | None,
+                   mode: str, blend: float, color_match: bool) -> torch.Tensor:
+    """The (3,S,S) grey levels to warp: colour-matched, then smoothed and crop-blended as the official recipe."""
+    target_hw = tuple(image.shape[:2])
+    size = crop.shape[-1]
+    levels = to_levels(crop)
+    reference = _reference_levels(image, face, size, original) if color_match or blend < 1.0 else None
+    if color_match:
+        inside = inside_source(face, size, target_hw)
+        levels = match_color(levels, reference, None if inside is None else torch.from_numpy(inside))
+    if mode == "official" and is_small_in_target(face, target_hw):
+        levels = _smooth_small_face(levels)
+    if blend < 1.0:
+        # The official strength: cv2.addWeighted of the restored and original uint8 crops.
+        levels = (levels * blend + reference * (1.0 - blend)).round_().clamp_(0.0, 255.0)
+    return levels
+
+
+def _reference_levels(image: torch.Tensor, face: AlignedFace, size: int, original: torch.Tensor | None):
+    """The face as it was, (3,S,S) grey levels: `original` resized to S, or cut from the target."""
+    if original is None:
+        target_to_crop = invert_affine(crop_to_target(face, size, tuple(image.shape[:2])))
+        return to_levels(cut_crops(image, [target_to_crop], size)[0])
+    if original.shape[-1] != size:
+        original = F.interpolate(original[None], size=(size, size), mode="bilinear", align_corners=False)[0]
+    return to_levels(original)
+
+
+def _smooth_small_face(levels: torch.Tensor) -> torch.Tensor:
+    """The official 3x3 [1,2,1]x[1,2,1]/16 smoothing on (3,S,S) grey levels, reflect-101 border, rounded.
+
+    Two [1,2,1]/4 passes, exact on whole levels (quarters and sixteenths are exact in float32), so
+    the sums round as cv2's uint8 filter rounds them."""
+    padded = F.pad(levels[None], (1, 1, 1, 1), mode="reflect")[0]  # torch's "reflect" is cv2's REFLECT_101
+    rows = torch.add(padded[:, :-2], padded[:, 2:]).add_(padded[:, 1:-1], alpha=2.0).mul_(0.25)
+    return torch.add(rows[..., :-2], rows[..., 2:]).add_(rows[..., 1:-1], alpha=2.0).mul_(0.25).round_()
+
+
+def _warp_face(image: torch.Tensor, face: AlignedFace, levels: torch.Tensor, crop_mask: torch.Tensor,
+               crop_to_roi: np.ndarray, roi: Roi, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mask (h,w) and face (3,h,w) in the face's box of the target: the face in grey levels on a uint8
+    target (rounded, as the warped uint8 crop), in [0,1] on a float one."""
+    size = levels.shape[-1]
+    grid = sampling_grid(invert_affine(crop_to_roi), (roi.y1 - roi.y0, roi.x1 - roi.x0), (size, size),
+                         levels.device)
+    if mode == "official":  # face and mask both bilinear: one pass reads both
+        warped = sample(torch.cat([levels, crop_mask[None]]), grid)
+        face_px, face_mask = warped[:3], warped[3]
+    else:
+        # Bicubic undoes the bilinear crop far better (identity round trip at 512: ~42.5 dB -> ~47 dB);
+        # torch's and cv2's cubic share a = -0.75.
+        face_px, face_mask = sample(levels, grid, "bicubic"), sample(crop_mask[None], grid)[0]
+    face_mask.clamp_(0.0, 1.0)  # blurs and interpolation can overshoot 1 by a rounding
+    # grid_sample's weights need not sum to exactly 1, so a flat 1 can read 0.99999994 where cv2 reads 1.
+    # Made 1 again, the plateaus of overlapping faces tie exactly and the first face keeps them, as it
+    # does with cv2 (which face a plateau pixel shows would otherwise be float noise).
+    face_mask.masked_fill_(face_mask > _NEARLY_ONE, 1.0)
+    is_u8 = image.dtype == torch.uint8
+    if is_u8:
+        face_px.round_().clamp_(0.0, 255.0)
+    else:
+        face_px.div_(255.0).clamp_(0.0, 1.0)
+    inside = None if mode == "official" else inside_source(face, size, tuple(image.shape[:2]))
+    if inside is not None:  # a face cut by the source's border; the official recipe keeps its dark rim
+        face_px, face_mask = _without_surround(levels, torch.from_numpy(inside).to(levels.device), face_px,
+                                               face_mask, grid, is_u8)
+    return face_mask, face_px
+
+
+def _without_surround(levels: torch.Tensor, inside: torch.Tensor, face_px: torch.Tensor, face_mask: torch.Tensor,
+                      grid: torch.Tensor, is_u8: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Along the border of a face cut by the image edge, interpolate from real crop pixels only.
 
     Crop pixels that straddle the image border were mixed with the black
     surround; a plain warp would carry that into a dark rim. There the face
-    is re-interpolated from the inside pixels alone (normalised weights)
-    and its mask scaled by their share. Updates `face_px` and `face_mask` in place.
+    is re-interpolated bilinearly from the inside pixels alone (normalised
+    weights) and its mask scaled by their share, so the image's last pixels
+    keep some of their own value instead of an extrapolated one.
     """
     # The rim is wherever the bicubic footprint (one crop pixel wider than the bilinear one) saw the surround.
-    core = cv2.erode(inside, np.ones((3, 3), np.uint8), borderValue=0)
-    rim = cv2.warpAffine(core, to_roi, dsize, **warp) < 1.0 - 1e-6
-    if not rim.any():
-        return
-    weight = cv2.warpAffine(inside, to_roi, dsize, **warp)
-    num = cv2.warpAffine(crop.astype(np.float32) * inside[..., None], to_roi, dsize, **warp)
-    fixed = num[rim] / np.maximum(weight[rim], 1e-6)[:, None]  # 0..255
-    if face_px.dtype == np.uint8:
-        face_px[rim] = np.clip(np.rint(fixed), 0, 255).astype(np.uint8)
+    core = -F.max_pool2d(-F.pad(inside[None, None], (1, 1, 1, 1), value=0.0), 3, stride=1)[0]  # erode, 0 border
+    warped = sample(torch.cat([core, inside[None], levels * inside]), grid)
+    rim, weight = warped[0] < 1.0 - 1e-6, warped[1]
+    fixed = warped[2:] / weight.clamp_min(1e-6)
+    fixed = fixed.round_().clamp_(0.0, 255.0) if is_u8 else fixed / 255.0
+    return torch.where(rim, fixed, face_px), torch.where(rim, face_mask * weight.clamp(0.0, 1.0), face_mask)
+
+
+def _blend(out_box: torch.Tensor, image_box: torch.Tensor, face_px: torch.Tensor, weight: torch.Tensor,
+           write: torch.Tensor, keep_gray: bool) -> None:
+    """Write image*(1-weight) + face*weight into `out_box` where `write` is set, in float32.
+
+    Blended from the input image, so a pixel that a later, higher face takes over is blended afresh.
+    Worked channel-first, so the (h,w) weight and write mask broadcast over whole contiguous planes."""
+    face = luma(face_px.permute(1, 2, 0)) if keep_gray else face_px
+    base = image_box[..., :3].permute(2, 0, 1)
+    if image_box.dtype == torch.uint8:
+        blended = torch.lerp(base.float(), face, weight).round_()
     else:
-        face_px[rim] = fixed / 255.0
-    # Fade the paste out where part of the footprint was surround: the image's last pixels keep some of
-    # their own value instead of an extrapolated one.
-    face_mask[rim] *= np.clip(weight[rim], 0.0, 1.0)
+        # NaN/Inf under a face would poison the blend; there they count as black/white. Pixels outside
+        # every face are not touched, invalid or not.
+        blended = torch.lerp(torch.nan_to_num(base, nan=0.0, posinf=1.0, neginf=0.0), face, weight)
+    rgb = out_box[..., :3].permute(2, 0, 1)
+    rgb.copy_(torch.where(write, blended, rgb))
 
 
-def _parse_mask_for(parse_masks: ParseSource | None, index: int, crop: np.ndarray) -> np.ndarray | None:
-    if parse_masks is None:
-        return None
-    if callable(parse_masks):
-        return parse_masks(crop)
-    return parse_masks[index]
-
-
-def crop_space_mask(mode: str, crop: np.ndarray, parse: np.ndarray | None, feather: float | None,
-               grow: float) -> np.ndarray:
-    size = crop.shape[0]
-    if mode == "box":
-        return masks.box_mask(size, feather, grow)
-    if mode == "parse":
-        return masks.soft_parse_mask(parse, size, feather, grow)
-    if parse is None:
-        base = masks.official_rect_mask(size)
-    else:
-        base = masks.official_parse_mask(parse, size)
-    if feather is None and grow == 0:
-        return base
-    # Adjustments asked for on top of the official mask: redo it softly from its core.
-    return masks.soft_parse_mask(base > 0.5, size, feather, grow)
-
-
-def _check_args(image, aligned, restored, mask_mode, strength, keep_gray, region_mask, parse_masks,
-                original_crops) -> None:
-    check_image(image)
-    if mask_mode not in MASK_MODES:
-        raise ValueError(f"unknown mask_mode {mask_mode!r}; choose one of {MASK_MODES}")
-    if len(aligned) != len(restored):
-        raise ValueError(f"got {len(aligned)} aligned faces but {len(restored)} restored crops; they must pair up")
+def _check_args(image, faces, crops, crop_masks, mode, strength, originals, keep_gray, region_mask) -> None:
+    check_image_tensor(image)
+    if mode not in MASK_MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MASK_MODES)}")
     if not 0.0 <= float(strength) <= 1.0:
-        raise ValueError(f"strength must be in [0, 1], got {strength}")
-    if keep_gray not in ("auto", True, False):
-        raise ValueError(f"keep_gray must be 'auto', True or False, got {keep_gray!r}")
-    if region_mask is not None and np.asarray(region_mask).shape[:2] != image.shape[:2]:
-        raise ValueError(f"region_mask must be {image.shape[0]}x{image.shape[1]} like the image, "
-                         f"got shape {np.asarray(region_mask).shape}")
-    if parse_masks is not None and not callable(parse_masks) and len(parse_masks) != len(aligned):
-        raise ValueError(f"parse_masks must hold one mask per face ({len(aligned)}), got {len(parse_masks)}")
-    if original_crops is not None and len(original_crops) != len(aligned):
-        raise ValueError(f"original_crops must hold one crop per face ({len(aligned)}), got {len(original_crops)}")
-    if mask_mode == "parse" and parse_masks is None:
-        raise ValueError("mask_mode 'parse' needs parse_masks (masks or a parser function); "
-                         "load a face parser (gpen_pipeline.parsing.load_parser) or use mask_mode 'box'")
-
-
-def paste_faces(image: np.ndarray, aligned: Sequence[AlignedFace], restored: Sequence[np.ndarray],
-                mask_mode: str = "official", strength: float = 1.0, feather: float | None = None,
-                grow: float = 0.0, color_match: bool = False, keep_gray: bool | str = "auto",
-                region_mask: np.ndarray | None = None, parse_masks: ParseSource | None = None,
-                original_crops: Sequence[np.ndarray] | None = None) -> PasteResult:
-    """Blend restored crops (uint8 RGB, square, any size) back into `image` (HxWx3/4, uint8 or float32).
-
-    mask_mode:
-      "official": GPEN demo recipe (parse mask of the restored face, 26 px
-        border, blur (101,101) sigma 4 twice; 3x3 smoothing of faces under
-        100 px). Without `parse_masks` it falls back to the demo's blurred
-        rectangle and warns.
-      "parse": the parse masks (chosen regions) grown by `grow` and feathered
-        by `feather`, in % of the crop size.
-      "box": a feathered rectangle over the crop.
-      Outside "official" mode a face cut by the image border is pasted
-      without the crop's black surround (GPEN leaves a dark rim there).
-    strength: 0..1. In "official" mode with `original_crops` it mixes the
-      crops like the demo (addWeighted); otherwise it scales the mask.
-      0 returns the image unchanged.
-    color_match: give each restored face the low-frequency colour of the
-      original crop. keep_gray: "auto" re-greys faces pasted into a
-      black-and-white image. region_mask: HxW weights limiting where faces go.
-    `image` may be a resized copy of the image the faces were aligned on.
-    """
-    _check_args(image, aligned, restored, mask_mode, strength, keep_gray, region_mask, parse_masks,
-                original_crops)
-    h, w = image.shape[:2]
-    strength = float(strength)
-    if len(aligned) == 0 or strength == 0.0:
-        return PasteResult(image.copy(), np.zeros((h, w), np.float32))
-    if mask_mode == "official" and parse_masks is None:
-        warnings.warn("no face parser: pasting with GPEN's rectangle mask instead of a parse mask", stacklevel=2)
-
-    crop_blend = mask_mode == "official" and original_crops is not None
-    full_mask = np.zeros((h, w), np.float32)
-    full_face = np.zeros((h, w, 3), np.float32)  # calloc'd: only the faces' boxes are ever touched
-    boxes: list[Roi] = []
-    for i, (face, crop) in enumerate(zip(aligned, restored)):
-        job = _FaceJob(face=face, crop=check_crop(crop, f"restored crop {i}"), mode=mask_mode,
-                       strength=strength if crop_blend else 1.0)
-        rendered = _render_face(image, job, i, parse_masks, original_crops, color_match, feather, grow)
-        if rendered is None:
-            continue
-        roi, face_mask, face_px = rendered
-        sub_mask, sub_face = full_mask[roi.slices], full_face[roi.slices]
-        higher = face_mask > sub_mask  # overlapping faces: the higher mask wins, as in the official code
-        np.copyto(sub_mask, face_mask, where=higher)
-        np.copyto(sub_face, face_px, where=higher[..., None])
-        boxes.append(roi)
-
-    if not boxes:
-        return PasteResult(image.copy(), full_mask)
-    if not crop_blend:
-        full_mask *= strength
+        raise ValueError(f"strength must be within [0, 1], got {strength}")
+    if not isinstance(keep_gray, bool):
+        raise ValueError(f"keep_gray must be True or False, got {keep_gray!r}; resolve 'auto'/'on'/'off' with "
+                         "paste.pastes_gray first")
+    n = len(faces)
+    if not isinstance(crops, torch.Tensor) or crops.ndim != 4 or crops.shape[1] != 3 \
+            or crops.shape[2] != crops.shape[3] or not crops.is_floating_point():
+        raise ValueError(f"crops must be an (N,3,S,S) float tensor in [0,1] (as cut.cut_crops gives), got "
+                         f"{getattr(crops, 'dtype', type(crops).__name__)} {tuple(getattr(crops, 'shape', ()))}")
+    if crops.shape[0] != n:
+        raise ValueError(f"got {n} faces but {crops.shape[0]} crops; they must pair up")
+    size = crops.shape[-1]
+    if not isinstance(crop_masks, torch.Tensor) or crop_masks.ndim != 3 \
+            or crop_masks.shape[0] not in (1, n) or tuple(crop_masks.shape[1:]) != (size, size):
+        raise ValueError(f"crop_masks must be ({n},{size},{size}) or (1,{size},{size}) like the crops "
+                         f"(masks.paste_masks), got {tuple(getattr(crop_masks, 'shape', ()))}")
+    if originals is not None and (not isinstance(originals, torch.Tensor) or originals.ndim != 4
+                                  or originals.shape[:2] != (n, 3) or originals.shape[2] != originals.shape[3]):
+        raise ValueError(f"originals must be ({n},3,S,S) like the crops as cut, "
+                         f"got {tuple(getattr(originals, 'shape', ()))}")
     if region_mask is not None:
-        full_mask *= masks.unit_mask(region_mask, "region_mask")
-    return PasteResult(_composite(image, full_face, full_mask, boxes, keep_gray), full_mask)
-
-
-@dataclass(frozen=True)
-class _FaceJob:
-    face: AlignedFace
-    crop: np.ndarray  # uint8 RGB PxP
-    mode: str
-    strength: float  # crop-space mix with the original (official recipe); 1.0 = none
-
-
-def _reference_crop(image, inverse, size, index, original_crops) -> np.ndarray:
-    if original_crops is None:
-        return warp_crop(image, invert_affine(inverse), size)
-    reference = check_crop(original_crops[index], f"original crop {index}")
-    if reference.shape[0] != size:
-        reference = cv2.resize(reference, (size, size), interpolation=cv2.INTER_LINEAR)
-    return reference
-
-
-def _render_face(image, job: _FaceJob, index, parse_masks, original_crops, color_match, feather, grow):
-    """One face warped into its box of the target: (roi, mask, pixels), or None when it misses the image."""
-    h, w = image.shape[:2]
-    face, crop, size = job.face, job.crop, job.crop.shape[0]
-    placed = face_box(face, size, (h, w))
-    if placed is None:
-        return None
-    roi, to_roi = placed
-    reference = None
-    if color_match or job.strength < 1.0:
-        reference = _reference_crop(image, crop_to_target(face, size, (h, w)), size, index, original_crops)
-    inside = inside_source(face, size, (h, w))
-    crop_mask = crop_space_mask(job.mode, crop, _parse_mask_for(parse_masks, index, crop), feather, grow)
-    if color_match:
-        crop = match_color(crop, reference, weight=inside)
-    if job.mode == "official" and is_small_in_target(face, (h, w)):
-        crop = masks.smooth_small_face(crop)
-    if job.strength < 1.0:
-        crop = cv2.addWeighted(crop, job.strength, reference, 1.0 - job.strength, 0)
-
-    dsize = (roi.x1 - roi.x0, roi.y1 - roi.y0)
-    warp = dict(flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    face_mask = cv2.warpAffine(crop_mask, to_roi, dsize, **warp)
-    np.clip(face_mask, 0.0, 1.0, out=face_mask)  # blurs and interpolation can overshoot 1 by a rounding
-    # The official recipe warps the face bilinearly; the other modes use bicubic, which undoes the
-    # bilinear crop far better (identity round trip at 512: ~42.5 dB -> ~47 dB).
-    face_warp = dict(warp, flags=cv2.INTER_LINEAR if job.mode == "official" else cv2.INTER_CUBIC)
-    # uint8 targets warp the uint8 crop (rounded, as the official code); float targets stay in float.
-    is_u8 = image.dtype == np.uint8
-    face_px = cv2.warpAffine(crop if is_u8 else crop.astype(np.float32) / 255.0, to_roi, dsize, **face_warp)
-    if not is_u8:
-        np.clip(face_px, 0.0, 1.0, out=face_px)  # bicubic overshoot
-    if inside is not None and job.mode != "official":  # the official recipe keeps its dark rim
-        _warp_without_surround(crop, inside, face_px, face_mask, to_roi, dsize, warp)
-    return roi, face_mask, face_px
-
-
-def face_box(face: AlignedFace, crop_size: int, target_hw: tuple[int, int]) -> tuple[Roi, np.ndarray] | None:
-    """The box of the target a `crop_size` crop of `face` can touch and the (2,3) map crop -> box pixels;
-    None when the face misses the target."""
-    inverse = crop_to_target(face, crop_size, target_hw)
-    roi = footprint(inverse, crop_size, *target_hw)
-    if roi is None:
-        return None
-    return roi, inverse - np.array([[0, 0, roi.x0], [0, 0, roi.y0]], dtype=np.float64)
-
-
-def is_small_in_target(face: AlignedFace, target_hw: tuple[int, int]) -> bool:
-    """Whether the official recipe smooths this face: judged on its box as it lands in the target."""
-    h_s, w_s = face.image_size or target_hw
-    sx, sy = target_hw[1] / w_s, target_hw[0] / h_s
-    return masks.is_small_face(face.face.width * sx, face.face.height * sy)
-
-
-def pastes_gray(keep_gray: bool | str, target: np.ndarray) -> bool:
-    """Whether faces pasted into `target` are re-greyed: asked for, or "auto" on a black-and-white image."""
-    return keep_gray is True or (keep_gray == "auto" and is_grayscale(target))
-
-
-def _composite(image: np.ndarray, full_face: np.ndarray, full_mask: np.ndarray, boxes: Sequence[Roi],
-               keep_gray: bool | str) -> np.ndarray:
-    """Blend only the pixels under a non-zero mask; every other pixel is copied bit for bit.
-
-    Box by box, each pixel once (a pixel in two overlapping boxes is blended in the first): the
-    arithmetic runs on whole boxes, which numpy does much faster than on gathered pixels.
-    """
-    out = image.copy()
-    gray = pastes_gray(keep_gray, image)
-    blended_already = np.zeros(full_mask.shape, bool) if len(boxes) > 1 else None
-    for roi in boxes:
-        mask = full_mask[roi.slices]
-        under = mask > 0
-        if blended_already is not None:
-            seen = blended_already[roi.slices]
-            under &= ~seen
-            seen |= under
-        if not under.any():
-            continue
-        face = full_face[roi.slices]
-        if gray:
-            face = gray_rgb(face)
-        sub_out = out[roi.slices]
-        base = sub_out[..., :3].astype(np.float32)
-        if image.dtype != np.uint8:
-            # NaN/Inf under a face would poison the blend; there they count as black/white. Pixels
-            # outside every face are not touched, invalid or not.
-            np.nan_to_num(base, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
-        m = mask[..., None]
-        blended = base * (1.0 - m) + face * m
-        if image.dtype == np.uint8:
-            blended = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
-        np.copyto(sub_out[..., :3], blended, where=under[..., None])
-    return out
+        if not isinstance(region_mask, torch.Tensor) or tuple(region_mask.shape) != tuple(image.shape[:2]):
+            raise ValueError(f"region_mask must be an {image.shape[0]}x{image.shape[1]} tensor like the image, "
+                             f"got {tuple(getattr(region_mask, 'shape', ()))}")
+        if region_mask.is_floating_point() and not bool(torch.isfinite(region_mask).all()):
+            raise ValueError("region_mask contains NaN or infinity; give weights in [0, 1]")

@@ -17,6 +17,17 @@ def detector():
     return load_detector(DEFAULT_DETECTOR, device="cpu")
 
 
+@pytest.fixture(scope="session")
+def astronaut():
+    """skimage's astronaut (512x512 RGB uint8), read-only: a test that writes into its input fails."""
+    import numpy as np
+    import skimage.data
+
+    photo = np.ascontiguousarray(skimage.data.astronaut())
+    photo.setflags(write=False)
+    return photo
+
+
 @pytest.fixture(autouse=True)
 def no_remote_network(monkeypatch):
     """No test reaches beyond this machine: only loopback servers the tests start may be reached."""

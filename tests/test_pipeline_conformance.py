@@ -13,7 +13,9 @@ import pytest
 import torch
 
 from gpen_pipeline.align import align_face, gpen_template
+from gpen_pipeline.cut import as_tensor, cut_crops
 from gpen_pipeline.face import Face
+from gpen_pipeline.masks import paste_masks
 from gpen_pipeline.paste import paste_faces
 from gpen_pipeline.restore import restore_crops
 
@@ -73,6 +75,28 @@ def test_crops_and_inverse_transforms(fx, index):
     aligned, crop = align_face(image, _kept(_faces(fx))[index], SIZE)
     np.testing.assert_allclose(aligned.inverse, fx[f"face{index}_tfm_inv"], rtol=1e-6, atol=2e-5)
     _assert_close_u8(crop, _rgb(fx[f"face{index}_crop"]))
+    cut = cut_crops(as_tensor(image), [aligned.affine], SIZE)[0]
+    _assert_close_u8(_u8(cut), _rgb(fx[f"face{index}_crop"]))
+
+
+def _u8(crop: torch.Tensor) -> np.ndarray:
+    """A (3,S,S) [0,1] crop as SxSx3 uint8."""
+    return (crop * 255.0).round().to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+def _unit(crops) -> torch.Tensor:
+    """uint8 SxSx3 crops -> (N,3,S,S) float32 [0,1], as the torch paste takes them."""
+    return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 255.0
+
+
+def _paste(fx, image: np.ndarray, aligned, enhanced, originals=None, strength: float = 1.0) -> np.ndarray:
+    """The official paste (its parser stood in by the fixture's parse map) with the torch paste."""
+    crop_masks = paste_masks("official", enhanced, lambda crop: fx["parse_mask512_u8"], None, 0.0)
+    result = paste_faces(as_tensor(image), aligned, _unit(enhanced), torch.from_numpy(crop_masks),
+                         mode="official", strength=strength, originals=None if originals is None else _unit(originals))
+    assert result.mask.shape == image.shape[:2] and result.mask.dtype == torch.float32
+    assert 0.0 <= result.mask.min() and result.mask.max() <= 1.0
+    return result.image.numpy()
 
 
 def _aligned_all(image, faces):
@@ -85,11 +109,7 @@ def test_paste_reproduces_official_output(fx, alpha, key):
     image = _rgb(fx["img_bgr_u8"])
     aligned, crops = _aligned_all(image, _kept(_faces(fx)))
     enhanced = [_rgb(fx[f"face{i}_enhanced"]) for i in range(2)]
-    result = paste_faces(image, aligned, enhanced, mask_mode="official", strength=alpha,
-                         parse_masks=[fx["parse_mask512_u8"]] * 2, original_crops=crops)
-    _assert_close_u8(result.image, _rgb(fx[key]))
-    assert result.mask.shape == image.shape[:2] and result.mask.dtype == np.float32
-    assert 0.0 <= result.mask.min() and result.mask.max() <= 1.0
+    _assert_close_u8(_paste(fx, image, aligned, enhanced, crops, alpha), _rgb(fx[key]))
 
 
 def test_whole_flow_with_the_s64_model(fx, model):
@@ -98,8 +118,7 @@ def test_whole_flow_with_the_s64_model(fx, model):
     enhanced = restore_crops(model, crops, round_output=False)  # the official FaceGAN truncates
     for i, face in enumerate(enhanced):
         assert np.abs(face.astype(int) - _rgb(fx[f"face{i}_enhanced"])).max() <= 1
-    result = paste_faces(image, aligned, enhanced, parse_masks=[fx["parse_mask512_u8"]] * 2)
-    _assert_close_u8(result.image, _rgb(fx["out_alpha1"]))
+    _assert_close_u8(_paste(fx, image, aligned, enhanced), _rgb(fx["out_alpha1"]))
 
 
 def test_super_resolution_flow(fx, model):
@@ -112,5 +131,4 @@ def test_super_resolution_flow(fx, model):
     assert min(faces[1].width, faces[1].height) >= 100  # at x2 no face takes the small-face smoothing
     aligned, crops = _aligned_all(upscaled, faces)
     enhanced = restore_crops(model, crops, round_output=False)
-    result = paste_faces(background, aligned, enhanced, parse_masks=[fx["parse_mask512_u8"]] * 2)
-    _assert_close_u8(result.image, _rgb(fx["out_sr2"]))
+    _assert_close_u8(_paste(fx, background, aligned, enhanced), _rgb(fx["out_sr2"]))
