@@ -89,30 +89,13 @@ def sha256_of(source: Union[bytes, PathLike], chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def download_model(
-    name: str,
-    dest_dir: PathLike,
-    *,
-    url_base: Optional[str] = None,
-    progress: Optional[ProgressFn] = None,
-    timeout: float = 60,
-    overwrite: bool = False,
-    chunk_size: int = 1 << 20,
-) -> DownloadResult:
-    """Fetch the catalogued model ``name`` into ``dest_dir``; see :func:`download_file`.
+def download_model(name: str, dest_dir: PathLike, **options) -> DownloadResult:
+    """Fetch the catalogued model ``name`` into ``dest_dir``; ``options`` and the result as :func:`download_file`.
 
     A name that is not a plain catalogued file name raises ValueError before any I/O.
     """
     check_plain_name(name)
-    return download_file(
-        find_model_file(name),
-        dest_dir,
-        url_base=url_base,
-        progress=progress,
-        timeout=timeout,
-        overwrite=overwrite,
-        chunk_size=chunk_size,
-    )
+    return download_file(find_model_file(name), dest_dir, **options)
 
 
 def download_file(
