@@ -229,7 +229,7 @@ def cmd_restore(args) -> int:
     import gpen_arch
     from tqdm import tqdm
 
-    from gpen_pipeline.enhance import EnhanceOptions, enhance_image
+    from gpen_pipeline import EnhanceOptions, PasteOptions, SelectOptions, enhance_image
 
     pairs = _inputs_and_outputs(args)
     model = gpen_arch.load_model(args.model, device=None if args.device == "auto" else args.device,
@@ -237,10 +237,12 @@ def cmd_restore(args) -> int:
     task = gpen_arch.task_hint(Path(args.model).name) if args.task == "auto" else args.task
     if task == "seg2face":
         raise CliError("Seg2face models turn segmentation maps into faces; they cannot restore photos")
-    options = EnhanceOptions(task=task, threshold=args.threshold, order=args.order, indices=args.faces,
-                             min_size=args.min_size, max_count=args.max_faces, mask_mode=args.mask,
-                             strength=args.strength, color_match=args.color_match,
-                             keep_gray={"auto": "auto", "on": True, "off": False}[args.keep_gray])
+    options = EnhanceOptions(
+        task=task,
+        select=SelectOptions(threshold=args.threshold, order=args.order, indices=args.faces, min_size=args.min_size,
+                             max_count=args.max_faces),
+        paste=PasteOptions(mask_mode=args.mask, strength=args.strength, color_match=args.color_match,
+                           keep_gray=args.keep_gray))
     if task == "inpaint" and not args.inpaint_mask:
         raise CliError("the inpainting model needs --inpaint-mask (white = damaged)")
     parser = None
@@ -289,9 +291,8 @@ def _read_mask(path: Path, shape) -> np.ndarray:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from gpen_pipeline.detection import DEFAULT_DETECTOR, DETECTOR_NAMES
-    from gpen_pipeline.paste import MASK_MODES
-    from gpen_pipeline.selection import LARGEST, ORDERS
+    from gpen_pipeline import DEFAULT_DETECTOR, DETECTOR_NAMES, KEEP_GRAY, MASK_MODES, ORDERS
+    from gpen_pipeline.selection import LARGEST
 
     parser = _Parser(prog="gpen", description="GPEN face restoration.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -318,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--parser-dir", action="append", default=[],
                    help="folder with parsing_parsenet.pth / parsing_bisenet.pth (parse and official masks)")
     p.add_argument("--color-match", action="store_true", help="match the restored faces' colours to the photo")
-    p.add_argument("--keep-gray", choices=("auto", "on", "off"), default="auto",
+    p.add_argument("--keep-gray", choices=KEEP_GRAY, default="auto",
                    help="keep black-and-white photos black-and-white (auto: detect them)")
     p.add_argument("--order", choices=ORDERS + (LARGEST,), default="left-right", help="face order for --faces")
     p.add_argument("--faces", default="", help='which faces, e.g. "0,2" (default: all)')

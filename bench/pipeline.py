@@ -6,8 +6,9 @@ Run from the repository root:
     .venv/bin/python bench/pipeline.py --frames 48     # + the 48-frame 1280x720 batch
 
 1. A 1920x1080 image with three faces (built from real photos shipped in
-   scikit-image and matplotlib): detect / align / restore / paste, medians after
-   a warm-up, and the overhead (everything but the network) as a share of it.
+   scikit-image and matplotlib): the find / align / restore / paste stages,
+   medians after a warm-up, and the overhead (everything but the network, which
+   the restore stage's crop cutting joins) as a share of it.
 2. A batch of 1280x720 frames with one face each through `enhance_images`, in a
    fresh process: faces per second and that process's peak RSS.
 Both run on a worker thread, as nodes do in ComfyUI. Writes bench/results/pipeline.json.
@@ -30,10 +31,8 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from gpen_pipeline import EnhanceOptions, align_face, enhance_images, load_detector, paste_faces  # noqa: E402
-from gpen_pipeline.detection import DEFAULT_DETECTOR  # noqa: E402
-from gpen_pipeline.enhance import find_faces  # noqa: E402
-from gpen_pipeline.restore import restore_crops  # noqa: E402
+from gpen_pipeline import (DEFAULT_DETECTOR, EnhanceOptions, align_faces, enhance_images, find_faces,  # noqa: E402
+                           load_detector, paste_back, restore_faces)
 from network import on_worker_thread, random_gpen  # noqa: E402
 
 
@@ -75,15 +74,14 @@ def median_time(fn, repeats: int):
 
 
 def stage_split(model, detector, image, repeats: int) -> dict:
+    """The four stages that every front end calls, timed one by one on the same image."""
     options = EnhanceOptions()
-    detect_s, faces = median_time(lambda: find_faces(image, detector, options), repeats)
-    align_s, aligned = median_time(lambda: [align_face(image, f, model.size) for f in faces], repeats)
-    records, crops = [a for a, _ in aligned], [c for _, c in aligned]
-    restore_s, restored = median_time(lambda: restore_crops(model, crops), max(1, repeats // 2))
-    paste_s, _ = median_time(lambda: paste_faces(image, records, restored, mask_mode=options.mask_mode,
-                                                 original_crops=crops), repeats)
+    detect_s, found = median_time(lambda: find_faces(image, detector, options.select), repeats)
+    align_s, (aligned, _) = median_time(lambda: align_faces(image, found.selected, model.size), repeats)
+    restore_s, (restored,) = median_time(lambda: restore_faces(model, [image], [aligned]), max(1, repeats // 2))
+    paste_s, _ = median_time(lambda: paste_back(image, restored, options.paste), repeats)
     overhead = detect_s + align_s + paste_s
-    return {"faces": len(faces), "detect_s": detect_s, "align_s": align_s, "restore_s": restore_s,
+    return {"faces": len(aligned), "detect_s": detect_s, "align_s": align_s, "restore_s": restore_s,
             "paste_s": paste_s, "overhead_s": overhead, "overhead_over_network": overhead / restore_s}
 
 

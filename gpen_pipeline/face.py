@@ -1,13 +1,15 @@
 """The records that flow through the pipeline.
 
 A `Face` is what a detector found; an `AlignedFace` adds where its crop came
-from. Both are frozen: a step that learns more returns a new record.
+from; a `RestoredFace` adds the crop as cut and as restored. All are frozen:
+a step that learns more returns a new record.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+import torch
 
 # Landmark order everywhere in the pack: image-left eye, image-right eye,
 # nose tip, image-left mouth corner, image-right mouth corner.
@@ -57,3 +59,24 @@ class AlignedFace:
     # (height, width) of the image the crop was taken from; paste-back scales
     # the transforms when the target is a resized copy of that image.
     image_size: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class RestoredFace:
+    """One face after the network, on the device it was restored on."""
+    aligned: AlignedFace
+    restored: torch.Tensor = field(repr=False)  # (3, S, S) uint8 RGB
+    original: torch.Tensor = field(repr=False)  # the crop as cut, same layout
+    task: str = "restore"  # a colorized face must not be turned grey again when pasted
+
+    def restored_u8(self) -> np.ndarray:
+        """The restored crop as SxSx3 uint8 RGB on the host."""
+        return crops_to_numpy(self.restored)
+
+    def original_u8(self) -> np.ndarray:
+        return crops_to_numpy(self.original)
+
+
+def crops_to_numpy(crop: torch.Tensor) -> np.ndarray:
+    """(3, S, S) or (N, 3, S, S) uint8 tensor crops -> SxSx3 uint8 numpy crops on the host."""
+    return np.ascontiguousarray(crop.detach().movedim(-3, -1).cpu().numpy())

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import OrderedDict
 from collections.abc import Sequence as SequenceABC
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-import numpy as np
 import torch
 
 import comfy.model_management as model_management
@@ -23,7 +21,9 @@ import comfy.utils
 import folder_paths
 
 import gpen_arch
-from gpen_pipeline.face import AlignedFace, Face
+from gpen_pipeline import Face, RestoredFace
+
+from .file_cache import FileCache, file_identity
 
 CATEGORY = "GPEN"
 MODEL_TYPE = "GPEN_MODEL"
@@ -33,7 +33,6 @@ RESTORED_TYPE = "GPEN_RESTORED_FACES"
 
 LOG = logging.getLogger("GPEN")
 
-MODEL_EXTENSIONS = frozenset({".pth", ".pt", ".bin", ".safetensors", ".onnx"})
 # Primary folder first; ReActor/facerestore_cf users keep GPEN-BFR-*.onnx/.pth in the second.
 RESTORER_FOLDERS = ("facerestore", "facerestore_models")
 # Detector and face-parser weights (facexlib files; insightface's model packs).
@@ -48,7 +47,7 @@ PRECISION_OPTIONS = ("auto", "fp32", "bf16", "fp16")
 # --------------------------------------------------------------------------- model folders
 
 
-def register_model_folder(name: str, default_path: str, extensions: Iterable[str] = MODEL_EXTENSIONS) -> None:
+def register_model_folder(name: str, default_path: str, extensions: Iterable[str] = gpen_arch.MODEL_SUFFIXES) -> None:
     """Make `name` a model folder that includes `default_path`, keeping every path already there.
 
     Paths from extra_model_paths.yaml (loaded before custom nodes) or from another
@@ -131,15 +130,8 @@ def require_model_path(name: str) -> str:
 def file_stamp(name: str) -> str:
     """Changes when the file behind `name` is replaced; ComfyUI re-runs a loader whose stamp changed."""
     path = resolve_model_path(name)
-    if path is None:
-        return "missing"
-    return ":".join(map(str, file_identity(os.stat(path))))
-
-
-def file_identity(stat: os.stat_result) -> tuple[int, int, int, int]:
-    """What changes when a file is replaced or rewritten: an equal-sized copy given the old mtime
-    (`cp -p`, unzip) still gets a new inode or ctime, which no tool can set back."""
-    return stat.st_mtime_ns, stat.st_size, stat.st_ino, stat.st_ctime_ns
+    identity = None if path is None else file_identity(path)
+    return "missing" if identity is None else ":".join(map(str, identity))
 
 
 # --------------------------------------------------------------------------- device and precision
@@ -197,13 +189,8 @@ class GPENModelHandle:
 
 
 # The loaded models stay in memory between runs (ComfyUI's own output cache forgets
-# them as soon as an input changes); keyed so that a replaced file is read again.
-_MODEL_CACHE: "OrderedDict[tuple, GPENModelHandle]" = OrderedDict()
-MODEL_CACHE_SIZE = 2
-
-
-def _cache_key(path: str, device: torch.device, precision: str) -> tuple:
-    return (os.path.realpath(path), *file_identity(os.stat(path)), str(device), precision)
+# them as soon as an input changes); a replaced file is read again.
+MODEL_CACHE = FileCache(size=2)
 
 
 def load_gpen_model(path: str, device_option: str = "auto", precision_option: str = "auto") -> GPENModelHandle:
@@ -212,18 +199,9 @@ def load_gpen_model(path: str, device_option: str = "auto", precision_option: st
     precision = choose_precision(precision_option, load_device)
     if not os.path.isfile(path):
         raise gpen_arch.ModelLoadError(f"Model file not found: {path}")
-    key = _cache_key(path, load_device, precision)
-    cached = _MODEL_CACHE.get(key)
-    if cached is not None:
-        _MODEL_CACHE.move_to_end(key)
-        return cached
-    for old in [k for k in _MODEL_CACHE if k[0] == key[0]]:
-        del _MODEL_CACHE[old]  # the file changed: never keep two versions of it
-    handle = _build_handle(path, load_device, offload_device, precision)
-    _MODEL_CACHE[key] = handle
-    while len(_MODEL_CACHE) > MODEL_CACHE_SIZE:
-        _MODEL_CACHE.popitem(last=False)
-    return handle
+    return MODEL_CACHE.get((os.path.realpath(path), str(load_device), precision),
+                           lambda: _build_handle(path, load_device, offload_device, precision),
+                           lambda handle: handle.path)
 
 
 def _build_handle(path: str, load_device: torch.device, offload_device: torch.device,
@@ -238,10 +216,6 @@ def _build_handle(path: str, load_device: torch.device, offload_device: torch.de
     patcher = comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload_device,
                                                size=model_management.module_size(model))
     return GPENModelHandle(model, patcher, path, int(model.size), task, precision, file_bytes, str(load_device))
-
-
-def clear_model_cache() -> None:
-    _MODEL_CACHE.clear()
 
 
 def activation_bytes(size: int, faces: int) -> int:
@@ -262,16 +236,6 @@ def ready_model(handle: GPENModelHandle, faces: int = 1) -> Any:
 
 
 # --------------------------------------------------------------------------- restored faces
-
-
-@dataclass(frozen=True, eq=False)
-class RestoredFace:
-    """One face after the network: where it came from and its crops (SxSx3 uint8 RGB)."""
-
-    aligned: AlignedFace
-    restored: np.ndarray
-    original: np.ndarray
-    task: str = "restore"  # a colorized face must not be turned grey again when pasted
 
 
 @dataclass(frozen=True, eq=False)
@@ -305,7 +269,18 @@ def faces_in(faces: Sequence[Sequence[Face]], index: int, hw: tuple[int, int]) -
     return [face.scaled(sx) for face in found]
 
 
-# --------------------------------------------------------------------------- progress, interrupts
+# --------------------------------------------------------------------------- progress, interrupts, notes
+
+
+def log_notes(per_image: Sequence[Sequence[str]]) -> None:
+    """The pipeline's notes on a batch, each said once with the images it concerns."""
+    where: dict[str, list[int]] = {}
+    for index, notes in enumerate(per_image):
+        for note in notes:
+            where.setdefault(note, []).append(index)
+    for note, images in where.items():
+        shown = ", ".join(map(str, images[:10])) + (f" and {len(images) - 10} more" if len(images) > 10 else "")
+        LOG.warning("[GPEN] image%s %s: %s", "s" if len(images) > 1 else "", shown, note)
 
 
 def check_interrupt() -> None:

@@ -3,48 +3,30 @@ from __future__ import annotations
 
 import torch
 
-from gpen_pipeline.detection import DEFAULT_DETECTOR, DETECTOR_NAMES, detect_faces
-from gpen_pipeline.face import Face
-from gpen_pipeline.selection import LARGEST, ORDERS, parse_indices, select_faces
+from gpen_pipeline import DEFAULT_DETECTOR, DETECTOR_NAMES, ORDERS, SelectOptions, find_faces
+from gpen_pipeline.selection import LARGEST, parse_indices
 
 from . import common, face_helpers, face_preview, tensors
 
 ORDER_OPTIONS = (*ORDERS, LARGEST)
 
 
-def find_faces(image: torch.Tensor, detector: str = DEFAULT_DETECTOR, threshold: float = 0.5,
-               pbar=None) -> list[list[Face]]:
-    """Every face above `threshold` in each image of an IMAGE batch, before selection."""
+def detect_batch(image: torch.Tensor, detector: str = DEFAULT_DETECTOR, select: SelectOptions = SelectOptions(),
+                 pbar=None) -> tuple[common.DetectedFaces, list]:
+    """The find stage on every image of an IMAGE batch: (the selected faces, every image's FoundFaces)."""
     tensors.check_image_batch(image)
-    found = face_helpers.get_detector(detector)
+    found_by = face_helpers.get_detector(detector)
     pbar = pbar or common.progress_bar(image.shape[0])
-    per_image = []
+    found = []
     for index in range(image.shape[0]):
         common.check_interrupt()
-        per_image.append(detect_faces(found, tensors.image_to_numpy(image, index), threshold))
-        pbar.update(1)
-    return per_image
-
-
-def select_batch(found: list[list[Face]], image_hw: tuple[int, int], threshold: float = 0.5,
-                 order: str = "large-small", indices: str = "", min_size: int = 0,
-                 max_faces: int = 0) -> common.DetectedFaces:
-    per_image = []
-    for index, faces in enumerate(found):
-        chosen = select_faces(faces, order=order, indices=indices, min_size=min_size, max_count=max_faces)
-        if not chosen:
+        found.append(find_faces(image[index], found_by, select))
+        if not found[-1].selected:
             common.LOG.info("[GPEN] image %d: no face selected (%d found above threshold %.2f)",
-                            index, len(faces), threshold)
-        per_image.append(tuple(chosen))
-    return common.DetectedFaces(tuple(per_image), (int(image_hw[0]), int(image_hw[1])))
-
-
-def detect_batch(image: torch.Tensor, detector: str = DEFAULT_DETECTOR, threshold: float = 0.5,
-                 order: str = "large-small", indices: str = "", min_size: int = 0, max_faces: int = 0,
-                 pbar=None) -> common.DetectedFaces:
-    """The selected faces of every image of an IMAGE batch."""
-    found = find_faces(image, detector, threshold, pbar)
-    return select_batch(found, (image.shape[1], image.shape[2]), threshold, order, indices, min_size, max_faces)
+                            index, len(found[-1].detected), select.threshold)
+        pbar.update(1)
+    selected = common.DetectedFaces(tuple(f.selected for f in found), (int(image.shape[1]), int(image.shape[2])))
+    return selected, found
 
 
 def index_error(indices: str) -> str | None:
@@ -65,12 +47,12 @@ class DetectFaces:
     DESCRIPTION = ("Finds faces and their five landmarks in every image of the batch, then keeps the ones you "
                    "select (order, positions, minimum size, how many). Connect the faces to GPEN Restore Faces.")
     CATEGORY = common.CATEGORY
+    # An output node, so that Detect alone can be queued to see which number each face has.
+    OUTPUT_NODE = True
     RETURN_TYPES = (common.FACES_TYPE,)
     RETURN_NAMES = ("faces",)
     OUTPUT_TOOLTIPS = ("Per image, the selected faces (box, score, 5 landmarks) in image pixels.",)
     FUNCTION = "detect"
-    # An output node, so that Detect alone can be queued to see which number each face has.
-    OUTPUT_NODE = True
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -108,11 +90,10 @@ class DetectFaces:
 
     def detect(self, image, detector=DEFAULT_DETECTOR, threshold=0.5, order="large-small", indices="",
                min_size=0, max_faces=0):
-        found = find_faces(image, detector, threshold)
-        faces = select_batch(found, (image.shape[1], image.shape[2]), threshold, order, indices, min_size, max_faces)
+        select = SelectOptions(threshold=threshold, order=order, indices=indices, min_size=min_size,
+                               max_count=max_faces)
+        faces, found = detect_batch(image, detector, select)
         # The preview numbers every candidate the way `indices` counts them; the editor makes them clickable.
-        shown = min(image.shape[0], face_preview.MAX_PREVIEW_IMAGES)
-        arrays = [tensors.image_to_numpy(image, i) for i in range(shown)]
-        images, boxes = face_preview.face_previews(arrays, found, faces, order, min_size)
+        images, boxes = face_preview.face_previews(image, found, order, min_size)
         return {"ui": {"text": [detection_summary(faces)], "images": images, "gpen_faces": boxes},
                 "result": (faces,)}

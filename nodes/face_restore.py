@@ -1,14 +1,16 @@
 """GPENFaceRestore: the whole chain (load, detect, restore, paste) in one node."""
 from __future__ import annotations
 
-from gpen_pipeline.detection import DEFAULT_DETECTOR, DETECTOR_NAMES
-from gpen_pipeline.paste import MASK_MODES
+import torch
 
-from . import common, tensors
-from .detect_faces import DetectFaces, detect_batch, detection_summary
+from gpen_pipeline import (DEFAULT_DETECTOR, DETECTOR_NAMES, MASK_MODES, EnhanceOptions, SelectOptions,
+                           enhance_images)
+
+from . import common, face_helpers, tensors
+from .detect_faces import DetectFaces
 from .load_model import LoadGPENModel
-from .paste_back import PasteBack, paste_batch
-from .restore_faces import restore_batch
+from .paste_back import PasteBack, paste_options
+from .restore_faces import check_task
 
 
 def _tooltip(node, name: str) -> str:
@@ -22,9 +24,8 @@ class FaceRestore:
                    "restores them and blends them back. Images without faces pass through untouched. Use the "
                    "four separate GPEN nodes for finer control.")
     CATEGORY = common.CATEGORY
-    RETURN_TYPES = ("IMAGE", "MASK")
-    RETURN_NAMES = ("image", "mask")
-    OUTPUT_TOOLTIPS = ("The image with the restored faces.", "Where and how strongly faces were pasted (0..1).")
+    # The same outputs as the chain's last node.
+    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = PasteBack.RETURN_TYPES, PasteBack.RETURN_NAMES, PasteBack.OUTPUT_TOOLTIPS
     FUNCTION = "restore"
 
     @classmethod
@@ -66,12 +67,22 @@ class FaceRestore:
                 mask_mode="official", color_match=False, device="auto", precision="auto", region_mask=None):
         tensors.check_image_batch(image)
         handle = common.load_gpen_model(common.require_model_path(model_name), device, precision)
+        check_task(handle, None)
+        options = EnhanceOptions(task=handle.task,
+                                 select=SelectOptions(threshold=threshold, order="large-small", max_count=max_faces),
+                                 paste=paste_options(mask_mode, strength, color_match=color_match))
         batch = image.shape[0]
-        pbar = common.progress_bar(2 * batch)  # re-sized once the number of faces is known
-        faces = detect_batch(image, detector, threshold, "large-small", "", 0, max_faces, pbar=pbar)
-        pbar.update_absolute(pbar.current, 2 * batch + sum(len(f) for f in faces))
-        restored = restore_batch(handle, image, faces, pbar=pbar)
-        out_image, out_mask = paste_batch(image, restored, mask_mode, strength, color_match=color_match,
-                                          region_mask=region_mask, pbar=pbar)
-        text = f"{handle.describe()}; {detection_summary(faces)}"
+        masks = [tensors.mask_for_image(region_mask, i, image.shape[1:3], "region_mask") for i in range(batch)]
+        parser = face_helpers.get_parser(required=mask_mode == "parse") if mask_mode != "box" else None
+        pbar = common.progress_bar(batch)  # re-sized once the number of faces is known
+        results = enhance_images([image[i] for i in range(batch)], common.ready_model(handle),
+                                 face_helpers.get_detector(detector), options, parser=parser, region_masks=masks,
+                                 progress=lambda done, total: pbar.update_absolute(done, max(total, 1)),
+                                 check_interrupt=common.check_interrupt)
+        common.log_notes([result.notes for result in results])
+        out_image = torch.stack([result.image for result in results]).to(tensors.output_device())
+        out_mask = torch.stack([result.mask for result in results]).to(tensors.output_device())
+        counts = [len(result.restored) for result in results]
+        text = (f"{handle.describe()}; {sum(counts)} face(s) restored in {batch} image(s): "
+                + ", ".join(map(str, counts)))
         return {"ui": {"text": [text]}, "result": (out_image, out_mask)}

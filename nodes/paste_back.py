@@ -1,43 +1,35 @@
 """GPENPasteBack: IMAGE + GPEN_RESTORED_FACES -> IMAGE, MASK (the blend weights used)."""
 from __future__ import annotations
 
-import warnings
-
 import torch
 
-from gpen_pipeline.parsing import parse_mask_fn
-from gpen_pipeline.paste import MASK_MODES, paste_faces
+from gpen_pipeline import KEEP_GRAY, MASK_MODES, PasteOptions, paste_back
 
 from . import common, face_helpers, tensors
 
-KEEP_GRAY_OPTIONS = ("auto", "yes", "no")
+# Saved workflows from before keep_gray took on/off still say yes/no.
+_OLD_KEEP_GRAY = {"yes": "on", "no": "off"}
 
 
-def _keep_gray(option: str, faces: list[common.RestoredFace]):
-    if option == "yes":
-        return True
-    if option == "no" or any(f.task == "colorize" for f in faces):
-        return False
-    return "auto"
+def paste_options(mask_mode: str = "official", strength: float = 1.0, feather: float = -1.0, grow: float = 0.0,
+                  color_match: bool = False, keep_gray: str = "auto") -> PasteOptions:
+    """The node inputs as the pipeline's options (feather -1: the mask mode's own)."""
+    return PasteOptions(mask_mode=mask_mode, strength=strength, feather=None if feather < 0 else feather, grow=grow,
+                        color_match=color_match, keep_gray=_OLD_KEEP_GRAY.get(keep_gray, keep_gray))
 
 
-def paste_batch(image: torch.Tensor, restored: common.RestoredPerImage, mask_mode: str = "official",
-                strength: float = 1.0, feather: float = -1.0, grow: float = 0.0, color_match: bool = False,
-                keep_gray: str = "auto", region_mask: torch.Tensor | None = None,
-                pbar=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Paste every image's faces; images without faces come back bit for bit."""
+def paste_batch(image: torch.Tensor, restored: common.RestoredPerImage, options: PasteOptions = PasteOptions(),
+                region_mask: torch.Tensor | None = None, pbar=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The paste stage on every image of the batch; images without faces come back bit for bit."""
     tensors.check_image_batch(image)
     tensors.check_faces_batch(restored, image.shape[0], "restored faces")
-    if mask_mode not in MASK_MODES:
-        raise ValueError(f"mask_mode must be one of {', '.join(MASK_MODES)}, got {mask_mode!r}")
     parser = None
-    if mask_mode != "box" and any(restored):
-        parser = face_helpers.get_parser(required=mask_mode == "parse")
+    if options.mask_mode != "box" and any(restored):
+        parser = face_helpers.get_parser(required=options.mask_mode == "parse")
         if parser is None:
             common.LOG.info("[GPEN] no face parser weights (parsing_parsenet.pth) in %s: pasting with "
                             "GPEN's soft rectangle instead of a face-shaped mask",
                             ", ".join(common.folder_list(common.DETECTOR_FOLDERS)))
-    parse = parse_mask_fn(parser) if parser is not None else None
     pbar = pbar or common.progress_bar(image.shape[0])
     device = tensors.output_device()
     # Filled image by image: collecting the results and stacking them would hold the batch twice.
@@ -47,20 +39,10 @@ def paste_batch(image: torch.Tensor, restored: common.RestoredPerImage, mask_mod
         common.check_interrupt()
         if not faces:
             common.LOG.info("[GPEN] image %d: no faces to paste, passed through unchanged", index)
-            images[index] = image[index]
-            pbar.update(1)
-            continue
-        pixels = tensors.image_to_numpy(image, index)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the rectangle fallback is logged above, once per run
-            result = paste_faces(
-                pixels, [f.aligned for f in faces], [f.restored for f in faces], mask_mode=mask_mode,
-                strength=strength, feather=None if feather < 0 else feather, grow=grow,
-                color_match=color_match, keep_gray=_keep_gray(keep_gray, faces),
-                region_mask=tensors.mask_for_image(region_mask, index, pixels.shape[:2], "region_mask"),
-                parse_masks=parse, original_crops=[f.original for f in faces])
-        images[index] = tensors.numpy_to_image(result.image)
-        masks[index] = torch.from_numpy(result.mask)
+        region = tensors.mask_for_image(region_mask, index, image.shape[1:3], "region_mask")
+        result = paste_back(image[index], faces, options, parser, region)
+        images[index] = result.image
+        masks[index] = result.mask
         pbar.update(1)
     return images, masks
 
@@ -99,10 +81,10 @@ class PasteBack:
                     "default": False,
                     "tooltip": "Give each restored face the overall colour of the original face before "
                                "blending (helps when the restorer shifts skin tone)."}),
-                "keep_gray": (list(KEEP_GRAY_OPTIONS), {
+                "keep_gray": (list(KEEP_GRAY), {
                     "default": "auto",
                     "tooltip": "auto: faces pasted into a black-and-white photo stay black-and-white "
-                               "(not for Colorization models). yes/no: always/never."}),
+                               "(not for Colorization models). on/off: always/never."}),
             },
             "optional": {
                 "region_mask": ("MASK", {
@@ -110,7 +92,14 @@ class PasteBack:
             },
         }
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, keep_gray="auto"):
+        # Declared, so ComfyUI leaves this combo to us: the yes/no of older saved workflows still load.
+        if _OLD_KEEP_GRAY.get(keep_gray, keep_gray) not in KEEP_GRAY:
+            return f"keep_gray must be one of {', '.join(KEEP_GRAY)}, got {keep_gray!r}"
+        return True
+
     def paste(self, image, restored_faces, mask_mode="official", strength=1.0, feather=-1.0, grow=0.0,
               color_match=False, keep_gray="auto", region_mask=None):
-        return paste_batch(image, restored_faces, mask_mode, strength, feather, grow, color_match, keep_gray,
-                           region_mask)
+        options = paste_options(mask_mode, strength, feather, grow, color_match, keep_gray)
+        return paste_batch(image, restored_faces, options, region_mask)

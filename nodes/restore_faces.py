@@ -1,21 +1,11 @@
 """GPENRestoreFaces: GPEN_MODEL + IMAGE + GPEN_FACES -> GPEN_RESTORED_FACES (+ crop previews)."""
 from __future__ import annotations
 
-import cv2
-import numpy as np
 import torch
 
-from gpen_pipeline.align import DegenerateLandmarks, align_face
-from gpen_pipeline.color import count_nonfinite
-from gpen_pipeline.restore import TASKS, restore_crops
+from gpen_pipeline import TASKS, RestoredFace, align_faces, restore_faces
 
 from . import common, tensors
-
-
-def _face_mask_crop(mask: np.ndarray, affine: np.ndarray, size: int) -> np.ndarray:
-    """An image-space mask cut out like the face crop (outside the image: no damage)."""
-    return cv2.warpAffine(mask.astype(np.float32), np.asarray(affine, np.float64), (size, size),
-                          flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
 def check_task(handle: common.GPENModelHandle, inpaint_mask) -> None:
@@ -28,58 +18,34 @@ def check_task(handle: common.GPENModelHandle, inpaint_mask) -> None:
 
 
 def restore_batch(handle: common.GPENModelHandle, image: torch.Tensor, faces: common.DetectedFaces,
-                  batch_size: int = 4, inpaint_mask: torch.Tensor | None = None,
+                  batch_size: int | None = None, inpaint_mask: torch.Tensor | None = None,
                   pbar=None) -> common.RestoredPerImage:
-    """Align every selected face, run GPEN on the crops `batch_size` at a time, keep the records."""
+    """The align and restore stages on every image of the batch: the selected faces' records."""
     tensors.check_image_batch(image)
     tensors.check_faces_batch(faces, image.shape[0])
     check_task(handle, inpaint_mask)
-    size = handle.size
-    aligned, crops, damage, owner = [], [], [], []
-    for index in range(len(faces)):
-        pixels = tensors.image_to_numpy(image, index)
-        invalid = count_nonfinite(pixels)
-        if invalid:
-            common.LOG.warning("[GPEN] image %d has %d NaN/infinite values (a node before this one misbehaved): "
-                               "treated as black/white inside the faces, left as they are elsewhere", index, invalid)
-        mask = tensors.mask_for_image(inpaint_mask, index, pixels.shape[:2], "inpaint_mask")
-        for face in common.faces_in(faces, index, pixels.shape[:2]):
-            try:
-                record, crop = align_face(pixels, face, size)
-            except DegenerateLandmarks as err:
-                common.LOG.warning("[GPEN] image %d: skipped a face whose landmarks cannot be aligned (%s)",
-                                   index, err)
-                continue
-            aligned.append(record)
-            crops.append(crop)
-            owner.append(index)
-            if mask is not None:
-                damage.append(_face_mask_crop(mask, record.affine, size))
-
-    restored: list[np.ndarray] = []
-    pbar = pbar or common.progress_bar(len(crops))
-    if crops:
-        model = common.ready_model(handle, min(batch_size, len(crops)))
-        for start in range(0, len(crops), batch_size):
-            common.check_interrupt()
-            chunk = slice(start, start + batch_size)
-            restored += restore_crops(model, crops[chunk], task=handle.task,
-                                      inpaint_masks=damage[chunk] if damage else None, batch_size=batch_size)
-            pbar.update(len(crops[chunk]))
-
-    per_image: common.RestoredPerImage = [[] for _ in faces]
-    for record, crop, out, index in zip(aligned, crops, restored, owner):
-        per_image[index].append(common.RestoredFace(record, out, crop, handle.task))
-    return per_image
+    aligned, notes = [], []
+    for index in range(image.shape[0]):
+        records, said = align_faces(image[index], common.faces_in(faces, index, image.shape[1:3]), handle.size)
+        aligned.append(records)
+        notes.append(said)
+    common.log_notes(notes)
+    damage = None
+    if inpaint_mask is not None:
+        damage = [tensors.mask_for_image(inpaint_mask, i, image.shape[1:3], "inpaint_mask") for i in range(len(aligned))]
+    count = sum(map(len, aligned))
+    pbar = pbar or common.progress_bar(count)
+    model = common.ready_model(handle, min(batch_size or 1, max(count, 1))) if count else None
+    return restore_faces(model, [image[i] for i in range(image.shape[0])], aligned, handle.task, damage,
+                         batch_size, pbar.update, common.check_interrupt)
 
 
 def crops_tensor(restored: common.RestoredPerImage, size: int, original: bool = False) -> torch.Tensor:
     """All crops as one IMAGE batch (an empty [0, S, S, 3] batch when there are none)."""
-    crops = [(r.original if original else r.restored) for faces in restored for r in faces]
+    crops = [(face.original if original else face.restored) for faces in restored for face in faces]
     if not crops:
         return torch.zeros((0, size, size, 3), dtype=torch.float32, device=tensors.output_device())
-    stacked = np.stack(crops).astype(np.float32) / 255.0
-    return torch.from_numpy(stacked).to(tensors.output_device())
+    return tensors.crops_to_image(torch.stack(crops))
 
 
 class RestoreFaces:

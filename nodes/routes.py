@@ -12,11 +12,11 @@ Requests never name paths: a model is one of the listed files or catalogue names
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import threading
 import time
-from collections import OrderedDict
 from typing import Callable, Optional
 
 from aiohttp import web
@@ -27,6 +27,7 @@ import gpen_arch
 from gpen_pipeline import catalog, download
 
 from . import common
+from .file_cache import FileCache
 
 LOG = logging.getLogger("GPEN")
 
@@ -35,11 +36,9 @@ DOWNLOAD_FOLDER = "facerestore"
 # Small reads so that the progress bar moves even on a fast local mirror.
 DOWNLOAD_CHUNK = 64 * 1024
 PROGRESS_INTERVAL_S = 0.25
-INFO_CACHE_SIZE = 32
 MAX_NAME_LENGTH = 512
 
-_INFO_CACHE: "OrderedDict[tuple, dict]" = OrderedDict()
-_INFO_LOCK = threading.Lock()
+_INFO_CACHE = FileCache(size=32)
 _RUNNING: set[str] = set()
 _LAST_STATE: dict[str, dict] = {}
 _DOWNLOAD_LOCK = threading.Lock()
@@ -55,8 +54,15 @@ class RequestError(Exception):
         self.status = status
 
 
-def error_response(status: int, message: str) -> web.Response:
-    return web.json_response({"ok": False, "error": message}, status=status)
+def refused_as_4xx(handler):
+    """A route whose RequestError becomes its answer: the status and {"error": message}."""
+    @functools.wraps(handler)
+    async def route(request: web.Request) -> web.Response:
+        try:
+            return await handler(request)
+        except RequestError as exc:
+            return web.json_response({"ok": False, "error": str(exc)}, status=exc.status)
+    return route
 
 
 # --------------------------------------------------------------------------- model info
@@ -97,17 +103,14 @@ def recorded_sha256(path: str) -> Optional[str]:
 
 def describe_file(path: str) -> dict:
     """What the file at `path` is, as JSON; a file that is not a usable GPEN gets ok=False and the
-    loader's sentence. Cached by (path, mtime, size, inode, ctime): a replaced file is read again,
-    even an equal-sized copy that kept the old mtime."""
-    stat = os.stat(path)
-    key = (os.path.realpath(path), *common.file_identity(stat))
-    with _INFO_LOCK:
-        cached = _INFO_CACHE.get(key)
-        if cached is not None:
-            _INFO_CACHE.move_to_end(key)
-            return cached
+    loader's sentence. Cached while the file is unchanged: a replaced file is read again, even an
+    equal-sized copy that kept the old mtime."""
+    return _INFO_CACHE.get(os.path.realpath(path), lambda: _describe(path), lambda info: path)
+
+
+def _describe(path: str) -> dict:
     name = os.path.basename(path)
-    info: dict = {"file": name, "file_bytes": stat.st_size, "licence": licence_note(name),
+    info: dict = {"file": name, "file_bytes": os.path.getsize(path), "licence": licence_note(name),
                   "sha256": recorded_sha256(path)}
     try:
         described = gpen_arch.describe(path)
@@ -118,10 +121,6 @@ def describe_file(path: str) -> dict:
         info.update(ok=False, error=f"Model file {name} could not be read ({exc}); get it again.")
     else:
         info.update(ok=True, **{k: v for k, v in described.to_json().items() if k not in ("file", "file_bytes")})
-    with _INFO_LOCK:
-        _INFO_CACHE[key] = info
-        while len(_INFO_CACHE) > INFO_CACHE_SIZE:
-            _INFO_CACHE.popitem(last=False)
     return info
 
 
@@ -238,37 +237,31 @@ def register(server) -> None:
         })
 
     @routes.get("/gpen/model_info")
+    @refused_as_4xx
     async def model_info(request: web.Request) -> web.Response:
-        try:
-            name = check_listed_name(request.query.get("name"))
-        except RequestError as exc:
-            return error_response(exc.status, str(exc))
+        name = check_listed_name(request.query.get("name"))
         path = common.resolve_model_path(name)
         if path is None:
-            return error_response(404, common.missing_model_message(name))
+            raise RequestError(404, common.missing_model_message(name))
         info = await asyncio.get_running_loop().run_in_executor(None, describe_file, path)
         return web.json_response({"name": name, **info})
 
     @routes.post("/gpen/download")
+    @refused_as_4xx
     async def start(request: web.Request) -> web.Response:
         try:
             body = await request.json()
         except ValueError:
             body = None
-        try:
-            name = check_catalogue_name(body.get("name") if isinstance(body, dict) else None)
-        except RequestError as exc:
-            return error_response(exc.status, str(exc))
+        name = check_catalogue_name(body.get("name") if isinstance(body, dict) else None)
         if not start_download(name, download_folder(), send):
-            return error_response(409, f"{name} is already downloading; wait for it to finish.")
+            raise RequestError(409, f"{name} is already downloading; wait for it to finish.")
         return web.json_response({"ok": True, "name": name, "state": "started"}, status=202)
 
     @routes.get("/gpen/download_status")
+    @refused_as_4xx
     async def status(request: web.Request) -> web.Response:
-        try:
-            name = check_catalogue_name(request.query.get("name"))
-        except RequestError as exc:
-            return error_response(exc.status, str(exc))
+        name = check_catalogue_name(request.query.get("name"))
         with _DOWNLOAD_LOCK:
             state = _LAST_STATE.get(name, {"name": name, "state": "idle"})
             running = name in _RUNNING

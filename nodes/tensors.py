@@ -1,9 +1,8 @@
-"""ComfyUI IMAGE/MASK tensors <-> the pipeline's numpy arrays, and batch checks."""
+"""ComfyUI IMAGE/MASK tensors <-> what the pipeline's stages take, and batch checks."""
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 
 import comfy.model_management as model_management
@@ -17,17 +16,9 @@ def check_image_batch(image: torch.Tensor, name: str = "image") -> None:
         raise ValueError(f"{name} is an empty batch")
 
 
-def image_to_numpy(image: torch.Tensor, index: int) -> np.ndarray:
-    """One image of an IMAGE batch as HxWxC float32 in [0,1] (alpha kept)."""
-    return np.ascontiguousarray(image[index].detach().to("cpu", torch.float32).numpy())
-
-
-def numpy_to_image(array: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
-
-
-def mask_for_image(mask: torch.Tensor | None, index: int, hw: tuple[int, int], name: str = "mask") -> np.ndarray | None:
-    """Image `index`'s HxW float32 mask from a MASK [B,H,W] or [H,W]; a single mask serves every image."""
+def mask_for_image(mask: torch.Tensor | None, index: int, hw: tuple[int, int],
+                   name: str = "mask") -> torch.Tensor | None:
+    """Image `index`'s HxW mask from a MASK [B,H,W] or [H,W]; a single mask serves every image."""
     if mask is None:
         return None
     if mask.ndim == 2:
@@ -38,8 +29,12 @@ def mask_for_image(mask: torch.Tensor | None, index: int, hw: tuple[int, int], n
     if tuple(mask.shape[1:]) != tuple(hw):
         raise ValueError(f"{name} is {mask.shape[2]}x{mask.shape[1]} but the image is {hw[1]}x{hw[0]}; "
                          "resize the mask to the image first")
-    one = mask[min(index, mask.shape[0] - 1)]
-    return np.ascontiguousarray(one.detach().to("cpu", torch.float32).numpy())
+    return mask[min(index, mask.shape[0] - 1)].detach().float()
+
+
+def crops_to_image(crops: torch.Tensor) -> torch.Tensor:
+    """(N, 3, S, S) uint8 crops -> an IMAGE batch [N, S, S, 3] float32 in [0, 1]."""
+    return crops.permute(0, 2, 3, 1).to(output_device(), torch.float32).div_(255.0)
 
 
 def output_device() -> torch.device:

@@ -8,7 +8,8 @@ import pytest
 import skimage.data
 
 import gpen_arch
-from gpen_pipeline import EnhanceOptions, enhance_image, enhance_images
+from gpen_pipeline import EnhanceOptions, PasteOptions, SelectOptions, enhance_image, enhance_images
+from gpen_pipeline.options import FACES_HELD
 from gpen_pipeline.detection import Detector
 
 FIXTURES = Path(__file__).parent / "fixtures" / "gpen"
@@ -88,15 +89,15 @@ def test_selection_options_pick_faces(model):
     detector = fixed_detector([[180, 60, 270, 180], [380, 310, 470, 430]], [left, right], [0.95, 0.99])
     both = enhance_image(photo, model, detector)
     assert len(both.faces) == 2
-    second = enhance_image(photo, model, detector, EnhanceOptions(order="left-right", indices="1"))
+    second = enhance_image(photo, model, detector, EnhanceOptions(select=SelectOptions(order="left-right", indices="1")))
     assert len(second.faces) == 1 and second.faces[0].face.box[0] == 380
-    strict = enhance_image(photo, model, detector, EnhanceOptions(threshold=0.97))
+    strict = enhance_image(photo, model, detector, EnhanceOptions(select=SelectOptions(threshold=0.97)))
     assert len(strict.faces) == 1 and strict.faces[0].face.score > 0.97
 
 
 def test_colorize_keeps_the_photo_luminance(model, detector):
     grey = np.repeat(skimage.color.rgb2gray(skimage.data.astronaut())[..., None] * 255, 3, axis=2).astype(np.uint8)
-    result = enhance_image(grey, model, detector, EnhanceOptions(task="colorize", mask_mode="box"))
+    result = enhance_image(grey, model, detector, EnhanceOptions(task="colorize", paste=PasteOptions(mask_mode="box")))
     assert len(result.faces) == 1
     out = result.image.astype(np.float32)
     luma = out @ np.array([0.299, 0.587, 0.114], np.float32)
@@ -120,20 +121,19 @@ def test_bad_options_are_refused():
     with pytest.raises(ValueError, match="unknown task"):
         EnhanceOptions(task="sharpen")
     with pytest.raises(ValueError, match="strength"):
-        EnhanceOptions(strength=2)
+        PasteOptions(strength=2)
     with pytest.raises(ValueError, match="mask mode"):
-        EnhanceOptions(mask_mode="circle")
+        PasteOptions(mask_mode="circle")
 
 
 def test_a_long_batch_gives_back_the_workspace_and_a_short_one_keeps_it(detector):
-    from gpen_pipeline.enhance import CHUNK_FACES
 
     model = gpen_arch.load_model(FIXTURES / "gpen_s64_cm1_n0125.pth")
     frame = skimage.data.astronaut()
     enhance_images([frame], model, detector)
     assert "_workspace" in model.__dict__  # one face: kept for the next call
-    results = enhance_images([frame] * (CHUNK_FACES + 1), model, detector)
-    assert sum(len(r.faces) for r in results) == CHUNK_FACES + 1
+    results = enhance_images([frame] * (FACES_HELD + 1), model, detector)
+    assert sum(len(r.faces) for r in results) == FACES_HELD + 1
     assert "_workspace" not in model.__dict__  # freed before the pastes allocate their results
     again = enhance_images([frame], model, detector)  # the workspace is rebuilt: the same restoration
     assert np.array_equal(again[0].image, results[0].image)

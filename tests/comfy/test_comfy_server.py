@@ -2,6 +2,9 @@
 prompts through POST /prompt and /history, errors as the user sees them."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -114,3 +117,29 @@ def test_example_workflows_are_offered_and_run(server, inputs):
         assert entry["status"]["status_str"] == "success", (name, entry["status"])
         save = next(n["id"] for n in workflow["nodes"] if n["type"] == "SaveImage")
         assert saved(server, entry, str(save)).shape == (192, 192, 3)
+
+
+@pytest.mark.parametrize("mask_mode, strength, color_match", [("official", 1.0, False), ("box", 0.6, True)])
+def test_the_nodes_and_the_command_line_give_the_same_image(server, inputs, tmp_path, mask_mode, strength,
+                                                            color_match):
+    chain = harness.gpen_chain(MODEL, mask_mode=mask_mode)
+    chain["7"]["inputs"].update(strength=strength, color_match=color_match)
+    one = harness.gpen_one_node(MODEL, mask_mode=mask_mode)
+    one["inputs"].update(strength=strength, color_match=color_match)
+    graph = {"1": load_image("astronaut.png"), "2": one, "3": save_image("2", "gpen/same_one"), **chain,
+             "8": save_image("7", "gpen/same_chain")}
+    entry = server.run(graph)
+    assert entry["status"]["status_str"] == "success", harness.history_error(entry).get("exception_message")
+
+    cli_out = tmp_path / "cli.png"
+    command = [sys.executable, str(harness.REPO / "gpen_cli.py"), "restore", str(inputs / "astronaut.png"),
+               "--model", str(server.base / "models" / "facerestore" / MODEL), "-o", str(cli_out),
+               "--mask", mask_mode, "--strength", str(strength), "--order", "large-small", "--device", "cpu"]
+    done = subprocess.run(command + (["--color-match"] if color_match else []), capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    from_cli = harness.read_png(cli_out).astype(int)
+    original = harness.read_png(inputs / "astronaut.png").astype(int)
+    assert np.abs(from_cli - original).max() > 20  # the face was restored
+    for node in ("3", "8"):
+        assert np.abs(saved(server, entry, node).astype(int) - from_cli).max() <= 1, node

@@ -23,7 +23,7 @@ torch.set_num_threads(1)
 cv2.setNumThreads(1)
 
 import gpen_arch  # noqa: E402
-from gpen_pipeline import DEFAULT_DETECTOR, EnhanceOptions, enhance_images, load_detector  # noqa: E402
+from gpen_pipeline import DEFAULT_DETECTOR, EnhanceOptions, PasteOptions, enhance_images, load_detector  # noqa: E402
 
 TINY = Path(__file__).resolve().parents[1] / "fixtures" / "gpen" / "gpen_s64_cm1_n0125.pth"
 
@@ -71,7 +71,7 @@ def main() -> None:
     reset_peak()
     before = status_mb("VmRSS")
     started = time.perf_counter()
-    results = enhance_images(images, model, detector, EnhanceOptions(mask_mode="box"),
+    results = enhance_images(images, model, detector, EnhanceOptions(paste=PasteOptions(mask_mode="box")),
                              progress=lambda done, total: calls.append((done, total)))
     seconds = time.perf_counter() - started
     peak, after = status_mb("VmHWM"), status_mb("VmRSS")

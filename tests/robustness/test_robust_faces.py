@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from gpen_pipeline import EnhanceOptions, enhance_image
+from gpen_pipeline import EnhanceOptions, PasteOptions, enhance_image
 from gpen_pipeline.face import Face
 
 import robustness_support as support
 
-BOX = EnhanceOptions(mask_mode="box")
+BOX = EnhanceOptions(paste=PasteOptions(mask_mode="box"))
 
 
 def restore(image, model, detector, options=BOX):

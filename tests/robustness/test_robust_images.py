@@ -20,11 +20,11 @@ import numpy as np
 import pytest
 import torch
 
-from gpen_pipeline import EnhanceOptions, enhance_image, enhance_images
+from gpen_pipeline import EnhanceOptions, PasteOptions, enhance_image, enhance_images
 
 import robustness_support as support
 
-BOX = EnhanceOptions(mask_mode="box")
+BOX = EnhanceOptions(paste=PasteOptions(mask_mode="box"))
 
 
 def restore(image, model, detector, options=BOX):
@@ -76,7 +76,8 @@ def test_100_frames_progress_and_bounded_memory(memory_runs):
     run = memory_runs[("frames", "100")]
     assert run["faces"] == [1] * 100 and run["same_shape"]
     done = [d for d, _ in run["progress"]]
-    assert done == sorted(done) and run["progress"][-1] == [100, 100] and len(done) >= 100 // 16
+    # Steps: 100 detections, 100 faces, 100 pastes.
+    assert done == sorted(done) and run["progress"][-1] == [300, 300] and len(done) >= 100 // 16
     # No per-frame working copies survive: beyond the results, the call needs a constant.
     assert run["peak_mb"] - run["before_mb"] - run["results_mb"] < 150, run
 

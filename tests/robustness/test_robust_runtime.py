@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from gpen_pipeline import EnhanceOptions, enhance_images
+from gpen_pipeline import EnhanceOptions, PasteOptions, enhance_images
 from gpen_pipeline.restore import RestoreOutOfMemory, restore_crops
 
 import comfy_harness as harness  # noqa: E402
@@ -42,14 +42,15 @@ def test_api_interrupt_stops_between_chunks_and_leaves_the_inputs_alone(tiny_mod
 
     def check():
         checks.append(len(progress))
-        if progress:  # Cancel pressed once the first chunk of faces is done
+        if progress and progress[-1] > len(frames):  # Cancel pressed once the first chunk of faces is done
             raise Interrupted
 
     with pytest.raises(Interrupted):
-        enhance_images(frames, tiny_model, detector, EnhanceOptions(mask_mode="box"),
+        enhance_images(frames, tiny_model, detector, EnhanceOptions(paste=PasteOptions(mask_mode="box")),
                        progress=lambda done, total: progress.append(done), check_interrupt=check)
-    assert progress == [16]  # stopped right after one chunk of 16 faces, before the next
-    assert len(checks) == 10 + 2  # asked before every image's detection and every chunk
+    # Progress counts the 10 detections, then the first chunk of 16 faces; Cancel stops before the next step.
+    assert progress == list(range(1, 11)) + [10 + 16]
+    assert len(checks) == 10 + 2  # asked before every image's detection, the chunk, and the first paste
     assert hashlib.sha256(b"".join(f.tobytes() for f in frames)).hexdigest() == digest
 
 
@@ -170,7 +171,7 @@ def test_node_restores_through_out_of_memory_and_then_reports_it(comfy):
     restored = node.restore(limited, image, faces, batch_size=4)["result"][0]
     plain = node.restore(handle, image, faces, batch_size=4)["result"][0]
     assert len(restored[0]) == 6
-    assert all(np.abs(a.restored.astype(int) - b.restored).max() <= 1 for a, b in zip(restored[0], plain[0]))
+    assert all((a.restored.int() - b.restored.int()).abs().max() <= 1 for a, b in zip(restored[0], plain[0]))
 
     hopeless = dataclasses.replace(handle, model=OutOfMemoryAbove(handle.model, 0, comfy.mm.OOM_EXCEPTION))
     with pytest.raises(comfy.mm.OOM_EXCEPTION, match="even with one face per batch"):

@@ -1,0 +1,146 @@
+"""The four stages every front end calls, each a function of records and options.
+
+    find_faces     image -> FoundFaces (detected, then selected)
+    align_faces    image, faces -> AlignedFace records (where each crop comes from)
+    restore_faces  images, aligned faces -> RestoredFace records (crops cut and restored
+                   on the model's device, a chunk of FACES_HELD faces at a time)
+    paste_back     image, restored faces -> PasteResult (on the device the faces are on)
+
+The ComfyUI nodes call one stage each; `enhance.enhance_images` (the one-node
+restore, the command line, the benchmarks) calls them all.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from .align import DegenerateLandmarks, aligned_record
+from .color import count_nonfinite
+from .cut import as_tensor, cut_crops, cut_masks
+from .detection import Detector, detect_faces
+from .face import AlignedFace, Face, RestoredFace
+from .masks import paste_masks, unit_mask
+from .options import FACES_HELD, PasteOptions, SelectOptions
+from .parsing import FaceParser, parse_mask_fn
+from .paste import PasteResult, paste_faces, pastes_gray
+from .restore import model_placement, restore_tensor_crops
+from .selection import select_faces
+
+Image = np.ndarray | torch.Tensor  # HxWx3/4, uint8 or float32 in [0, 1]
+
+
+@dataclass(frozen=True)
+class FoundFaces:
+    detected: tuple[Face, ...]  # every face above the threshold, best first
+    selected: tuple[Face, ...]  # the ones to restore, in the selection's order
+
+
+def find_faces(image: Image, detector: Detector, select: SelectOptions = SelectOptions()) -> FoundFaces:
+    detected = detect_faces(detector, _host_array(image), select.threshold)
+    selected = select_faces(detected, order=select.order, indices=select.indices or None,
+                            min_size=select.min_size, max_count=select.max_count)
+    return FoundFaces(tuple(detected), tuple(selected))
+
+
+def align_faces(image: Image, faces: Sequence[Face], size: int,
+                template: str = "gpen") -> tuple[list[AlignedFace], list[str]]:
+    """The crop records of `faces` at `size`, and notes on what was skipped or is odd in the image."""
+    notes = []
+    invalid = _count_nonfinite(image)
+    if invalid:
+        notes.append(f"{invalid} NaN/infinite values: treated as black/white inside the faces, "
+                     "left as they are elsewhere")
+    aligned = []
+    for face in faces:
+        try:
+            aligned.append(aligned_record(face, size, tuple(image.shape[:2]), template))
+        except DegenerateLandmarks as exc:
+            notes.append(f"skipped a face at {[round(v) for v in face.box]}: {exc}")
+    return aligned, notes
+
+
+def restore_faces(model, images: Sequence[Image], aligned: Sequence[Sequence[AlignedFace]], task: str = "restore",
+                  damage: Sequence[Image | None] | None = None, batch_size: int | None = None,
+                  progress: Callable[[int], None] | None = None,
+                  check_interrupt: Callable[[], None] | None = None) -> list[list[RestoredFace]]:
+    """Cut every aligned face from its image on the model's device and restore it.
+
+    The faces of all the images go through the network together, FACES_HELD at a time (a run
+    of video frames with one face each still fills the network's batches). `damage`: per image
+    an HxW mask (task "inpaint"). progress(n) is told of every n faces restored;
+    check_interrupt() runs before each chunk and may raise to stop."""
+    if damage is not None and len(damage) != len(images):
+        raise ValueError(f"{len(damage)} damage masks for {len(images)} images")
+    if task == "inpaint" and (damage is None or any(damage[i] is None for i, faces in enumerate(aligned) if faces)):
+        raise ValueError("task 'inpaint' needs a damage mask for every image with faces")
+    device = model_placement(model)[0]
+    crops, holes = [], []
+    for index, (image, faces) in enumerate(zip(images, aligned)):
+        if not faces:
+            continue
+        affines, size = [face.affine for face in faces], faces[0].size
+        crops.append(cut_crops(as_tensor(image, device), affines, size).mul_(255.0).round_().to(torch.uint8))
+        if task == "inpaint":
+            mask = as_tensor(unit_mask(_host_array(damage[index]), "damage mask"), device)
+            holes.append(cut_masks(mask, affines, size))
+    if not crops:
+        return [[] for _ in images]
+    crops, holes = torch.cat(crops), torch.cat(holes) if holes else None
+    restored = []
+    for start in range(0, crops.shape[0], FACES_HELD):
+        if check_interrupt is not None:
+            check_interrupt()
+        chunk = slice(start, start + FACES_HELD)
+        restored.append(restore_tensor_crops(model, crops[chunk], task, None if holes is None else holes[chunk],
+                                             batch_size))
+        if progress is not None:
+            progress(restored[-1].shape[0])
+    restored = torch.cat(restored)
+    records, at = [], 0
+    for faces in aligned:
+        records.append([RestoredFace(face, restored[at + i], crops[at + i], task) for i, face in enumerate(faces)])
+        at += len(faces)
+    return records
+
+
+def paste_back(image: Image, restored: Sequence[RestoredFace], options: PasteOptions = PasteOptions(),
+               parser: FaceParser | None = None, region_mask: Image | None = None) -> PasteResult:
+    """Blend `restored` into `image` (the image they were cut from, or a resized copy of it) on the
+    device the faces are on. Only pixels under the returned mask change; without faces, or at
+    strength 0, the image comes back as it is."""
+    if options.mask_mode == "parse" and parser is None:
+        raise ValueError("mask mode 'parse' needs a face parser (parsing_parsenet.pth or parsing_bisenet.pth); "
+                         "put one in the face-detection models folder or use mask mode 'box'")
+    device = restored[0].restored.device if restored else None
+    pixels = as_tensor(image, device)
+    if region_mask is not None:
+        region_mask = as_tensor(unit_mask(_host_array(region_mask), "region_mask"), pixels.device)
+        if tuple(region_mask.shape) != tuple(pixels.shape[:2]):
+            raise ValueError(f"region_mask is {region_mask.shape[1]}x{region_mask.shape[0]} but the image is "
+                             f"{pixels.shape[1]}x{pixels.shape[0]}; resize the mask to the image first")
+    if not restored or options.strength == 0.0:
+        return PasteResult(pixels, torch.zeros(pixels.shape[:2], dtype=torch.float32, device=pixels.device))
+    parse = parse_mask_fn(parser, options.regions) if parser is not None else None
+    crop_masks = paste_masks(options.mask_mode, [face.restored_u8() for face in restored], parse,
+                             options.feather, options.grow)
+    gray = "off" if any(face.task == "colorize" for face in restored) else options.keep_gray
+    return paste_faces(pixels, [face.aligned for face in restored],
+                       torch.stack([face.restored for face in restored]).float().div_(255.0),
+                       torch.from_numpy(crop_masks).to(pixels.device), mode=options.mask_mode,
+                       strength=options.strength,
+                       originals=torch.stack([face.original for face in restored]).float().div_(255.0),
+                       keep_gray=pastes_gray(gray, pixels), color_match=options.color_match,
+                       region_mask=region_mask)
+
+
+def _host_array(image: Image) -> np.ndarray:
+    return image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+
+
+def _count_nonfinite(image: Image) -> int:
+    if isinstance(image, torch.Tensor) and image.device.type != "cpu":
+        return int((~torch.isfinite(image)).sum()) if image.is_floating_point() else 0
+    return count_nonfinite(_host_array(image))

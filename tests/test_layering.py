@@ -1,0 +1,58 @@
+"""Imports flow one way: nodes/ and the command line -> gpen_pipeline's stages -> gpen_arch.
+
+The nodes only convert ComfyUI types to records and options and call a stage: any pixel work
+they did themselves would be a second implementation beside the pipeline's."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# What the nodes may take from the pipeline: its public package, and modules that hold no pixel work.
+NODE_PIPELINE_MODULES = {"gpen_pipeline", "gpen_pipeline.selection", "gpen_pipeline.preview",
+                         "gpen_pipeline.detection", "gpen_pipeline.parsing", "gpen_pipeline.catalog",
+                         "gpen_pipeline.download"}
+# Image-processing libraries: only the pipeline uses them.
+PIXEL_LIBRARIES = {"cv2", "scipy", "skimage", "kornia"}
+
+
+def imports(path: Path) -> list[tuple[str, int]]:
+    """(module, line) of every import in a file, relative ones resolved within its package."""
+    package = ".".join(path.relative_to(ROOT).parent.parts)
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, node.lineno) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module
+            found.append((module, node.lineno))
+    return found
+
+
+def sources(folder: str) -> list[Path]:
+    return sorted((ROOT / folder).rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", sources("nodes"), ids=lambda p: p.name)
+def test_nodes_do_no_pixel_work_of_their_own(path):
+    for module, line in imports(path):
+        top = module.split(".")[0]
+        assert top not in PIXEL_LIBRARIES, \
+            f"{path.name}:{line} imports {module}: image processing belongs in gpen_pipeline's stages"
+        if top == "gpen_pipeline":
+            assert module in NODE_PIPELINE_MODULES or module.startswith("gpen_pipeline.detection."), \
+                f"{path.name}:{line} imports {module}: nodes call gpen_pipeline's public stages only"
+
+
+@pytest.mark.parametrize("folder, forbidden", [("gpen_arch", {"gpen_pipeline", "nodes", "comfy", "cv2"}),
+                                               ("gpen_pipeline", {"nodes", "comfy", "folder_paths"})])
+def test_lower_layers_never_import_higher_ones(folder, forbidden):
+    for path in sources(folder):
+        for module, line in imports(path):
+            assert module.split(".")[0] not in forbidden, f"{path.relative_to(ROOT)}:{line} imports {module}"
