@@ -158,7 +158,7 @@ def cmd_convert(args) -> int:
     if out.resolve() == Path(args.model).resolve():
         raise CliError("output and input are the same file; choose another output name")
     model = gpen_arch.load_model(args.model, device="cpu")
-    if isinstance(model, gpen_arch.OnnxGPEN):
+    if model.backend == "onnx":
         raise CliError(f"{args.model} is an ONNX model; only PyTorch checkpoints can be converted")
     gpen_arch.save_safetensors(model, out, half=args.fp16)
     print(f"wrote {out} ({out.stat().st_size:,} bytes, {'fp16' if args.fp16 else 'fp32'})")
@@ -233,8 +233,9 @@ def cmd_restore(args) -> int:
 
     pairs = _inputs_and_outputs(args)
     model = gpen_arch.load_model(args.model, device=None if args.device == "auto" else args.device,
-                                 dtype=None if args.precision == "fp32" else args.precision)
-    task = gpen_arch.task_hint(Path(args.model).name) if args.task == "auto" else args.task
+                                 dtype=None if args.precision == "fp32" else args.precision,
+                                 task=None if args.task == "auto" else args.task)
+    task = model.task
     if task == "seg2face":
         raise CliError("Seg2face models turn segmentation maps into faces; they cannot restore photos")
     options = EnhanceOptions(

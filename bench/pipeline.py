@@ -31,6 +31,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from gpen_arch import GPENModel  # noqa: E402
 from gpen_pipeline import (DEFAULT_DETECTOR, EnhanceOptions, align_faces, enhance_images, find_faces,  # noqa: E402
                            load_detector, paste_back, restore_faces)
 from network import on_worker_thread, random_gpen  # noqa: E402
@@ -126,7 +127,7 @@ def main() -> None:
 
         keep_freed_memory()
     torch.set_num_threads(args.threads)
-    model = random_gpen(args.size)
+    model = GPENModel.of(random_gpen(args.size))
     detector = load_detector(DEFAULT_DETECTOR)
     if args.frames_child:
         print(json.dumps(on_worker_thread(frames_per_second, model, detector, args.frames_child)))

@@ -3,14 +3,15 @@
 No ComfyUI, no OpenCV: importable on its own with the repository root on sys.path.
 """
 from .checkpoint import MODEL_SUFFIXES
-from .config import RELEASED, GPENConfig, infer_config
-from .convert import ModelInfo, describe, save_safetensors, task_hint
+from .config import RELEASED, GPENConfig, infer_config, task_hint
+from .convert import ModelInfo, describe, save_safetensors
 from .errors import ModelLoadError
 from .loader import DTYPES, build_model, load_model
+from .model import GPENModel
 from .network import GPEN
 from .onnx_model import OnnxGPEN, export_onnx
 
 __all__ = [
-    "DTYPES", "GPEN", "GPENConfig", "MODEL_SUFFIXES", "ModelInfo", "ModelLoadError", "OnnxGPEN", "RELEASED",
+    "DTYPES", "GPEN", "GPENConfig", "GPENModel", "MODEL_SUFFIXES", "ModelInfo", "ModelLoadError", "OnnxGPEN", "RELEASED",
     "build_model", "describe", "export_onnx", "infer_config", "load_model", "save_safetensors", "task_hint",
 ]

@@ -91,3 +91,16 @@ def infer_config(sd: Mapping[str, torch.Tensor]) -> GPENConfig:
             raise ModelLoadError(f"64px features have {c64} channels, which no channel multiplier explains")
         multiplier = candidates[0]
     return GPENConfig(size, style_dim, len(style_layers), multiplier, narrow, isconcat)
+
+
+def task_hint(file_name: str) -> str:
+    """The task a released file was trained for. The three 1024 models share one layout, so only
+    the name can tell them apart; the architecture itself is always read from the tensors."""
+    lowered = file_name.lower()
+    if "color" in lowered:
+        return "colorize"
+    if "inpaint" in lowered:
+        return "inpaint"
+    if "seg2face" in lowered:
+        return "seg2face"
+    return "restore"

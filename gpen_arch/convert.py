@@ -10,23 +10,12 @@ from pathlib import Path
 import torch
 
 from .checkpoint import read_weights
-from .config import GPENConfig, infer_config
+from .config import GPENConfig, infer_config, task_hint
 from .loader import checked_config
+from .model import GPENModel
+from .network import GPEN
 
 _DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16", torch.float64: "fp64"}
-
-
-def task_hint(file_name: str) -> str:
-    """The task a released file was trained for. The three 1024 models share one layout, so only
-    the name can tell them apart; the architecture itself is always read from the tensors."""
-    lowered = file_name.lower()
-    if "color" in lowered:
-        return "colorize"
-    if "inpaint" in lowered:
-        return "inpaint"
-    if "seg2face" in lowered:
-        return "seg2face"
-    return "restore"
 
 
 @dataclass(frozen=True)
@@ -65,11 +54,14 @@ def describe(path: str | Path) -> ModelInfo:
                      "/".join(sorted(dtypes)))
 
 
-def save_safetensors(model, path: str | Path, half: bool = False) -> Path:
-    """Write a loaded GPEN (or its state_dict) as .safetensors, optionally in fp16; atomic."""
+def save_safetensors(model: GPENModel | GPEN, path: str | Path, half: bool = False) -> Path:
+    """Write a torch GPEN (loaded, or the module) as .safetensors, optionally in fp16; atomic."""
     from safetensors.torch import save_file
 
-    sd = model.state_dict() if hasattr(model, "state_dict") else dict(model)
+    network = model.network if isinstance(model, GPENModel) else model
+    if not isinstance(network, GPEN):
+        raise ValueError(f"only a torch GPEN can be saved as .safetensors, not {type(network).__name__}")
+    sd = network.state_dict()
     target = torch.float16 if half else torch.float32
     tensors = {k: v.detach().to("cpu", target).contiguous() for k, v in sd.items()}
     config = infer_config(tensors)

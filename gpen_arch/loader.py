@@ -9,6 +9,7 @@ import torch
 from .checkpoint import identify, read_weights, unwrap
 from .config import GPENConfig, infer_config
 from .errors import ModelLoadError
+from .model import GPENModel
 from .network import GPEN
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -78,22 +79,19 @@ def build_model(sd: Mapping[str, torch.Tensor], device=None, dtype=None, name: s
     return model.to(device or "cpu")
 
 
-def load_model(source, device=None, dtype=None):
+def load_model(source, device=None, dtype=None, task: str | None = None) -> GPENModel:
     """Load a GPEN from a path (any of MODEL_SUFFIXES) or an in-memory state_dict.
 
-    Returns a callable model on (B, 3, S, S) RGB tensors in [-1, 1] with `.size`
-    and `.config` read from the tensors, never from the file name. Raises
-    ModelLoadError with a one-sentence reason for anything it cannot use.
+    Returns its `GPENModel`: size and config read from the tensors, never from the file name;
+    the task from `task`, else from the file name. Raises ModelLoadError with a one-sentence
+    reason for anything it cannot use.
     """
     if isinstance(source, Mapping):
         # Copied: the model must never share storage with (and later change) the caller's tensors.
-        return build_model({k: v.clone() for k, v in unwrap(source).items()}, device, dtype)
+        return GPENModel.of(build_model({k: v.clone() for k, v in unwrap(source).items()}, device, dtype), task=task)
     path = Path(source)
-    suffix = path.suffix.lower()
-    if suffix == ".onnx":
+    if path.suffix.lower() == ".onnx":
         from .onnx_model import load_onnx
 
-        return load_onnx(path, device)
-    model = build_model(read_weights(path), device, dtype, name=f"Model file {path.name}")
-    model.source = str(path)
-    return model
+        return GPENModel.of(load_onnx(path, device), str(path), task)
+    return GPENModel.of(build_model(read_weights(path), device, dtype, name=f"Model file {path.name}"), str(path), task)

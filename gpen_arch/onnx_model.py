@@ -58,6 +58,10 @@ class OnnxGPEN:
     fixed_batch: int | None
     source: str
 
+    @property
+    def on_cuda(self) -> bool:
+        return self.session.get_providers()[0] == "CUDAExecutionProvider"
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or tuple(x.shape[1:]) != (3, self.size, self.size):
             raise ValueError(f"this ONNX GPEN expects (B, 3, {self.size}, {self.size}), got {tuple(x.shape)}")
@@ -172,7 +176,12 @@ def _styled(layer, x: torch.Tensor, w: torch.Tensor, feature: torch.Tensor) -> t
 
 
 def export_onnx(model, path: str | Path) -> Path:
-    """Write `model` as a single-file ONNX with input 'input' (B, 3, S, S) and output 'output'."""
+    """Write a torch GPEN (loaded, or the module) as a single-file ONNX with input 'input' (B, 3, S, S)
+    and output 'output'."""
+    from .model import GPENModel  # here: model.py builds on this module
+
+    if isinstance(model, GPENModel):
+        model = model.network
     path = Path(path)
     x = torch.zeros(1, 3, model.size, model.size, dtype=torch.float32)
     model = model.float().eval()

@@ -14,13 +14,14 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import torch
 
+from gpen_arch import GPENModel
+
 from .color import check_image
 from .cut import as_tensor
 from .detection import Detector
 from .face import AlignedFace, RestoredFace
 from .options import FACES_HELD, EnhanceOptions
 from .parsing import FaceParser
-from .restore import model_placement
 from .stages import Image, align_faces, find_faces, paste_back, restore_faces
 
 
@@ -41,7 +42,7 @@ class EnhanceResult:
         return tuple(face.restored_u8() for face in self.restored)
 
 
-def enhance_images(images: Sequence[Image], model, detector: Detector, options: EnhanceOptions = EnhanceOptions(),
+def enhance_images(images: Sequence[Image], model: GPENModel, detector: Detector, options: EnhanceOptions = EnhanceOptions(),
                    parser: FaceParser | None = None, inpaint_masks: Sequence[Image] | None = None,
                    targets: Sequence[Image] | None = None, region_masks: Sequence[Image | None] | None = None,
                    progress: Callable[[int, int], None] | None = None,
@@ -87,7 +88,7 @@ def enhance_images(images: Sequence[Image], model, detector: Detector, options: 
         total += len(aligned)
         advance(1)
 
-    device = model_placement(model)[0]
+    device = model.device
     results: list[EnhanceResult | None] = [None] * len(images)
     for group in _face_groups(found, FACES_HELD):
         # Each image of the group goes to the model's device once, for its cut and its paste.
@@ -98,7 +99,7 @@ def enhance_images(images: Sequence[Image], model, detector: Detector, options: 
         if sum(map(len, found)) > FACES_HELD:
             # A long batch allocates its results as it goes: the network's CPU workspace (333 MB at 512 px)
             # is given back while they are made. Rebuilding it costs well under 1 % of a group's faces.
-            getattr(model, "release_workspace", lambda: None)()
+            model.release_workspace()
         for index, faces in zip(group, restored):
             if check_interrupt is not None:
                 check_interrupt()
@@ -140,7 +141,7 @@ def _face_groups(found: Sequence[Sequence[AlignedFace]], limit: int) -> Iterator
         yield group
 
 
-def enhance_image(image: np.ndarray, model, detector: Detector, options: EnhanceOptions = EnhanceOptions(),
+def enhance_image(image: Image, model: GPENModel, detector: Detector, options: EnhanceOptions = EnhanceOptions(),
                   **kwargs) -> EnhanceResult:
     """`enhance_images` for one image; keyword arguments take single items (inpaint_mask, target)."""
     mask = kwargs.pop("inpaint_mask", None)

@@ -7,18 +7,17 @@ layout, unclamped.
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Sequence
 
 import cv2
 import numpy as np
 import torch
 
+from gpen_arch import GPENModel
+
 from .color import check_crop, transfer_luminance
 from .face import crops_to_numpy
 from .options import FACES_HELD, TASKS
-
-Model = Callable[[torch.Tensor], torch.Tensor]
-
 
 class RestoreOutOfMemory(torch.OutOfMemoryError):
     """The restorer ran out of memory even one face at a time.
@@ -27,27 +26,18 @@ class RestoreOutOfMemory(torch.OutOfMemoryError):
     ComfyUI (which then frees its models and explains), recognise it, with our message."""
 
 
-def model_placement(model: Model) -> tuple[torch.device, torch.dtype]:
-    """Where the model's weights are and their dtype (the CPU and float32 for a model without any)."""
-    param = next(iter(model.parameters()), None) if isinstance(model, torch.nn.Module) else None
-    if param is None or not param.is_floating_point():
-        return torch.device("cpu"), torch.float32
-    return param.device, param.dtype
-
-
-def faces_per_call(model: Model, batch_size: int | None) -> int:
+def faces_per_call(model: GPENModel, batch_size: int | None) -> int:
     """The batching policy: how many faces go through the network in one call.
 
-    The asked size when there is one. Otherwise one face for a torch model on the CPU, whose
-    forward runs one face at a time anyway (its convolutions are compute-bound) and whose
-    working set then stays at one face's; elsewhere FACES_HELD, halved on out-of-memory."""
+    The asked size when there is one. Otherwise one face where the model runs a batch one face
+    at a time anyway (a torch GPEN on the CPU), so that the working set stays at one face's;
+    elsewhere FACES_HELD, halved on out-of-memory."""
     if batch_size:
         return int(batch_size)
-    on_cpu = isinstance(model, torch.nn.Module) and model_placement(model)[0].type == "cpu"
-    return 1 if on_cpu else FACES_HELD
+    return 1 if model.one_face_per_call else FACES_HELD
 
 
-def run_network(model: Model, crops: torch.Tensor, batch_size: int | None = None,
+def run_network(model: GPENModel, crops: torch.Tensor, batch_size: int | None = None,
                 round_output: bool = True) -> torch.Tensor:
     """(N, 3, S, S) uint8 crops through the network, a call of `faces_per_call` faces at a time,
     the call halved on out-of-memory; the result uint8 on the crops' device.
@@ -56,7 +46,7 @@ def run_network(model: Model, crops: torch.Tensor, batch_size: int | None = None
     the official tensor bit for bit; `round_output=False` truncates like the official code (most
     pixels a shade darker), rounding is the default. Raises RestoreOutOfMemory when even one
     face does not fit."""
-    device, dtype = model_placement(model)
+    device, dtype = model.device, model.dtype
     chunk = faces_per_call(model, batch_size)
     outputs: list[torch.Tensor] = []
     start = 0
@@ -83,7 +73,7 @@ def run_network(model: Model, crops: torch.Tensor, batch_size: int | None = None
     return torch.cat(outputs)
 
 
-def restore_tensor_crops(model: Model, crops: torch.Tensor, task: str = "restore",
+def restore_tensor_crops(model: GPENModel, crops: torch.Tensor, task: str = "restore",
                          damage: torch.Tensor | None = None, batch_size: int | None = None,
                          round_output: bool = True) -> torch.Tensor:
     """Restore (N, 3, S, S) crops at the model's size; returns the same layout.
@@ -113,7 +103,7 @@ def _from_u8(crops: Sequence[np.ndarray], device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.stack(crops)).to(device).permute(0, 3, 1, 2).contiguous()
 
 
-def restore_crops(model: Model, crops: Sequence[np.ndarray], task: str = "restore",
+def restore_crops(model: GPENModel, crops: Sequence[np.ndarray], task: str = "restore",
                   inpaint_masks: Sequence[np.ndarray] | None = None, batch_size: int | None = None,
                   round_output: bool = True) -> list[np.ndarray]:
     """`restore_tensor_crops` on uint8 RGB SxSx3 crops (float32 [0, 1] ones are rounded); returns uint8 crops.
@@ -124,7 +114,7 @@ def restore_crops(model: Model, crops: Sequence[np.ndarray], task: str = "restor
         return []
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
-    size = int(getattr(model, "size", None) or np.shape(crops[0])[0])
+    size = model.size
     inputs = [_resized(check_crop(c, f"crop {i}", square=False), size, cv2.INTER_LINEAR) for i, c in enumerate(crops)]
     damage = None
     if task == "inpaint":

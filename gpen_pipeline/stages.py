@@ -17,6 +17,8 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from gpen_arch import GPENModel
+
 from .align import DegenerateLandmarks, aligned_record
 from .color import count_nonfinite
 from .cut import as_tensor, cut_crops, cut_masks
@@ -26,7 +28,7 @@ from .masks import paste_masks, unit_mask
 from .options import FACES_HELD, PasteOptions, SelectOptions
 from .parsing import FaceParser, parse_mask_fn
 from .paste import PasteResult, paste_faces, pastes_gray
-from .restore import model_placement, restore_tensor_crops
+from .restore import restore_tensor_crops
 from .selection import select_faces
 
 Image = np.ndarray | torch.Tensor  # HxWx3/4, uint8 or float32 in [0, 1]
@@ -62,7 +64,7 @@ def align_faces(image: Image, faces: Sequence[Face], size: int,
     return aligned, notes
 
 
-def restore_faces(model, images: Sequence[Image], aligned: Sequence[Sequence[AlignedFace]], task: str = "restore",
+def restore_faces(model: GPENModel, images: Sequence[Image], aligned: Sequence[Sequence[AlignedFace]], task: str = "restore",
                   damage: Sequence[Image | None] | None = None, batch_size: int | None = None,
                   progress: Callable[[int], None] | None = None,
                   check_interrupt: Callable[[], None] | None = None) -> list[list[RestoredFace]]:
@@ -76,7 +78,9 @@ def restore_faces(model, images: Sequence[Image], aligned: Sequence[Sequence[Ali
         raise ValueError(f"{len(damage)} damage masks for {len(images)} images")
     if task == "inpaint" and (damage is None or any(damage[i] is None for i, faces in enumerate(aligned) if faces)):
         raise ValueError("task 'inpaint' needs a damage mask for every image with faces")
-    device = model_placement(model)[0]
+    if not any(aligned):
+        return [[] for _ in images]
+    device = model.device
     crops, holes = [], []
     for index, (image, faces) in enumerate(zip(images, aligned)):
         if not faces:
@@ -86,8 +90,6 @@ def restore_faces(model, images: Sequence[Image], aligned: Sequence[Sequence[Ali
         if task == "inpaint":
             mask = as_tensor(unit_mask(_host_array(damage[index]), "damage mask"), device)
             holes.append(cut_masks(mask, affines, size))
-    if not crops:
-        return [[] for _ in images]
     crops, holes = torch.cat(crops), torch.cat(holes) if holes else None
     restored = []
     for start in range(0, crops.shape[0], FACES_HELD):

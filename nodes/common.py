@@ -166,26 +166,23 @@ def pipeline_device(device: torch.device) -> str:
 
 @dataclass(frozen=True, eq=False)
 class GPENModelHandle:
-    """What GPEN_MODEL carries between nodes. `patcher` is None for ONNX models (onnxruntime
-    manages its own memory); for PyTorch models ComfyUI moves the weights through it."""
+    """What GPEN_MODEL carries between nodes: the model (its size, task, precision, backend) and,
+    for a torch model, the ModelPatcher through which ComfyUI moves its weights (None for ONNX:
+    onnxruntime manages its own memory)."""
 
-    model: Any
+    model: gpen_arch.GPENModel
     patcher: Any
-    path: str
-    size: int
-    task: str
-    precision: str  # fp32 / bf16 / fp16, or "onnx"
+    load_device: str  # where it runs once ready
     file_bytes: int
-    device: str
 
     @property
     def name(self) -> str:
-        return os.path.basename(self.path)
+        return os.path.basename(self.model.source)
 
     def describe(self) -> str:
-        mb = self.file_bytes / 2 ** 20
-        backend = "ONNX (onnxruntime)" if self.patcher is None else f"PyTorch {self.precision}"
-        return f"{self.name}: GPEN-{self.size}, task {self.task}, {backend} on {self.device}, {mb:.1f} MB"
+        model, mb = self.model, self.file_bytes / 2 ** 20
+        backend = "ONNX (onnxruntime)" if model.backend == "onnx" else f"PyTorch {model.precision}"
+        return f"{self.name}: GPEN-{model.size}, task {model.task}, {backend} on {self.load_device}, {mb:.1f} MB"
 
 
 # The loaded models stay in memory between runs (ComfyUI's own output cache forgets
@@ -201,36 +198,26 @@ def load_gpen_model(path: str, device_option: str = "auto", precision_option: st
         raise gpen_arch.ModelLoadError(f"Model file not found: {path}")
     return MODEL_CACHE.get((os.path.realpath(path), str(load_device), precision),
                            lambda: _build_handle(path, load_device, offload_device, precision),
-                           lambda handle: handle.path)
+                           lambda handle: handle.model.source)
 
 
 def _build_handle(path: str, load_device: torch.device, offload_device: torch.device,
                   precision: str) -> GPENModelHandle:
-    task = gpen_arch.task_hint(os.path.basename(path))
     file_bytes = os.path.getsize(path)
     if path.lower().endswith(".onnx"):
-        model = gpen_arch.load_model(path, device=pipeline_device(load_device))
-        return GPENModelHandle(model, None, path, int(model.size), task, "onnx", file_bytes,
-                               pipeline_device(load_device))
+        device = pipeline_device(load_device)
+        return GPENModelHandle(gpen_arch.load_model(path, device=device), None, device, file_bytes)
     model = gpen_arch.load_model(path, device=offload_device, dtype=precision)
-    patcher = comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload_device,
-                                               size=model_management.module_size(model))
-    return GPENModelHandle(model, patcher, path, int(model.size), task, precision, file_bytes, str(load_device))
+    patcher = comfy.model_patcher.ModelPatcher(model.network, load_device=load_device, offload_device=offload_device,
+                                               size=model_management.module_size(model.network))
+    return GPENModelHandle(model, patcher, str(load_device), file_bytes)
 
 
-def activation_bytes(size: int, faces: int) -> int:
-    """Working memory of a forward pass over `faces` crops, for ComfyUI to free before loading.
-
-    A conservative estimate from the layer sizes (a GPEN-2048 face keeps a few 16-32 channel
-    fp32 maps of 2048x2048 alive, 1-2 GB); too high only costs an early offload of other models.
-    """
-    return int(faces) * size * size * 512
-
-
-def ready_model(handle: GPENModelHandle, faces: int = 1) -> Any:
-    """The callable model, with its weights on the load device (ComfyUI frees VRAM for it)."""
+def ready_model(handle: GPENModelHandle, faces: int = 1) -> gpen_arch.GPENModel:
+    """The model, with its weights on the load device (ComfyUI frees VRAM for them and for the
+    working memory of `faces` faces, from the model's own plan)."""
     if handle.patcher is not None:
-        model_management.load_models_gpu([handle.patcher], memory_required=activation_bytes(handle.size, faces),
+        model_management.load_models_gpu([handle.patcher], memory_required=handle.model.working_bytes(faces),
                                          force_full_load=True)
     return handle.model
 

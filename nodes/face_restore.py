@@ -68,7 +68,7 @@ class FaceRestore:
         tensors.check_image_batch(image)
         handle = common.load_gpen_model(common.require_model_path(model_name), device, precision)
         check_task(handle, None)
-        options = EnhanceOptions(task=handle.task,
+        options = EnhanceOptions(task=handle.model.task,
                                  select=SelectOptions(threshold=threshold, order="large-small", max_count=max_faces),
                                  paste=paste_options(mask_mode, strength, color_match=color_match))
         batch = image.shape[0]

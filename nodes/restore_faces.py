@@ -9,10 +9,10 @@ from . import common, tensors
 
 
 def check_task(handle: common.GPENModelHandle, inpaint_mask) -> None:
-    if handle.task not in TASKS:
-        raise ValueError(f"{handle.name} is a GPEN {handle.task} model, which draws faces from segmentation "
+    if handle.model.task not in TASKS:
+        raise ValueError(f"{handle.name} is a GPEN {handle.model.task} model, which draws faces from segmentation "
                          "maps and cannot restore photos; choose a GPEN-BFR, Colorization or Inpainting file.")
-    if handle.task == "inpaint" and inpaint_mask is None:
+    if handle.model.task == "inpaint" and inpaint_mask is None:
         raise ValueError(f"{handle.name} is a GPEN inpainting model: connect a MASK to 'inpaint_mask' "
                          "(white where the face is damaged).")
 
@@ -26,7 +26,8 @@ def restore_batch(handle: common.GPENModelHandle, image: torch.Tensor, faces: co
     check_task(handle, inpaint_mask)
     aligned, notes = [], []
     for index in range(image.shape[0]):
-        records, said = align_faces(image[index], common.faces_in(faces, index, image.shape[1:3]), handle.size)
+        records, said = align_faces(image[index], common.faces_in(faces, index, image.shape[1:3]),
+                                     handle.model.size)
         aligned.append(records)
         notes.append(said)
     common.log_notes(notes)
@@ -35,8 +36,8 @@ def restore_batch(handle: common.GPENModelHandle, image: torch.Tensor, faces: co
         damage = [tensors.mask_for_image(inpaint_mask, i, image.shape[1:3], "inpaint_mask") for i in range(len(aligned))]
     count = sum(map(len, aligned))
     pbar = pbar or common.progress_bar(count)
-    model = common.ready_model(handle, min(batch_size or 1, max(count, 1))) if count else None
-    return restore_faces(model, [image[i] for i in range(image.shape[0])], aligned, handle.task, damage,
+    model = common.ready_model(handle, min(batch_size or 1, count)) if count else handle.model
+    return restore_faces(model, [image[i] for i in range(image.shape[0])], aligned, handle.model.task, damage,
                          batch_size, pbar.update, common.check_interrupt)
 
 
@@ -85,5 +86,5 @@ class RestoreFaces:
         count = sum(len(r) for r in restored)
         text = f"{count} face(s) restored with {gpen_model.name}"
         return {"ui": {"text": [text]},
-                "result": (restored, crops_tensor(restored, gpen_model.size),
-                           crops_tensor(restored, gpen_model.size, original=True))}
+                "result": (restored, crops_tensor(restored, gpen_model.model.size),
+                           crops_tensor(restored, gpen_model.model.size, original=True))}

@@ -131,9 +131,9 @@ def test_a_long_batch_gives_back_the_workspace_and_a_short_one_keeps_it(detector
     model = gpen_arch.load_model(FIXTURES / "gpen_s64_cm1_n0125.pth")
     frame = skimage.data.astronaut()
     enhance_images([frame], model, detector)
-    assert "_workspace" in model.__dict__  # one face: kept for the next call
+    assert "_workspace" in model.network.__dict__  # one face: kept for the next call
     results = enhance_images([frame] * (FACES_HELD + 1), model, detector)
     assert sum(len(r.faces) for r in results) == FACES_HELD + 1
-    assert "_workspace" not in model.__dict__  # freed before the pastes allocate their results
+    assert "_workspace" not in model.network.__dict__  # freed before the pastes allocate their results
     again = enhance_images([frame], model, detector)  # the workspace is rebuilt: the same restoration
     assert np.array_equal(again[0].image, results[0].image)

@@ -1,6 +1,7 @@
 """The GPEN core against the official code's fixtures, and its loader against every kind of file."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -33,7 +34,7 @@ def run(model, x: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module", params=MODELS)
 def official(request):
     name = request.param
-    return name, load_model(FIXTURES / f"{name}.pth"), fixture_io(name)
+    return name, load_model(FIXTURES / f"{name}.pth").network, fixture_io(name)
 
 
 # --- the network equals the official one -----------------------------------------------------
@@ -252,7 +253,7 @@ def test_released_layout_loads_strict(release):
     # A real (zero) state_dict of that layout goes through the whole loader.
     model = load_model({k: torch.zeros(shape) for k, shape in layout})
     assert model.config == cfg
-    assert [(k, tuple(v.shape)) for k, v in model.state_dict().items()] == layout
+    assert [(k, tuple(v.shape)) for k, v in model.network.state_dict().items()] == layout
 
 
 # --- file formats and containers ---------------------------------------------------------------
@@ -288,7 +289,7 @@ def test_every_container_and_format_gives_the_same_output(small, tmp_path):
     names = _save_variants(sd, tmp_path)
     for name in names:
         model = load_model(tmp_path / name)
-        assert next(model.parameters()).dtype == torch.float32, name
+        assert model.dtype == torch.float32, name
         tol = 2e-2 if name.startswith("half") else 1e-4
         np.testing.assert_allclose(run(model, x), ref, atol=tol, rtol=0, err_msg=name)
 
@@ -324,6 +325,26 @@ def test_converter_round_trip_and_fp16_halves_the_file(small, tmp_path):
     assert gpen_arch.describe(half).dtype == "fp16"
 
 
+def test_a_loaded_model_tells_what_it_is_and_what_it_needs(small, tmp_path):
+    from gpen_arch import cpu_forward
+
+    sd, x, ref = small
+    torch.save(sd, tmp_path / "GPEN-Colorization-1024.pth")
+    model = load_model(tmp_path / "GPEN-Colorization-1024.pth")
+    assert model.task == "colorize" and model.source == str(tmp_path / "GPEN-Colorization-1024.pth")
+    assert load_model(tmp_path / "GPEN-Colorization-1024.pth", task="restore").task == "restore"
+    assert load_model(sd).task == "restore" and load_model(sd).source is None
+    assert model.backend == "torch" and model.device.type == "cpu" and model.precision == "fp32"
+    assert model.precisions == ("fp32", "bf16", "fp16")
+    # On the CPU a batch runs one face at a time in the forward's workspace: its plan is the need.
+    workspace = cpu_forward.plan_for(model.config).numel * 4
+    assert model.one_face_per_call and model.working_bytes(1) == model.working_bytes(8) == workspace
+    assert load_model(sd, dtype="bf16").working_bytes(1) == workspace // 2
+    np.testing.assert_allclose(run(model, x), ref, atol=1e-4, rtol=0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        model.size = 512
+
+
 def test_file_name_never_decides_the_config(small, tmp_path):
     sd, x, ref = small
     torch.save(sd, tmp_path / "GPEN-BFR-512.pth")
@@ -335,7 +356,7 @@ def test_file_name_never_decides_the_config(small, tmp_path):
 def test_reduced_precision_stays_close(small, precision):
     sd, x, ref = small
     model = load_model(sd, dtype=precision)
-    assert next(model.parameters()).dtype == gpen_arch.DTYPES[precision]
+    assert model.dtype == gpen_arch.DTYPES[precision] and model.precision == precision
     out = run(model, x)
     assert np.isfinite(out).all()
     # Measured: fp16 4e-3, bf16 2e-2 on this fixture (output range about 4.5).
@@ -348,7 +369,8 @@ def test_onnx_export_runs_in_onnxruntime_with_any_batch(small, tmp_path):
     onnx_model = load_model(path, device="cpu")
     assert onnx_model.size == 64
     assert onnx_model.config == load_model(sd).config
-    assert "CPUExecutionProvider" in onnx_model.session.get_providers()
+    assert onnx_model.backend == "onnx" and onnx_model.device.type == "cpu" and onnx_model.precisions == ("fp32",)
+    assert "CPUExecutionProvider" in onnx_model.network.session.get_providers()
     out = onnx_model(torch.from_numpy(np.concatenate([x, x, x]))).numpy()
     assert out.shape == (3, 3, 64, 64)
     np.testing.assert_allclose(out, np.concatenate([ref] * 3), atol=1e-4, rtol=0)
@@ -510,7 +532,7 @@ def test_describe_reports_config_and_parameters():
 def test_weights_changed_in_place_are_used_at_once(small):
     """The per-layer weight energy is cached; an in-place change must not leave it stale."""
     sd, x, ref = small
-    model = load_model(sd)
+    model = load_model(sd).network
     run(model, x)
     with torch.no_grad():
         model.generator.convs[1].conv.weight.add_(torch.randn_like(model.generator.convs[1].conv.weight))
@@ -524,6 +546,6 @@ def test_weights_made_under_inference_mode_work(small):
     sd, x, ref = small
     with torch.inference_mode():
         model = load_model({k: v.clone() for k, v in sd.items()})
-        model.to(torch.float64).to(torch.float32)
+        model.network.to(torch.float64).to(torch.float32)
         out = model(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(out, ref, atol=1e-4, rtol=0)

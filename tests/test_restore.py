@@ -1,4 +1,5 @@
 """Network pre/post-processing, batching and tasks against the official FaceGAN fixture and the s64 model."""
+import dataclasses
 from pathlib import Path
 
 import cv2
@@ -6,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from gpen_arch import GPENModel
 from gpen_pipeline.color import transfer_luminance
 from gpen_pipeline.restore import RestoreOutOfMemory, restore_crops, run_network
 
@@ -33,39 +35,45 @@ def model():
 
 
 class Recording:
-    """Runs the real model and keeps what it was fed."""
+    """Runs the real network and keeps what it was fed."""
 
-    def __init__(self, model):
-        self.model, self.size, self.seen = model, model.size, []
+    def __init__(self, network):
+        self.network, self.seen = network, []
 
     def __call__(self, x):
         self.seen.append(x.clone())
-        return self.model(x)
+        return self.network(x)
 
 
-class FixedOutput:
-    """A stand-in network that returns the official network output, whatever it is fed."""
+def recording(model) -> tuple[GPENModel, Recording]:
+    """`model` with its network recorded, and the record."""
+    rec = Recording(model.network)
+    return dataclasses.replace(model, network=rec), rec
 
-    def __init__(self, out):
-        self.out, self.size = torch.from_numpy(out), out.shape[-1]
 
-    def __call__(self, x):
-        return self.out
+def fixed_output(out: np.ndarray) -> GPENModel:
+    """A stand-in model that returns the official network output, whatever it is fed."""
+    answer = torch.from_numpy(out)
+    return GPENModel(lambda x: answer, out.shape[-1], None)
+
+
+def identity(size: int) -> GPENModel:
+    return GPENModel(lambda x: x, size, None)
 
 
 def test_the_network_sees_the_official_input_bit_for_bit(io_fx, model):
     resized = cv2.resize(_rgb(io_fx["img_bgr_u8"]), (64, 64))  # official: cv2.resize default bilinear
     np.testing.assert_array_equal(resized, _rgb(io_fx["resized_bgr_u8"]))
-    rec = Recording(model)
-    restore_crops(rec, [resized])
+    model, rec = recording(model)
+    restore_crops(model, [resized])
     assert rec.seen[0].dtype == torch.float32 and torch.equal(rec.seen[0], torch.from_numpy(io_fx["img_t"]))
 
 
 def test_truncating_the_output_matches_official_and_rounding_is_default(io_fx):
     crop = _rgb(io_fx["resized_bgr_u8"])
-    truncated = restore_crops(FixedOutput(io_fx["model_out"]), [crop], round_output=False)[0]
+    truncated = restore_crops(fixed_output(io_fx["model_out"]), [crop], round_output=False)[0]
     np.testing.assert_array_equal(truncated, _rgb(io_fx["out_bgr_u8"]))
-    rounded = restore_crops(FixedOutput(io_fx["model_out"]), [crop])[0]
+    rounded = restore_crops(fixed_output(io_fx["model_out"]), [crop])[0]
     step = rounded.astype(int) - truncated
     assert set(np.unique(step)) == {0, 1}
     assert (step == 1).sum() == 3634  # the count the fixture records as differing from rounding
@@ -87,8 +95,8 @@ def test_colorization_luma_swap_matches_official(io_fx):
 
 def test_colorize_task_keeps_luminance_and_takes_network_colours(io_fx, model):
     gray = _rgb(io_fx["gray_bgr_u8"])
-    rec = Recording(model)
-    out = restore_crops(rec, [gray], task="colorize", round_output=False)[0]
+    recorded, rec = recording(model)
+    out = restore_crops(recorded, [gray], task="colorize", round_output=False)[0]
     assert out.shape == (64, 64, 3) and out.dtype == np.uint8
     gray64 = cv2.resize(gray, (64, 64))
     y_out = cv2.cvtColor(out, cv2.COLOR_RGB2YUV)[..., 0].astype(int)
@@ -103,8 +111,8 @@ def test_colorize_task_keeps_luminance_and_takes_network_colours(io_fx, model):
 
 def test_colorize_feeds_grey_even_for_a_colour_crop(io_fx, model):
     colour = cv2.resize(_rgb(io_fx["img_bgr_u8"]), (64, 64))
-    rec = Recording(model)
-    out = restore_crops(rec, [colour], task="colorize")[0]
+    recorded, rec = recording(model)
+    out = restore_crops(recorded, [colour], task="colorize")[0]
     fed = rec.seen[0][0]
     assert torch.equal(fed[0], fed[1]) and torch.equal(fed[1], fed[2])
     luma = cv2.cvtColor(colour, cv2.COLOR_RGB2GRAY).astype(int)
@@ -121,8 +129,8 @@ def _damage(size=64):
 def test_inpaint_paints_damage_white_and_returns_the_network_output(io_fx, model):
     crop = cv2.resize(_rgb(io_fx["img_bgr_u8"]), (64, 64))
     mask = _damage()
-    rec = Recording(model)
-    out = restore_crops(rec, [crop], task="inpaint", inpaint_masks=[mask])[0]
+    recorded, rec = recording(model)
+    out = restore_crops(recorded, [crop], task="inpaint", inpaint_masks=[mask])[0]
     fed = np.rint((rec.seen[0][0].permute(1, 2, 0).numpy() * 0.5 + 0.5) * 255).astype(np.uint8)
     hole = mask >= 128
     assert (fed[hole] == 255).all()
@@ -142,22 +150,22 @@ def test_batches_give_the_same_faces(model):
 
 
 class OomAbove:
-    """A real model that reports out-of-memory for batches above `limit` (fault injection)."""
+    """A real network that reports out-of-memory for batches above `limit` (fault injection)."""
 
-    def __init__(self, model, limit):
-        self.model, self.size, self.limit, self.batches = model, model.size, limit, []
+    def __init__(self, network, limit):
+        self.network, self.limit, self.batches = network, limit, []
 
     def __call__(self, x):
         self.batches.append(x.shape[0])
         if x.shape[0] > self.limit:
             raise torch.OutOfMemoryError("injected")
-        return self.model(x)
+        return self.network(x)
 
 
 def test_out_of_memory_halves_the_batch_and_still_restores_all(model):
     batch = torch.stack([torch.full((3, 64, 64), v, dtype=torch.uint8) for v in (20, 90, 160, 230, 128)])
-    flaky = OomAbove(model, limit=2)
-    out = run_network(flaky, batch, batch_size=5)
+    flaky = OomAbove(model.network, limit=2)
+    out = run_network(dataclasses.replace(model, network=flaky), batch, batch_size=5)
     assert flaky.batches[:3] == [5, 2, 2] and sum(b for b in flaky.batches if b <= 2) == 5
     ref = run_network(model, batch, batch_size=1)
     assert (out.int() - ref.int()).abs().max() <= 1
@@ -165,19 +173,20 @@ def test_out_of_memory_halves_the_batch_and_still_restores_all(model):
 
 def test_out_of_memory_at_one_face_raises_a_clear_error(model):
     with pytest.raises(RestoreOutOfMemory, match="even with one face"):
-        restore_crops(OomAbove(model, limit=0), [np.zeros((64, 64, 3), np.uint8)] * 2)
+        restore_crops(dataclasses.replace(model, network=OomAbove(model.network, limit=0)),
+                      [np.zeros((64, 64, 3), np.uint8)] * 2)
 
 
 def test_bad_arguments_are_named():
     crop = np.zeros((64, 64, 3), np.uint8)
     with pytest.raises(ValueError, match="unknown task"):
-        restore_crops(lambda x: x, [crop], task="sharpen")
+        restore_crops(identity(64), [crop], task="sharpen")
     with pytest.raises(ValueError, match="one mask per crop"):
-        restore_crops(lambda x: x, [crop], task="inpaint")
-    assert restore_crops(lambda x: x, []) == []
+        restore_crops(identity(64), [crop], task="inpaint")
+    assert restore_crops(identity(64), []) == []
 
 
 def test_a_plain_callable_runs_and_float_crops_are_accepted():
     crop = (np.arange(32 * 32 * 3).reshape(32, 32, 3) % 256).astype(np.uint8)
-    out = restore_crops(lambda x: x, [crop.astype(np.float32) / 255.0])[0]
+    out = restore_crops(identity(32), [crop.astype(np.float32) / 255.0])[0]
     np.testing.assert_array_equal(out, crop)  # identity network: in -> out exactly (with rounding)

@@ -53,9 +53,9 @@ def test_loads_from_every_folder_through_a_model_patcher(comfy, name):
     out = loader(comfy).load(name, "auto", "auto")
     handle = out["result"][0]
     assert type(handle).__name__ == "GPENModelHandle"
-    assert handle.size == 64 and handle.task == "restore"
-    assert handle.precision == "fp32"  # ComfyUI says no fp16 on the CPU
-    assert os.path.basename(handle.path) == name
+    assert handle.model.size == 64 and handle.model.task == "restore" and handle.model.backend == "torch"
+    assert handle.model.precision == "fp32"  # ComfyUI says no fp16 on the CPU
+    assert handle.name == name and os.path.basename(handle.model.source) == name
     from comfy.model_patcher import ModelPatcher
 
     assert isinstance(handle.patcher, ModelPatcher)
@@ -74,7 +74,7 @@ def test_loads_from_every_folder_through_a_model_patcher(comfy, name):
 def test_frozen_handle(comfy):
     handle = loader(comfy).load("GPEN-tiny-64.pth", "cpu", "fp32")["result"][0]
     with pytest.raises(AttributeError):
-        handle.size = 512
+        handle.model = None
 
 
 def test_cache_reuses_and_replaced_file_is_reloaded(comfy):
@@ -99,8 +99,8 @@ def test_cache_reuses_and_replaced_file_is_reloaded(comfy):
 @pytest.mark.parametrize("precision,dtype", [("fp32", torch.float32), ("bf16", torch.bfloat16)])
 def test_precision_is_applied(comfy, precision, dtype):
     handle = loader(comfy).load("GPEN-tiny-64.pth", "cpu", precision)["result"][0]
-    assert handle.precision == precision
-    assert next(handle.model.parameters()).dtype == dtype
+    assert handle.model.precision == precision
+    assert next(handle.model.network.parameters()).dtype == dtype
 
 
 def test_corrupt_model_error_names_the_file_and_the_process_goes_on(comfy):
@@ -112,7 +112,7 @@ def test_corrupt_model_error_names_the_file_and_the_process_goes_on(comfy):
     assert "GPEN-broken.pth" in message and "\n" not in message
     assert type(info.value).__name__ == "ModelLoadError"
     # a good model still loads afterwards
-    assert loader(comfy).load("GPEN-tiny-64.pth", "auto", "auto")["result"][0].size == 64
+    assert loader(comfy).load("GPEN-tiny-64.pth", "auto", "auto")["result"][0].model.size == 64
 
 
 def test_wrong_kind_of_model_is_named(comfy, tmp_path):
@@ -141,7 +141,7 @@ def test_onnx_model_runs_without_a_patcher(comfy):
     gpen_arch.export_onnx(torch_model, folder / "GPEN-tiny-64.onnx")
     out = loader(comfy).load("GPEN-tiny-64.onnx", "auto", "auto")
     handle = out["result"][0]
-    assert handle.patcher is None and handle.precision == "onnx" and handle.size == 64
+    assert handle.patcher is None and handle.model.backend == "onnx" and handle.model.size == 64
     assert "ONNX" in out["ui"]["text"][0]
     x = torch.rand(1, 3, 64, 64) * 2 - 1
     with torch.no_grad():

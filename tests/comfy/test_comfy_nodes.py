@@ -188,7 +188,7 @@ def test_selection_options_and_index_validation(comfy, photo):
 def test_colorization_model_keeps_its_colours_on_a_gray_photo(comfy, photo):
     harness.put_model(comfy.base / "models" / "facerestore", "GPEN-Colorization-tiny.pth")
     handle = node(comfy, "GPENLoadModel").load("GPEN-Colorization-tiny.pth", "cpu", "fp32")["result"][0]
-    assert handle.task == "colorize"
+    assert handle.model.task == "colorize"
     gray = np.repeat(photo.mean(axis=2, keepdims=True).astype(np.uint8), 3, axis=2)
     image = as_image(gray)
     *_, out, mask = run_chain(comfy, handle, image)

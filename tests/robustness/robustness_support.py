@@ -80,6 +80,13 @@ def fixed_detector(faces: Sequence[tuple[tuple[float, ...], float, np.ndarray]],
 # --------------------------------------------------------------------------- checks
 
 
+def identity_model(size: int):
+    """A stand-in GPEN that returns the crops it is given: what is pasted back must match the photo."""
+    from gpen_arch import GPENModel
+
+    return GPENModel(lambda batch: batch.clone(), size, None)
+
+
 def assert_untouched_outside(result_image: np.ndarray, original: np.ndarray, mask: np.ndarray) -> None:
     """Same shape and dtype, and every pixel under a zero mask bit for bit (NaN equal to NaN)."""
     assert result_image.shape == original.shape and result_image.dtype == original.dtype

@@ -33,15 +33,6 @@ def changed(result, image) -> np.ndarray:
 # --------------------------------------------------------------------------- border, size
 
 
-class IdentityRestorer:
-    """Returns the crop it is given: what is pasted back must then match the photo."""
-
-    size = 64
-
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        return batch.clone()
-
-
 @pytest.mark.parametrize("side", ["left", "top"])
 def test_face_cut_by_the_border_is_restored_without_a_dark_rim(tiny_model, detector, side):
     photo = support.astronaut()
@@ -51,7 +42,7 @@ def test_face_cut_by_the_border_is_restored_without_a_dark_rim(tiny_model, detec
     support.assert_untouched_outside(result.image, image, result.mask)
     # Geometry alone, with a restorer that changes nothing: the crop's black surround must not
     # come back as a dark line along the image border.
-    same = restore(image, IdentityRestorer(), detector)
+    same = restore(image, support.identity_model(64), detector)
     edge = (np.s_[:, 0] if side == "left" else np.s_[0, :])
     under = same.mask[edge] > 0.5
     assert under.sum() > 20  # the paste reaches the border...

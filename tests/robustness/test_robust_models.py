@@ -546,4 +546,4 @@ def test_model_replaced_by_an_equal_sized_file_with_the_old_mtime_is_reloaded(co
     assert loader.IS_CHANGED("GPEN-same-stamp.pth") != stamp  # ComfyUI re-runs the loader
     second = loader.load("GPEN-same-stamp.pth", "cpu", "fp32")["result"][0]
     assert second is not first
-    torch.testing.assert_close(second.model.state_dict()["generator.to_rgb1.bias"], changed["generator.to_rgb1.bias"])
+    torch.testing.assert_close(second.model.network.state_dict()["generator.to_rgb1.bias"], changed["generator.to_rgb1.bias"])

@@ -151,16 +151,6 @@ def test_nan_and_inf_pixels_never_reach_the_pasted_face_nor_leave_the_outside(fr
     assert np.isfinite(result.image[result.mask > 0][..., :3]).all()
 
 
-class IdentityRestorer:
-    """Returns its input: whatever comes back out must be the photo again."""
-
-    def __init__(self, size: int):
-        self.size = size
-
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        return batch.clone()
-
-
 @settings(max_examples=30, **SETTINGS)
 @given(angle=st.floats(-np.pi, np.pi), eye_px=st.floats(12, 40), channels=st.sampled_from([3, 4]),
        dtype=st.sampled_from([np.uint8, np.float32]), seed=st.integers(0, 2 ** 16))
@@ -170,7 +160,7 @@ def test_identity_round_trip_gives_back_the_photo_under_the_mask(angle, eye_px, 
     rng = np.random.default_rng(seed)
     image = picture(rng, 120, 120, channels, dtype, smooth=True)
     points = similarity_landmarks(128, angle, eye_px, 60, 60)
-    model = IdentityRestorer(128)
+    model = support.identity_model(128)
     detector = support.fixed_detector([(tuple(map(float, (*points.min(0), *points.max(0)))), 0.99, points)], 120)
     result = enhance_images([image], model, detector, EnhanceOptions(paste=PasteOptions(mask_mode="box", keep_gray="off")))[0]
     assert len(result.faces) == 1
@@ -194,7 +184,7 @@ def test_enhance_images_with_resized_targets_keeps_every_target_outside_the_face
     opts = EnhanceOptions(paste=PasteOptions(
         mask_mode=options["mask_mode"], strength=options["strength"], feather=options["feather"], grow=options["grow"],
         color_match=options["color_match"], keep_gray=options["keep_gray"]))
-    results = enhance_images(images, IdentityRestorer(64), support.fixed_detector(faces, 100), opts, targets=targets)
+    results = enhance_images(images, support.identity_model(64), support.fixed_detector(faces, 100), opts, targets=targets)
     for result, target in zip(results, targets):
         assert len(result.faces) == 1
         check_paste(result, target)

@@ -118,19 +118,24 @@ def test_cancel_mid_batch_stops_promptly_and_the_next_prompt_runs(comfy, frames_
 
 
 class OutOfMemoryAbove:
-    """The real model behind a memory limit: batches larger than `limit` faces raise the
+    """The real network behind a memory limit: batches larger than `limit` faces raise the
     exception ComfyUI uses for a CUDA out-of-memory (torch's OutOfMemoryError)."""
 
-    def __init__(self, model, limit: int, error: type[BaseException]):
-        self.model, self.limit, self.error = model, limit, error
-        self.size, self.config = model.size, model.config
+    def __init__(self, network, limit: int, error: type[BaseException]):
+        self.network, self.limit, self.error = network, limit, error
         self.batches: list[int] = []
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         self.batches.append(batch.shape[0])
         if batch.shape[0] > self.limit:
             raise self.error(f"CUDA out of memory. Tried to allocate {batch.shape[0] * 512} MiB (simulated)")
-        return self.model(batch)
+        return self.network(batch)
+
+
+def behind_a_limit(model, limit: int, error: type[BaseException]):
+    """`model` whose network is OutOfMemoryAbove `limit`, and that network (it counts the batches)."""
+    network = OutOfMemoryAbove(model.network, limit, error)
+    return dataclasses.replace(model, network=network), network
 
 
 def crops(n: int) -> list[np.ndarray]:
@@ -140,8 +145,8 @@ def crops(n: int) -> list[np.ndarray]:
 
 def test_out_of_memory_shrinks_the_batch_and_gives_the_same_faces(tiny_model, comfy):
     faces = crops(10)
-    limited = OutOfMemoryAbove(tiny_model, 3, comfy.mm.OOM_EXCEPTION)
-    out = restore_crops(limited, faces, batch_size=10)
+    model, limited = behind_a_limit(tiny_model, 3, comfy.mm.OOM_EXCEPTION)
+    out = restore_crops(model, faces, batch_size=10)
     reference = restore_crops(tiny_model, faces, batch_size=1)
     # Batch size changes float rounding in the network (~3e-6), so at most one level in uint8.
     assert len(out) == 10 and all(np.abs(a.astype(int) - b).max() <= 1 for a, b in zip(out, reference))
@@ -150,7 +155,7 @@ def test_out_of_memory_shrinks_the_batch_and_gives_the_same_faces(tiny_model, co
 
 def test_out_of_memory_at_one_face_is_a_clear_error_comfy_treats_as_oom(tiny_model, comfy):
     with pytest.raises(RestoreOutOfMemory, match="even with one face per batch") as info:
-        restore_crops(OutOfMemoryAbove(tiny_model, 0, comfy.mm.OOM_EXCEPTION), crops(4), batch_size=4)
+        restore_crops(behind_a_limit(tiny_model, 0, comfy.mm.OOM_EXCEPTION)[0], crops(4), batch_size=4)
     # ComfyUI's executor frees its models and adds its OOM advice for exactly this exception type.
     assert isinstance(info.value, comfy.mm.OOM_EXCEPTION)
     assert "\n" not in str(info.value)
@@ -167,13 +172,13 @@ def test_node_restores_through_out_of_memory_and_then_reports_it(comfy):
     image = torch.from_numpy(photo[None].astype(np.float32) / 255)
     node = comfy.nodes.NODE_CLASS_MAPPINGS["GPENRestoreFaces"]()
 
-    limited = dataclasses.replace(handle, model=OutOfMemoryAbove(handle.model, 1, comfy.mm.OOM_EXCEPTION))
+    limited = dataclasses.replace(handle, model=behind_a_limit(handle.model, 1, comfy.mm.OOM_EXCEPTION)[0])
     restored = node.restore(limited, image, faces, batch_size=4)["result"][0]
     plain = node.restore(handle, image, faces, batch_size=4)["result"][0]
     assert len(restored[0]) == 6
     assert all((a.restored.int() - b.restored.int()).abs().max() <= 1 for a, b in zip(restored[0], plain[0]))
 
-    hopeless = dataclasses.replace(handle, model=OutOfMemoryAbove(handle.model, 0, comfy.mm.OOM_EXCEPTION))
+    hopeless = dataclasses.replace(handle, model=behind_a_limit(handle.model, 0, comfy.mm.OOM_EXCEPTION)[0])
     with pytest.raises(comfy.mm.OOM_EXCEPTION, match="even with one face per batch"):
         node.restore(hopeless, image, faces, batch_size=4)
     assert node.restore(handle, image, faces, batch_size=4)["result"][0][0]  # and it works again
