@@ -46,11 +46,6 @@ class ModelFile:
     kind: str  # "bfr" (blind face restoration), "colorization" or "inpainting"
     licence_note: str
 
-    @property
-    def file_format(self) -> str:
-        """``"pth"`` or ``"onnx"``, from the file name."""
-        return self.name.rsplit(".", 1)[-1].lower()
-
 
 MODEL_FILES: tuple[ModelFile, ...] = (
     ModelFile(

@@ -73,9 +73,6 @@ class RestoredFace:
         """The restored crop as SxSx3 uint8 RGB on the host."""
         return crops_to_numpy(self.restored)
 
-    def original_u8(self) -> np.ndarray:
-        return crops_to_numpy(self.original)
-
 
 def crops_to_numpy(crop: torch.Tensor) -> np.ndarray:
     """(3, S, S) or (N, 3, S, S) uint8 tensor crops -> SxSx3 uint8 numpy crops on the host."""
