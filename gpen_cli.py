@@ -123,8 +123,11 @@ def _load_detector(args):
 
 def cmd_detect(args) -> int:
     from gpen_pipeline.detection import detect_faces
+    from gpen_pipeline.preview import numbered_faces
 
-    faces = detect_faces(_load_detector(args), read_image(Path(args.image)), args.threshold)
+    # Numbered as `restore --faces` counts them with the same --order.
+    faces = numbered_faces(detect_faces(_load_detector(args), read_image(Path(args.image)), args.threshold),
+                           args.order, 0.0)
     if args.json:
         print(json.dumps([f.to_json() for f in faces]))
     else:
@@ -242,8 +245,8 @@ def cmd_restore(args) -> int:
         task=task,
         select=SelectOptions(threshold=args.threshold, order=args.order, indices=args.faces, min_size=args.min_size,
                              max_count=args.max_faces),
-        paste=PasteOptions(mask_mode=args.mask, strength=args.strength, color_match=args.color_match,
-                           keep_gray=args.keep_gray))
+        paste=PasteOptions(mask_mode=args.mask, strength=args.strength, feather=args.feather, grow=args.grow,
+                           color_match=args.color_match, keep_gray=args.keep_gray))
     if task == "inpaint" and not args.inpaint_mask:
         raise CliError("the inpainting model needs --inpaint-mask (white = damaged)")
     parser = None
@@ -292,8 +295,11 @@ def _read_mask(path: Path, shape) -> np.ndarray:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from gpen_pipeline import DEFAULT_DETECTOR, DETECTOR_NAMES, KEEP_GRAY, MASK_MODES, ORDERS
+    from gpen_pipeline import (DEFAULT_DETECTOR, DETECTOR_NAMES, KEEP_GRAY, MASK_MODES, ORDERS, PasteOptions,
+                               SelectOptions)
     from gpen_pipeline.selection import LARGEST
+
+    select, paste = SelectOptions(), PasteOptions()  # the defaults every front end shares
 
     parser = _Parser(prog="gpen", description="GPEN face restoration.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -303,8 +309,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="face detector (default: the bundled offline RetinaFace)")
         p.add_argument("--detector-dir", action="append", default=[],
                        help="folder with detector weights (facexlib .pth / insightface .onnx); repeatable")
-        p.add_argument("--threshold", type=float, default=0.5, help="minimum face score, 0-1 (default 0.5)")
+        p.add_argument("--threshold", type=float, default=select.threshold,
+                       help=f"minimum face score, 0-1 (default {select.threshold})")
         p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+
+    def order_option(p):
+        p.add_argument("--order", choices=ORDERS + (LARGEST,), default=select.order,
+                       help=f"face order for --faces (default {select.order}: 0 is the largest face)")
 
     p = sub.add_parser("restore", help="restore the faces of an image or a folder of images")
     p.add_argument("input", help="an image file or a folder of images")
@@ -314,25 +325,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", choices=("auto", "restore", "colorize", "inpaint"), default="auto",
                    help="auto: from the model file name")
     p.add_argument("--inpaint-mask", help="image marking damaged areas in white (inpainting)")
-    p.add_argument("--strength", type=float, default=1.0, help="0 = original, 1 = fully restored")
-    p.add_argument("--mask", choices=MASK_MODES, default="official",
+    p.add_argument("--strength", type=float, default=paste.strength, help="0 = original, 1 = fully restored")
+    p.add_argument("--mask", choices=MASK_MODES, default=paste.mask_mode,
                    help="paste mask: official (GPEN recipe; a blurred rectangle without a face parser), parse, box")
     p.add_argument("--parser-dir", action="append", default=[],
                    help="folder with parsing_parsenet.pth / parsing_bisenet.pth (parse and official masks)")
+    p.add_argument("--feather", type=float, default=paste.feather,
+                   help="soft edge of the paste mask in %% of the face crop (default: the mask mode's own)")
+    p.add_argument("--grow", type=float, default=paste.grow, help="grow (+) or shrink (-) the mask, %% of the crop")
     p.add_argument("--color-match", action="store_true", help="match the restored faces' colours to the photo")
-    p.add_argument("--keep-gray", choices=KEEP_GRAY, default="auto",
+    p.add_argument("--keep-gray", choices=KEEP_GRAY, default=paste.keep_gray,
                    help="keep black-and-white photos black-and-white (auto: detect them)")
-    p.add_argument("--order", choices=ORDERS + (LARGEST,), default="left-right", help="face order for --faces")
+    order_option(p)
     p.add_argument("--faces", default="", help='which faces, e.g. "0,2" (default: all)')
-    p.add_argument("--min-size", type=float, default=0.0, help="ignore faces smaller than this (px)")
-    p.add_argument("--max-faces", type=int, default=0, help="restore at most this many faces (0 = all)")
+    p.add_argument("--min-size", type=float, default=select.min_size, help="ignore faces smaller than this (px)")
+    p.add_argument("--max-faces", type=int, default=select.max_count, help="restore at most this many faces (0 = all)")
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
     p.set_defaults(func=cmd_restore)
 
-    p = sub.add_parser("detect", help="list the faces in an image")
+    p = sub.add_parser("detect", help="list the faces in an image, numbered as restore's --faces counts them")
     p.add_argument("image")
     p.add_argument("--json", action="store_true", help="print a JSON list of {box, score, landmarks}")
     detector_options(p)
+    order_option(p)
     p.set_defaults(func=cmd_detect)
 
     p = sub.add_parser("info", help="describe a model file")

@@ -27,7 +27,7 @@ def _choice(name: str, value, choices) -> None:
 class SelectOptions:
     """Which detected faces are restored (see selection.py for the steps)."""
     threshold: float = 0.5
-    order: str = "left-right"
+    order: str = "large-small"  # face 0 is the largest, as the nodes number them
     indices: str = ""
     min_size: float = 0.0
     max_count: int = 0

@@ -62,6 +62,24 @@ def test_detect_json_finds_the_astronaut_with_landmarks_on_the_eyes(photos):
     assert abs(rx - 246) < 4 and abs(ry - 103.5) < 4
 
 
+def test_detect_numbers_faces_as_restore_faces_counts_them(photos, tmp_path):
+    """Two faces side by side, the right one larger: face 0 is the largest by default, the left one
+    with --order left-right; `restore --faces 0` changes only that face."""
+    astronaut = cv2.imread(str(photos / "astronaut.png"))
+    small = cv2.resize(astronaut, (320, 320), interpolation=cv2.INTER_AREA)
+    pair = np.full((512, 900, 3), 90, np.uint8)
+    pair[96:416, 20:340], pair[:, 388:] = small, astronaut
+    cv2.imwrite(str(tmp_path / "pair.png"), pair)
+    default = json.loads(gpen("detect", tmp_path / "pair.png", "--json").stdout)
+    by_x = json.loads(gpen("detect", tmp_path / "pair.png", "--json", "--order", "left-right").stdout)
+    assert len(default) == len(by_x) == 2
+    assert default[0]["box"][0] > 388 and by_x[0]["box"][0] < 340
+    gpen("restore", tmp_path / "pair.png", "--model", SMALL_MODEL, "-o", tmp_path / "first.png", "--faces", "0",
+         "--mask", "box")
+    changed = np.abs(cv2.imread(str(tmp_path / "first.png")).astype(int) - pair).max(axis=2) > 0
+    assert changed[:, 388:].any() and not changed[:, :340].any()
+
+
 def test_restore_a_folder_writes_every_image_and_leaves_the_faceless_one_identical(photos, tmp_path):
     out = tmp_path / "restored"
     done = gpen("restore", photos, "--model", SMALL_MODEL, "-o", out)
