@@ -125,9 +125,11 @@ def paste_back(image: Image, restored: Sequence[RestoredFace], options: PasteOpt
                              f"{pixels.shape[1]}x{pixels.shape[0]}; resize the mask to the image first")
     if not restored or options.strength == 0.0:
         return PasteResult(pixels, torch.zeros(pixels.shape[:2], dtype=torch.float32, device=pixels.device))
-    parse = parse_mask_fn(parser, options.regions) if parser is not None else None
-    crop_masks = paste_masks(options.mask_mode, [face.restored_u8() for face in restored], parse,
-                             options.feather, options.grow)
+    parse = parse_mask_fn(parser, options.regions) if parser is not None and options.mask_mode != "box" else None
+    # Only a parser needs the restored faces on the host; without one, one mask (of the crop size) serves all.
+    parsed = restored if parse is not None else restored[:1]
+    crop_masks = paste_masks(options.mask_mode, [face.restored_u8() for face in parsed], parse, options.feather,
+                             options.grow)
     gray = "off" if any(face.task == "colorize" for face in restored) else options.keep_gray
     return paste_faces(pixels, [face.aligned for face in restored],
                        torch.stack([face.restored for face in restored]).float().div_(255.0),
