@@ -32,7 +32,7 @@ class Interrupted(Exception):
     pass
 
 
-def test_api_interrupt_stops_between_chunks_and_leaves_the_inputs_alone(tiny_model, detector):
+def test_api_interrupt_stops_between_chunks_and_leaves_the_inputs_alone(s64_model, detector):
     import cv2
 
     face = cv2.resize(support.astronaut(), (128, 128), interpolation=cv2.INTER_AREA)
@@ -46,7 +46,7 @@ def test_api_interrupt_stops_between_chunks_and_leaves_the_inputs_alone(tiny_mod
             raise Interrupted
 
     with pytest.raises(Interrupted):
-        enhance_images(frames, tiny_model, detector, EnhanceOptions(paste=PasteOptions(mask_mode="box")),
+        enhance_images(frames, s64_model, detector, EnhanceOptions(paste=PasteOptions(mask_mode="box")),
                        progress=lambda done, total: progress.append(done), check_interrupt=check)
     # Progress counts the 10 detections, then the first chunk of 16 faces; Cancel stops before the next step.
     assert progress == list(range(1, 11)) + [10 + 16]
@@ -136,6 +136,12 @@ class OutOfMemoryAbove:
 def crops(n: int) -> list[np.ndarray]:
     rng = np.random.default_rng(n)
     return [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(n)]
+
+
+@pytest.fixture
+def tiny_model(s64_model):
+    """The shared s64 fixture model, under the name the out-of-memory stand-ins are built with."""
+    return s64_model
 
 
 def test_out_of_memory_shrinks_the_batch_and_gives_the_same_faces(tiny_model, comfy):
