@@ -18,21 +18,6 @@ def fixtures_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def s64_model_file() -> Path:
-    return fixture_files.S64_MODEL_FILE
-
-
-@pytest.fixture(scope="session")
-def s64_noconcat_model_file() -> Path:
-    return fixture_files.S64_NOCONCAT_MODEL_FILE
-
-
-@pytest.fixture(scope="session")
-def s256_model_file() -> Path:
-    return fixture_files.S256_MODEL_FILE
-
-
-@pytest.fixture(scope="session")
 def s64_model():
     """The 64 px fixture model, loaded once and shared: a test that changes its model loads its own
     (fixture_files.load_fixture_model)."""

@@ -1,8 +1,9 @@
-"""The one spelling of tests/fixtures/gpen and of the fixture models in it.
+"""The one spelling of tests/fixtures/gpen and of the fixture model files in it.
 
-For code that needs a path when it is imported (a parametrize list, a module constant of the
-ComfyUI harness or the robustness helpers, a script run in a subprocess). Tests take the
-fixtures of tests/conftest.py instead: `fixtures_dir`, `s64_model_file`, `s64_model` and so on.
+Imported where a path is needed when a module is imported (a parametrize list, a module constant
+of the ComfyUI harness or the robustness helpers, a script run in a subprocess) and where a test
+hands a model file on by its path. Tests take the folder and the loaded models from the fixtures
+of tests/conftest.py: `fixtures_dir`, `s64_model`, `s256_model`.
 """
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
+from fixture_files import S64_MODEL_FILE, S256_MODEL_FILE
 from helpers.http_model_server import ModelServer, Route
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,9 +61,9 @@ def test_detect_json_finds_the_astronaut_with_landmarks_on_the_eyes(photos):
     assert abs(rx - 246) < 4 and abs(ry - 103.5) < 4
 
 
-def test_restore_a_folder_writes_every_image_and_leaves_the_faceless_one_identical(photos, tmp_path, s256_model_file):
+def test_restore_a_folder_writes_every_image_and_leaves_the_faceless_one_identical(photos, tmp_path):
     out = tmp_path / "restored"
-    done = gpen("restore", photos, "--model", s256_model_file, "-o", out)
+    done = gpen("restore", photos, "--model", S256_MODEL_FILE, "-o", out)
     assert "3 image(s), 2 face(s) restored" in done.stdout
     assert sorted(p.name for p in out.iterdir()) == ["astronaut.png", "coffee.png", "hopper.jpg"]
     assert (out / "coffee.png").read_bytes() == (photos / "coffee.png").read_bytes()
@@ -73,22 +74,22 @@ def test_restore_a_folder_writes_every_image_and_leaves_the_faceless_one_identic
     assert not changed[:, :100].any() and not changed[300:].any()  # ...and nothing far from it
 
 
-def test_restore_keeps_the_alpha_channel_of_png(photos, tmp_path, s256_model_file):
+def test_restore_keeps_the_alpha_channel_of_png(photos, tmp_path):
     import skimage.data
 
     rgba = np.dstack([skimage.data.astronaut(), np.tile(np.arange(512, dtype=np.uint16)[None] // 2, (512, 1))])
     save_rgb(tmp_path / "alpha.png", rgba.astype(np.uint8))
-    gpen("restore", tmp_path / "alpha.png", "--model", s256_model_file, "-o", tmp_path / "out.png", "--mask", "box")
+    gpen("restore", tmp_path / "alpha.png", "--model", S256_MODEL_FILE, "-o", tmp_path / "out.png", "--mask", "box")
     out = load_rgb(tmp_path / "out.png")
     assert out.shape == (512, 512, 4)
     np.testing.assert_array_equal(out[..., 3], rgba[..., 3])
     assert np.any(out[..., :3] != rgba[..., :3])
 
 
-def test_restore_never_overwrites_its_input(photos, tmp_path, s256_model_file):
+def test_restore_never_overwrites_its_input(photos, tmp_path):
     target = tmp_path / "astronaut.png"
     target.write_bytes((photos / "astronaut.png").read_bytes())
-    done = gpen("restore", target, "--model", s256_model_file, "-o", target, check=False)
+    done = gpen("restore", target, "--model", S256_MODEL_FILE, "-o", target, check=False)
     assert done.returncode != 0
     assert "refusing to overwrite the input" in done.stderr
     assert target.read_bytes() == (photos / "astronaut.png").read_bytes()
@@ -122,17 +123,17 @@ def test_bad_arguments_exit_non_zero_with_a_one_line_message(args):
     assert "Traceback" not in done.stderr
 
 
-def test_convert_to_fp16_safetensors_halves_the_file_and_loads(tmp_path, s64_model_file):
+def test_convert_to_fp16_safetensors_halves_the_file_and_loads(tmp_path):
     out = tmp_path / "small.safetensors"
-    gpen("convert", s64_model_file, "-o", out, "--fp16")
+    gpen("convert", S64_MODEL_FILE, "-o", out, "--fp16")
     info = json.loads(gpen("info", out, "--json").stdout)
     assert info["format"] == "safetensors" and info["dtype"] == "fp16"
     assert info["config"]["size"] == 64
-    assert out.stat().st_size < 0.55 * s64_model_file.stat().st_size
+    assert out.stat().st_size < 0.55 * S64_MODEL_FILE.stat().st_size
 
 
-def test_download_fetches_from_a_mirror(tmp_path, s64_model_file):
-    body = s64_model_file.read_bytes()
+def test_download_fetches_from_a_mirror(tmp_path):
+    body = S64_MODEL_FILE.read_bytes()
     with ModelServer() as server:
         server.serve("/GPEN-BFR-256.pth", Route(body=body))
         gpen("download", "GPEN-BFR-256.pth", "--dir", tmp_path, "--url-base", server.url_base)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import skimage.data
 
-from fixture_files import load_fixture_model
+from fixture_files import S64_MODEL_FILE, load_fixture_model
 from gpen_pipeline import EnhanceOptions, PasteOptions, SelectOptions, enhance_image, enhance_images
 from gpen_pipeline.options import FACES_HELD
 from gpen_pipeline.detection import Detector
@@ -119,8 +119,8 @@ def test_bad_options_are_refused():
         PasteOptions(mask_mode="circle")
 
 
-def test_a_long_batch_gives_back_the_workspace_and_a_short_one_keeps_it(detector, s64_model_file):
-    model = load_fixture_model(s64_model_file)  # its own: the shared models keep their workspace
+def test_a_long_batch_gives_back_the_workspace_and_a_short_one_keeps_it(detector):
+    model = load_fixture_model(S64_MODEL_FILE)  # its own: the shared models keep their workspace
     frame = skimage.data.astronaut()
     enhance_images([frame], model, detector)
     assert "_workspace" in model.__dict__  # one face: kept for the next call

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import comfy_harness as harness
+from fixture_files import S64_NOCONCAT_MODEL_FILE
 
 LOADER = "GPENLoadModel"
 
@@ -77,7 +78,7 @@ def test_frozen_handle(comfy):
         handle.size = 512
 
 
-def test_cache_reuses_and_replaced_file_is_reloaded(comfy, s64_noconcat_model_file):
+def test_cache_reuses_and_replaced_file_is_reloaded(comfy):
     folder = comfy.base / "models" / "facerestore"
     path = harness.put_model(folder, "GPEN-swap.pth")
     node = loader(comfy)
@@ -88,7 +89,7 @@ def test_cache_reuses_and_replaced_file_is_reloaded(comfy, s64_noconcat_model_fi
     assert first.model.config.isconcat is True
 
     time.sleep(0.01)  # a distinct mtime even on coarse clocks
-    shutil.copyfile(s64_noconcat_model_file, path)
+    shutil.copyfile(S64_NOCONCAT_MODEL_FILE, path)
     os.utime(path, ns=(time.time_ns(), time.time_ns() + 1_000_000))
     assert node.IS_CHANGED("GPEN-swap.pth") != stamp  # ComfyUI re-runs the loader
     replaced = node.load("GPEN-swap.pth", "cpu", "fp32")["result"][0]

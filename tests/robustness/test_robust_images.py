@@ -23,6 +23,7 @@ import torch
 from gpen_pipeline import EnhanceOptions, PasteOptions, enhance_image, enhance_images
 
 import robustness_support as support
+from fixture_files import S64_MODEL_FILE
 
 BOX = EnhanceOptions(paste=PasteOptions(mask_mode="box"))
 
@@ -264,7 +265,7 @@ def _status_mb(field: str) -> float:
 
 
 @pytest.fixture(scope="module")
-def cli_images(tmp_path_factory, s64_model_file):
+def cli_images(tmp_path_factory):
     """Image files a user may point the CLI at, each restored once (two runs at a time)."""
     folder = tmp_path_factory.mktemp("cli_images")
     photo = support.astronaut()
@@ -278,7 +279,7 @@ def cli_images(tmp_path_factory, s64_model_file):
     names = ["one-pixel.png", "deep.png", "grey.png", "cut.png", "pipe.png"]
 
     def run(name):
-        return support.run_cli("restore", folder / name, "--model", s64_model_file, "-o", folder / "out" / name,
+        return support.run_cli("restore", folder / name, "--model", S64_MODEL_FILE, "-o", folder / "out" / name,
                                "--mask", "box", timeout=60)
 
     with ThreadPoolExecutor(max_workers=2) as pool:
