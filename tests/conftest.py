@@ -4,9 +4,30 @@ from pathlib import Path
 
 import pytest
 
+import fixture_files
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    """tests/fixtures/gpen: the official code's recorded inputs and outputs, and the fixture models."""
+    return fixture_files.FIXTURES
+
+
+@pytest.fixture(scope="session")
+def s64_model():
+    """The 64 px fixture model, loaded once and shared: a test that changes its model loads its own
+    (fixture_files.load_fixture_model)."""
+    return fixture_files.load_fixture_model(fixture_files.S64_MODEL_FILE)
+
+
+@pytest.fixture(scope="session")
+def s256_model():
+    """The 256 px fixture model, loaded once and shared like `s64_model`."""
+    return fixture_files.load_fixture_model(fixture_files.S256_MODEL_FILE)
 
 
 @pytest.fixture(scope="session")

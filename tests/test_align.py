@@ -1,6 +1,4 @@
 """Alignment: GPEN/FFHQ templates, the similarity fit, crops against the official fixture."""
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
@@ -9,12 +7,10 @@ from gpen_pipeline.align import (DegenerateLandmarks, align_face, compose_affine
                                  invert_affine, similarity_from_points, template_points)
 from gpen_pipeline.face import Face
 
-FIXTURES = Path(__file__).parent / "fixtures" / "gpen"
-
 
 @pytest.fixture(scope="module")
-def align_fx():
-    return np.load(FIXTURES / "align.npz")
+def align_fx(fixtures_dir):
+    return np.load(fixtures_dir / "align.npz")
 
 
 def _face(landmarks) -> Face:

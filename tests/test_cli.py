@@ -11,11 +11,10 @@ import cv2
 import numpy as np
 import pytest
 
+from fixture_files import S64_MODEL_FILE, S256_MODEL_FILE
 from helpers.http_model_server import ModelServer, Route
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT / "tests" / "fixtures" / "gpen"
-SMALL_MODEL = FIXTURES / "gpen_s256_cm1_n00625.pth"
 
 
 def gpen(*args, check=True) -> subprocess.CompletedProcess:
@@ -82,7 +81,7 @@ def test_detect_numbers_faces_as_restore_faces_counts_them(photos, tmp_path):
 
 def test_restore_a_folder_writes_every_image_and_leaves_the_faceless_one_identical(photos, tmp_path):
     out = tmp_path / "restored"
-    done = gpen("restore", photos, "--model", SMALL_MODEL, "-o", out)
+    done = gpen("restore", photos, "--model", S256_MODEL_FILE, "-o", out)
     assert "3 image(s), 2 face(s) restored" in done.stdout
     assert sorted(p.name for p in out.iterdir()) == ["astronaut.png", "coffee.png", "hopper.jpg"]
     assert (out / "coffee.png").read_bytes() == (photos / "coffee.png").read_bytes()
@@ -98,7 +97,7 @@ def test_restore_keeps_the_alpha_channel_of_png(photos, tmp_path):
 
     rgba = np.dstack([skimage.data.astronaut(), np.tile(np.arange(512, dtype=np.uint16)[None] // 2, (512, 1))])
     save_rgb(tmp_path / "alpha.png", rgba.astype(np.uint8))
-    gpen("restore", tmp_path / "alpha.png", "--model", SMALL_MODEL, "-o", tmp_path / "out.png", "--mask", "box")
+    gpen("restore", tmp_path / "alpha.png", "--model", S256_MODEL_FILE, "-o", tmp_path / "out.png", "--mask", "box")
     out = load_rgb(tmp_path / "out.png")
     assert out.shape == (512, 512, 4)
     np.testing.assert_array_equal(out[..., 3], rgba[..., 3])
@@ -108,16 +107,16 @@ def test_restore_keeps_the_alpha_channel_of_png(photos, tmp_path):
 def test_restore_never_overwrites_its_input(photos, tmp_path):
     target = tmp_path / "astronaut.png"
     target.write_bytes((photos / "astronaut.png").read_bytes())
-    done = gpen("restore", target, "--model", SMALL_MODEL, "-o", target, check=False)
+    done = gpen("restore", target, "--model", S256_MODEL_FILE, "-o", target, check=False)
     assert done.returncode != 0
     assert "refusing to overwrite the input" in done.stderr
     assert target.read_bytes() == (photos / "astronaut.png").read_bytes()
 
 
 @pytest.mark.parametrize("name", ["gpen_s64_cm1_n0125", "gpen_s256_cm1_n00625", "gpen_s64_cm2_n0125_noconcat"])
-def test_info_prints_the_config_read_from_the_tensors(name):
-    info = json.loads(gpen("info", FIXTURES / f"{name}.pth", "--json").stdout)
-    spec = json.loads((FIXTURES / f"{name}.json").read_text())
+def test_info_prints_the_config_read_from_the_tensors(name, fixtures_dir):
+    info = json.loads(gpen("info", fixtures_dir / f"{name}.pth", "--json").stdout)
+    spec = json.loads((fixtures_dir / f"{name}.json").read_text())
     assert info["config"] == spec["config"]
     assert info["size"] == spec["config"]["size"]
     assert info["parameters"] == spec["n_params"]
@@ -144,15 +143,15 @@ def test_bad_arguments_exit_non_zero_with_a_one_line_message(args):
 
 def test_convert_to_fp16_safetensors_halves_the_file_and_loads(tmp_path):
     out = tmp_path / "small.safetensors"
-    gpen("convert", FIXTURES / "gpen_s64_cm1_n0125.pth", "-o", out, "--fp16")
+    gpen("convert", S64_MODEL_FILE, "-o", out, "--fp16")
     info = json.loads(gpen("info", out, "--json").stdout)
     assert info["format"] == "safetensors" and info["dtype"] == "fp16"
     assert info["config"]["size"] == 64
-    assert out.stat().st_size < 0.55 * (FIXTURES / "gpen_s64_cm1_n0125.pth").stat().st_size
+    assert out.stat().st_size < 0.55 * S64_MODEL_FILE.stat().st_size
 
 
 def test_download_fetches_from_a_mirror(tmp_path):
-    body = (FIXTURES / "gpen_s64_cm1_n0125.pth").read_bytes()
+    body = S64_MODEL_FILE.read_bytes()
     with ModelServer() as server:
         server.serve("/GPEN-BFR-256.pth", Route(body=body))
         gpen("download", "GPEN-BFR-256.pth", "--dir", tmp_path, "--url-base", server.url_base)

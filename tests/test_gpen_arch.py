@@ -13,7 +13,7 @@ import gpen_arch
 from gpen_arch import GPEN, GPENConfig, ModelLoadError, infer_config, load_model
 from gpen_arch.loader import expected_layout
 
-FIXTURES = Path(__file__).parent / "fixtures" / "gpen"
+from fixture_files import FIXTURES  # RELEASED below lists it when the module is imported
 MODELS = ["gpen_s64_cm1_n0125", "gpen_s256_cm1_n00625", "gpen_s64_cm2_n0125_noconcat"]
 RELEASED = sorted(p.stem[len("keys_"):] for p in FIXTURES.glob("keys_*.json"))
 

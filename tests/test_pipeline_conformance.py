@@ -5,7 +5,6 @@ detector -> the given dets/landms, parser -> parse_mask512_u8 whatever the
 face, super-resolution -> cv2 bicubic x2. Everything else is official code.
 """
 import json
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -19,7 +18,6 @@ from gpen_pipeline.masks import paste_masks
 from gpen_pipeline.paste import paste_faces
 from gpen_pipeline.restore import restore_crops
 
-FIXTURES = Path(__file__).parent / "fixtures" / "gpen"
 THRESHOLD = 0.9  # FaceEnhancement.threshold
 SIZE = 64  # in_size of the fixture run
 
@@ -31,16 +29,8 @@ def _rgb(bgr: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def fx():
-    return np.load(FIXTURES / "pipeline.npz")
-
-
-@pytest.fixture(scope="module")
-def model():
-    gpen_arch = pytest.importorskip("gpen_arch")
-    if not hasattr(gpen_arch, "load_model"):
-        pytest.skip("gpen_arch.load_model is not available yet")
-    return gpen_arch.load_model(FIXTURES / "gpen_s64_cm1_n0125.pth")
+def fx(fixtures_dir):
+    return np.load(fixtures_dir / "pipeline.npz")
 
 
 def _faces(fx, scale: float = 1.0) -> list[Face]:
@@ -60,8 +50,8 @@ def _assert_close_u8(ours: np.ndarray, official: np.ndarray) -> None:
     assert diff.max() <= 1, f"max diff {diff.max()} at {int((diff > 1).sum())} px"
 
 
-def test_fixture_is_what_the_json_says(fx):
-    meta = json.loads((FIXTURES / "pipeline.json").read_text())
+def test_fixture_is_what_the_json_says(fx, fixtures_dir):
+    meta = json.loads((fixtures_dir / "pipeline.json").read_text())
     assert meta["in_size"] == SIZE and meta["n_faces_processed"] == 2
     faces = _faces(fx)
     assert len(faces) == 3 and len(_kept(faces)) == 2 and faces[2].score < THRESHOLD
@@ -112,16 +102,16 @@ def test_paste_reproduces_official_output(fx, alpha, key):
     _assert_close_u8(_paste(fx, image, aligned, enhanced, crops, alpha), _rgb(fx[key]))
 
 
-def test_whole_flow_with_the_s64_model(fx, model):
+def test_whole_flow_with_the_s64_model(fx, s64_model):
     image = _rgb(fx["img_bgr_u8"])
     aligned, crops = _aligned_all(image, _kept(_faces(fx)))
-    enhanced = restore_crops(model, crops, round_output=False)  # the official FaceGAN truncates
+    enhanced = restore_crops(s64_model, crops, round_output=False)  # the official FaceGAN truncates
     for i, face in enumerate(enhanced):
         assert np.abs(face.astype(int) - _rgb(fx[f"face{i}_enhanced"])).max() <= 1
     _assert_close_u8(_paste(fx, image, aligned, enhanced), _rgb(fx["out_alpha1"]))
 
 
-def test_super_resolution_flow(fx, model):
+def test_super_resolution_flow(fx, s64_model):
     """use_sr: detect and crop on the bilinear x2 image, paste onto the SR (bicubic x2) background."""
     image = _rgb(fx["img_bgr_u8"])
     h, w = image.shape[:2]
@@ -130,5 +120,5 @@ def test_super_resolution_flow(fx, model):
     faces = _kept(_faces(fx, scale=2.0))  # the stand-in detector returned the detections x2
     assert min(faces[1].width, faces[1].height) >= 100  # at x2 no face takes the small-face smoothing
     aligned, crops = _aligned_all(upscaled, faces)
-    enhanced = restore_crops(model, crops, round_output=False)
+    enhanced = restore_crops(s64_model, crops, round_output=False)
     _assert_close_u8(_paste(fx, background, aligned, enhanced), _rgb(fx["out_sr2"]))

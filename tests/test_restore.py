@@ -1,6 +1,5 @@
 """Network pre/post-processing, batching and tasks against the official FaceGAN fixture and the s64 model."""
 import dataclasses
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -11,9 +10,6 @@ from gpen_arch import GPENModel
 from gpen_pipeline.color import transfer_luminance
 from gpen_pipeline.restore import RestoreOutOfMemory, restore_crops, run_network
 
-FIXTURES = Path(__file__).parent / "fixtures" / "gpen"
-MODEL_FILE = FIXTURES / "gpen_s64_cm1_n0125.pth"
-
 torch.set_num_threads(1)
 
 
@@ -22,16 +18,14 @@ def _rgb(bgr: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def io_fx():
-    return np.load(FIXTURES / "facegan_io.npz")
+def io_fx(fixtures_dir):
+    return np.load(fixtures_dir / "facegan_io.npz")
 
 
-@pytest.fixture(scope="module")
-def model():
-    gpen_arch = pytest.importorskip("gpen_arch")
-    if not hasattr(gpen_arch, "load_model"):
-        pytest.skip("gpen_arch.load_model is not available yet")
-    return gpen_arch.load_model(MODEL_FILE)
+@pytest.fixture
+def model(s64_model):
+    """Every test here runs the shared s64 fixture model (the stand-in networks below wrap it)."""
+    return s64_model
 
 
 class Recording:

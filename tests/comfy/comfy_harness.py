@@ -24,13 +24,14 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
+if str(REPO / "tests") not in sys.path:  # scripts/screenshot_workflow.py imports this module too
+    sys.path.insert(0, str(REPO / "tests"))
+from fixture_files import S64_MODEL_FILE  # noqa: E402
+
 TMP = REPO / "tests" / ".tmp"  # git-ignored
-FIXTURES = REPO / "tests" / "fixtures" / "gpen"
 PACK_NAME = "comfyui-gpen"
 NODE_IDS = ("GPENLoadModel", "GPENDetectFaces", "GPENRestoreFaces", "GPENPasteBack", "GPENFaceRestore")
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "DO_NOT_TRACK": "1"}
-SMALL_MODEL = FIXTURES / "gpen_s64_cm1_n0125.pth"
-OTHER_SMALL_MODEL = FIXTURES / "gpen_s64_cm2_n0125_noconcat.pth"
 
 
 # --------------------------------------------------------------------------- the ComfyUI tree
@@ -89,7 +90,7 @@ def make_base(base: Path) -> Path:
     return base
 
 
-def put_model(folder: Path, name: str, source: Path = SMALL_MODEL) -> Path:
+def put_model(folder: Path, name: str, source: Path = S64_MODEL_FILE) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / name
     shutil.copyfile(source, target)
@@ -98,7 +99,7 @@ def put_model(folder: Path, name: str, source: Path = SMALL_MODEL) -> Path:
 
 def write_corrupt_model(folder: Path, name: str = "GPEN-broken.pth") -> Path:
     """A .pth that starts like a zip archive and then stops: what a cut-off download looks like."""
-    data = SMALL_MODEL.read_bytes()
+    data = S64_MODEL_FILE.read_bytes()
     target = folder / name
     target.write_bytes(data[: len(data) // 3])
     return target

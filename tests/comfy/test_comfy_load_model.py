@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import comfy_harness as harness
+from fixture_files import S64_NOCONCAT_MODEL_FILE
 
 LOADER = "GPENLoadModel"
 
@@ -88,7 +89,7 @@ def test_cache_reuses_and_replaced_file_is_reloaded(comfy):
     assert first.model.config.isconcat is True
 
     time.sleep(0.01)  # a distinct mtime even on coarse clocks
-    shutil.copyfile(harness.OTHER_SMALL_MODEL, path)
+    shutil.copyfile(S64_NOCONCAT_MODEL_FILE, path)
     os.utime(path, ns=(time.time_ns(), time.time_ns() + 1_000_000))
     assert node.IS_CHANGED("GPEN-swap.pth") != stamp  # ComfyUI re-runs the loader
     replaced = node.load("GPEN-swap.pth", "cpu", "fp32")["result"][0]
@@ -133,17 +134,16 @@ def test_missing_model_is_explained_at_validation(comfy):
         loader(comfy).load("GPEN-BFR-512.pth", "auto", "auto")
 
 
-def test_onnx_model_runs_without_a_patcher(comfy):
+def test_onnx_model_runs_without_a_patcher(comfy, s64_model):
     import gpen_arch
 
     folder = comfy.base / "models" / "facerestore"
-    torch_model = gpen_arch.load_model(harness.SMALL_MODEL)
-    gpen_arch.export_onnx(torch_model, folder / "GPEN-tiny-64.onnx")
+    gpen_arch.export_onnx(s64_model, folder / "GPEN-tiny-64.onnx")
     out = loader(comfy).load("GPEN-tiny-64.onnx", "auto", "auto")
     handle = out["result"][0]
     assert handle.patcher is None and handle.model.backend == "onnx" and handle.model.size == 64
     assert "ONNX" in out["ui"]["text"][0]
     x = torch.rand(1, 3, 64, 64) * 2 - 1
     with torch.no_grad():
-        expected = torch_model(x)
+        expected = s64_model(x)
     assert torch.allclose(comfy.common.ready_model(handle)(x), expected, atol=1e-3)

@@ -13,10 +13,11 @@ import urllib.request
 import pytest
 
 import comfy_harness as harness
+from fixture_files import FIXTURES, S64_MODEL_FILE, S64_NOCONCAT_MODEL_FILE
 
 MODEL = "GPEN-tiny-64.pth"  # the fixture gpen_s64_cm1_n0125.pth, installed by the `server` fixture
-OFFICIAL = json.loads((harness.FIXTURES / "gpen_s64_cm1_n0125.json").read_text(encoding="utf-8"))
-OTHER = json.loads((harness.FIXTURES / "gpen_s64_cm2_n0125_noconcat.json").read_text(encoding="utf-8"))
+OFFICIAL = json.loads((FIXTURES / "gpen_s64_cm1_n0125.json").read_text(encoding="utf-8"))
+OTHER = json.loads((FIXTURES / "gpen_s64_cm2_n0125_noconcat.json").read_text(encoding="utf-8"))
 
 
 def get(server, route: str) -> tuple[int, str, dict]:
@@ -40,7 +41,7 @@ def test_model_info_reads_size_parameters_and_dtype_from_the_file(server, prefix
     assert info["size"] == OFFICIAL["config"]["size"] and info["config"] == OFFICIAL["config"]
     assert info["parameters"] == OFFICIAL["n_params"]  # counted by the official code
     assert info["dtype"] == "fp32" and info["format"] == "pytorch" and info["task"] == "restore"
-    assert info["file_bytes"] == os.path.getsize(harness.SMALL_MODEL)
+    assert info["file_bytes"] == os.path.getsize(S64_MODEL_FILE)
     assert "non-commercial" in info["licence"] and info["sha256"] is None
 
 
@@ -52,10 +53,10 @@ def test_model_info_of_a_broken_file_is_the_loaders_sentence(server):
 
 def test_model_info_follows_a_replaced_file(server):
     folder = server.base / "models" / "facerestore"
-    target = harness.put_model(folder, "GPEN-swapped.pth", harness.SMALL_MODEL)
+    target = harness.put_model(folder, "GPEN-swapped.pth", S64_MODEL_FILE)
     try:
         first = get(server, info_route(target.name))[2]
-        harness.put_model(folder, target.name, harness.OTHER_SMALL_MODEL)
+        harness.put_model(folder, target.name, S64_NOCONCAT_MODEL_FILE)
         os.utime(target, ns=(target.stat().st_atime_ns, target.stat().st_mtime_ns + 10**9))
         second = get(server, info_route(target.name))[2]
     finally:

@@ -23,14 +23,6 @@ for _path in (HERE, COMFY_TESTS):
         sys.path.insert(0, str(_path))
 
 import comfy_harness as harness  # noqa: E402
-import robustness_support as support  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def tiny_model():
-    import gpen_arch
-
-    return gpen_arch.load_model(support.TINY)
 
 
 # --------------------------------------------------------------------------- ComfyUI in-process
@@ -77,7 +69,7 @@ def comfy(tmp_path_factory):
         assert env.loop.run_until_complete(env.nodes.load_custom_node(str(pack_dir))), "our pack failed to load"
     env.pack = sys.modules[env.nodes.NODE_CLASS_MAPPINGS["GPENLoadModel"].__module__.rsplit(".", 2)[0]]
     env.common = sys.modules[env.pack.__name__ + ".nodes.common"]
-    harness.put_model(env.base / "models" / "facerestore", "GPEN-robust-64.pth", support.TINY)
+    harness.put_model(env.base / "models" / "facerestore", "GPEN-robust-64.pth")  # the s64 fixture model
     env.run = lambda graph: run_prompt(env, graph)
     yield env
     if owned:

@@ -19,13 +19,12 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: fixture_files
 torch.set_num_threads(1)
 cv2.setNumThreads(1)
 
-import gpen_arch  # noqa: E402
+from fixture_files import S64_MODEL_FILE, load_fixture_model  # noqa: E402
 from gpen_pipeline import DEFAULT_DETECTOR, EnhanceOptions, PasteOptions, enhance_images, load_detector  # noqa: E402
-
-TINY = Path(__file__).resolve().parents[1] / "fixtures" / "gpen" / "gpen_s64_cm1_n0125.pth"
 
 
 def status_mb(field: str) -> float:
@@ -63,7 +62,7 @@ def frames(count: int) -> list[np.ndarray]:
 
 def main() -> None:
     scenario, arg = sys.argv[1], sys.argv[2]
-    model = gpen_arch.load_model(TINY)
+    model = load_fixture_model(S64_MODEL_FILE)
     detector = load_detector(DEFAULT_DETECTOR, device="cpu")
     images = large_photo(arg) if scenario == "large" else frames(int(arg))
     calls: list[tuple[int, int]] = []

@@ -13,9 +13,6 @@ from typing import Sequence
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = ROOT / "tests" / "fixtures" / "gpen"
-TINY = FIXTURES / "gpen_s64_cm1_n0125.pth"  # a real GPEN-64 (4.5 MB)
-TINY_OTHER = FIXTURES / "gpen_s64_cm2_n0125_noconcat.pth"  # another layout of the same size
 HERE = Path(__file__).resolve().parent
 
 

@@ -34,10 +34,10 @@ def changed(result, image) -> np.ndarray:
 
 
 @pytest.mark.parametrize("side", ["left", "top"])
-def test_face_cut_by_the_border_is_restored_without_a_dark_rim(tiny_model, detector, side):
+def test_face_cut_by_the_border_is_restored_without_a_dark_rim(s64_model, detector, side):
     photo = support.astronaut()
     image = np.ascontiguousarray(photo[:, 215:] if side == "left" else photo[110:, :])  # through the face
-    result = restore(image, tiny_model, detector)
+    result = restore(image, s64_model, detector)
     assert len(result.faces) == 1
     support.assert_untouched_outside(result.image, image, result.mask)
     # Geometry alone, with a restorer that changes nothing: the crop's black surround must not
@@ -52,21 +52,21 @@ def test_face_cut_by_the_border_is_restored_without_a_dark_rim(tiny_model, detec
 
 
 @pytest.mark.parametrize("side", [48, 96])
-def test_faces_of_8_to_20_pixels_found_in_small_photos(tiny_model, detector, side):
+def test_faces_of_8_to_20_pixels_found_in_small_photos(s64_model, detector, side):
     image = cv2.resize(support.astronaut(), (side, side), interpolation=cv2.INTER_AREA)
-    result = restore(image, tiny_model, detector, EnhanceOptions())  # official mode: small-face smoothing
+    result = restore(image, s64_model, detector, EnhanceOptions())  # official mode: small-face smoothing
     assert len(result.faces) == 1 and result.faces[0].face.width < side / 4
     support.assert_untouched_outside(result.image, image, result.mask)
     assert result.mask.any()
 
 
-def test_placed_10px_faces_in_a_large_photo_are_pasted_only_where_they_are(tiny_model):
+def test_placed_10px_faces_in_a_large_photo_are_pasted_only_where_they_are(s64_model):
     """Two 10 px faces in 1000 px (what a crowd shot gives): the 64 px crops are upsampled from
     a few pixels, and the paste stays within a few face widths of each face."""
     base = cv2.resize(support.group_photo(), (1000, 692), interpolation=cv2.INTER_AREA)
     unit = (support.ASTRONAUT_LANDMARKS - support.ASTRONAUT_LANDMARKS.mean(0)) / 43.0 * 10.0  # eyes 10 px apart
     faces = [((x - 8, y - 10, x + 8, y + 12), 0.99, unit + (x, y)) for x, y in ((200.0, 300.0), (700.0, 500.0))]
-    result = restore(base, tiny_model, support.fixed_detector(faces, 1000), EnhanceOptions())
+    result = restore(base, s64_model, support.fixed_detector(faces, 1000), EnhanceOptions())
     assert len(result.faces) == 2
     support.assert_untouched_outside(result.image, base, result.mask)
     ys, xs = np.nonzero(result.mask)
@@ -77,11 +77,11 @@ def test_placed_10px_faces_in_a_large_photo_are_pasted_only_where_they_are(tiny_
 
 
 @pytest.mark.parametrize("crop", ["loose", "tight"])
-def test_face_filling_the_whole_image(tiny_model, detector, crop):
+def test_face_filling_the_whole_image(s64_model, detector, crop):
     photo = support.astronaut()
     part = photo[60:180, 165:285] if crop == "loose" else photo[85:160, 190:260]
     image = cv2.resize(part, (256, 256), interpolation=cv2.INTER_CUBIC)
-    result = restore(image, tiny_model, detector)
+    result = restore(image, s64_model, detector)
     assert len(result.faces) >= 1
     support.assert_untouched_outside(result.image, image, result.mask)
     assert (result.mask > 0).mean() > 0.3  # the face is most of the picture
@@ -103,13 +103,13 @@ def upright_and_unmirrored(crop: np.ndarray, detector) -> bool:
 
 
 @pytest.mark.parametrize("turns", [1, 2, 3])
-def test_turned_photo_gives_an_upright_crop_and_is_pasted_turned(tiny_model, detector, turns):
+def test_turned_photo_gives_an_upright_crop_and_is_pasted_turned(s64_model, detector, turns):
     from gpen_pipeline.align import warp_crop
 
     photo = support.astronaut()
-    upright = restore(photo, tiny_model, detector)
+    upright = restore(photo, s64_model, detector)
     image = np.ascontiguousarray(np.rot90(photo, turns))
-    result = restore(image, tiny_model, detector)
+    result = restore(image, s64_model, detector)
     assert result.faces, "no face found in the turned photo"
     support.assert_untouched_outside(result.image, image, result.mask)
     best = max(result.faces, key=lambda f: f.face.score)
@@ -143,12 +143,12 @@ def face_cells() -> list[np.ndarray]:
     return cells
 
 
-def test_fifty_faces_in_one_photo_all_restored(tiny_model, detector):
+def test_fifty_faces_in_one_photo_all_restored(s64_model, detector):
     cells = face_cells()
     assert len(cells) == 8
     grid = [cv2.flip(cells[i % 8], 1) if (i // 8) % 2 else cells[i % 8] for i in range(50)]
     image = support.tile(grid, columns=10, cell=128)  # 1280 x 640
-    result = restore(image, tiny_model, detector)
+    result = restore(image, s64_model, detector)
     assert len(result.faces) >= 48, len(result.faces)
     support.assert_untouched_outside(result.image, image, result.mask)
     diff = changed(result, image)
@@ -174,9 +174,9 @@ def degenerate_detector():
     return support.fixed_detector(faces, 512)
 
 
-def test_degenerate_landmarks_skip_that_face_with_a_note_and_restore_the_others(tiny_model):
+def test_degenerate_landmarks_skip_that_face_with_a_note_and_restore_the_others(s64_model):
     photo = support.astronaut()
-    result = restore(photo, tiny_model, degenerate_detector())
+    result = restore(photo, s64_model, degenerate_detector())
     assert len(result.faces) == 2
     notes = " | ".join(result.notes)
     assert "coincide" in notes and "collinear" in notes, notes

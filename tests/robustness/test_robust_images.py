@@ -23,6 +23,7 @@ import torch
 from gpen_pipeline import EnhanceOptions, PasteOptions, enhance_image, enhance_images
 
 import robustness_support as support
+from fixture_files import S64_MODEL_FILE
 
 BOX = EnhanceOptions(paste=PasteOptions(mask_mode="box"))
 
@@ -38,12 +39,12 @@ def restore(image, model, detector, options=BOX):
 
 @pytest.mark.parametrize("shape", [(1, 1, 3), (2, 3, 3), (16, 16, 3), (1, 4096, 3), (16, 16, 4)])
 @pytest.mark.parametrize("dtype", [np.uint8, np.float32])
-def test_tiny_and_thin_images_come_back_unchanged(tiny_model, detector, shape, dtype):
+def test_tiny_and_thin_images_come_back_unchanged(s64_model, detector, shape, dtype):
     rng = np.random.default_rng(sum(shape))
     image = rng.integers(0, 256, shape, dtype=np.uint8)
     if dtype == np.float32:
         image = image.astype(np.float32) / 255
-    result = restore(image, tiny_model, detector)
+    result = restore(image, s64_model, detector)
     assert result.faces == ()
     support.assert_untouched_outside(result.image, image, result.mask)
     assert not result.mask.any() and result.mask.shape == shape[:2]
@@ -95,27 +96,27 @@ def test_100_frames_progress_and_bounded_memory(memory_runs):
     (np.zeros((0, 64, 3), np.uint8), "is empty"),
     ([[1, 2, 3]], "must be a numpy array"),
 ])
-def test_unsupported_images_are_refused_before_any_work(tiny_model, image, words):
+def test_unsupported_images_are_refused_before_any_work(s64_model, image, words):
     from gpen_pipeline.detection import Detector
 
     calls = []
     detector = Detector(name="counting", model=None, source="-", device="cpu",
                         runner=lambda *args: calls.append(args) or support.fixed_detector([], 32).runner(*args))
     with pytest.raises(ValueError) as info:
-        enhance_images([support.faceless(32, 32), image], tiny_model, detector)  # the bad one second
+        enhance_images([support.faceless(32, 32), image], s64_model, detector)  # the bad one second
     assert f"image 1 {words}" in str(info.value)
     assert calls == []  # refused before the good first image was even searched
 
 
-def test_one_image_passed_where_a_list_is_expected_is_named(tiny_model, detector):
+def test_one_image_passed_where_a_list_is_expected_is_named(s64_model, detector):
     with pytest.raises(ValueError, match="use enhance_image for a single image"):
-        enhance_images(support.astronaut(), tiny_model, detector)
+        enhance_images(support.astronaut(), s64_model, detector)
 
 
-def test_grey_photo_stays_grey(tiny_model, detector):
+def test_grey_photo_stays_grey(s64_model, detector):
     grey = cv2.cvtColor(support.astronaut(), cv2.COLOR_RGB2GRAY)
     image = np.dstack([grey] * 3)
-    result = restore(image, tiny_model, detector)
+    result = restore(image, s64_model, detector)
     assert len(result.faces) == 1
     assert np.array_equal(result.image[..., 0], result.image[..., 1])
     assert np.array_equal(result.image[..., 1], result.image[..., 2])
@@ -124,23 +125,23 @@ def test_grey_photo_stays_grey(tiny_model, detector):
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.float32])
-def test_rgba_alpha_is_kept_bit_for_bit(tiny_model, detector, dtype):
+def test_rgba_alpha_is_kept_bit_for_bit(s64_model, detector, dtype):
     photo = support.astronaut()
     alpha = np.random.default_rng(5).integers(0, 256, photo.shape[:2], dtype=np.uint8)
     image = np.dstack([photo, alpha])
     if dtype == np.float32:
         image = image.astype(np.float32) / 255
-    result = restore(image, tiny_model, detector)
+    result = restore(image, s64_model, detector)
     assert len(result.faces) == 1
     np.testing.assert_array_equal(result.image[..., 3], image[..., 3])
     support.assert_untouched_outside(result.image, image, result.mask)
-    rgb = restore(np.ascontiguousarray(image[..., :3]), tiny_model, detector)
+    rgb = restore(np.ascontiguousarray(image[..., :3]), s64_model, detector)
     np.testing.assert_array_equal(result.image[..., :3], rgb.image)  # alpha never leaks into the colours
 
 
-def test_values_slightly_outside_0_1_are_kept_outside_the_faces(tiny_model, detector):
+def test_values_slightly_outside_0_1_are_kept_outside_the_faces(s64_model, detector):
     image = support.astronaut().astype(np.float32) / 255 * 1.06 - 0.03  # an upscaler's overshoot
-    result = restore(image, tiny_model, detector)
+    result = restore(image, s64_model, detector)
     assert len(result.faces) == 1
     support.assert_untouched_outside(result.image, image, result.mask)
     inside = result.image[result.mask > 0]
@@ -156,10 +157,10 @@ def poisoned(photo: np.ndarray) -> np.ndarray:
     return image
 
 
-def test_nan_and_inf_are_sanitised_inside_faces_and_kept_outside(tiny_model, detector):
+def test_nan_and_inf_are_sanitised_inside_faces_and_kept_outside(s64_model, detector):
     image = poisoned(support.astronaut())
     given = image.copy()
-    result = restore(image, tiny_model, detector)
+    result = restore(image, s64_model, detector)
     np.testing.assert_array_equal(image, given)  # the caller's array is never written to
     assert len(result.faces) == 1  # NaN over the eyes did not hide the face
     assert np.isfinite(result.image[result.mask > 0]).all()
@@ -169,10 +170,10 @@ def test_nan_and_inf_are_sanitised_inside_faces_and_kept_outside(tiny_model, det
     assert any(f"{count} NaN/infinite values" in note for note in result.notes), result.notes
 
 
-def test_all_nan_frame_in_a_batch_does_not_stop_the_others(tiny_model, detector):
+def test_all_nan_frame_in_a_batch_does_not_stop_the_others(s64_model, detector):
     photo = support.astronaut()
     broken = np.full(photo.shape, np.nan, np.float32)
-    results = enhance_images([photo.astype(np.float32) / 255, broken], tiny_model, detector, BOX)
+    results = enhance_images([photo.astype(np.float32) / 255, broken], s64_model, detector, BOX)
     assert len(results[0].faces) == 1 and results[1].faces == ()
     assert np.isnan(results[1].image).all() and results[1].image.shape == photo.shape
     assert "NaN/infinite" in results[1].notes[0]
@@ -278,7 +279,7 @@ def cli_images(tmp_path_factory):
     names = ["one-pixel.png", "deep.png", "grey.png", "cut.png", "pipe.png"]
 
     def run(name):
-        return support.run_cli("restore", folder / name, "--model", support.TINY, "-o", folder / "out" / name,
+        return support.run_cli("restore", folder / name, "--model", S64_MODEL_FILE, "-o", folder / "out" / name,
                                "--mask", "box", timeout=60)
 
     with ThreadPoolExecutor(max_workers=2) as pool:

@@ -25,6 +25,7 @@ from gpen_arch import ModelLoadError
 
 import comfy_harness as harness
 import robustness_support as support
+from fixture_files import S64_MODEL_FILE, load_fixture_model
 
 MARKER_NAME = "CODE-WAS-RUN"
 
@@ -56,7 +57,7 @@ class ExecCall:
 
 
 def tiny_state_dict() -> dict[str, torch.Tensor]:
-    return torch.load(support.TINY, map_location="cpu", weights_only=True)
+    return torch.load(S64_MODEL_FILE, map_location="cpu", weights_only=True)
 
 
 def safetensors_bytes(_folder: Path | None = None) -> bytes:
@@ -211,14 +212,14 @@ def scrfd_onnx(folder: Path) -> bytes:
 
 
 def gpen_onnx_bytes(folder: Path) -> bytes:
-    path = gpen_arch.export_onnx(gpen_arch.load_model(support.TINY), folder / "scratch-gpen.onnx")
+    path = gpen_arch.export_onnx(load_fixture_model(S64_MODEL_FILE), folder / "scratch-gpen.onnx")
     data = path.read_bytes()
     path.unlink()
     return data
 
 
 def TINY_BYTES(_folder: Path) -> bytes:
-    return support.TINY.read_bytes()
+    return S64_MODEL_FILE.read_bytes()
 LFS_POINTER = (b"version https://git-lfs.github.com/spec/v1\n"
                b"oid sha256:4d0a4bd5b2d4bd2f18c1f1ce3ebf67dfc1f6c3a2c5ff0e5c0c4de8d7a4f0b1c9\nsize 284085738\n")
 HTML_PAGE = b"<!DOCTYPE html>\n<html><head><title>Sign in</title></head><body>Please sign in</body></html>\n"
@@ -333,15 +334,14 @@ def test_describe_refuses_the_same_way(bad_files, name):
     assert not marker_in(bad_files.folder).exists()
 
 
-def test_misnamed_but_valid_files_load_by_their_content(tmp_path):
+def test_misnamed_but_valid_files_load_by_their_content(tmp_path, s64_model):
     """The format is read from the bytes: a safetensors file called .pth and a PyTorch zip
     called .safetensors both load, giving the very same network."""
     (tmp_path / "really-safetensors.pth").write_bytes(safetensors_bytes())
     torch.save(tiny_state_dict(), tmp_path / "really-pytorch.safetensors")
-    reference = gpen_arch.load_model(support.TINY)
     x = torch.rand(1, 3, 64, 64) * 2 - 1
     with torch.no_grad():
-        expected = reference(x)
+        expected = s64_model(x)
         for name in ("really-safetensors.pth", "really-pytorch.safetensors"):
             model = gpen_arch.load_model(tmp_path / name)
             assert model.size == 64
@@ -482,8 +482,8 @@ BAD_NAMES = ["../GPEN-outside.pth", "../../models/GPEN-outside.pth", "facerestor
 def test_model_names_that_leave_the_model_folders_are_refused(comfy, comfy_input, bad_name):
     """Neither the file outside nor a same-named file inside the folder is loaded."""
     models = comfy.base / "models"
-    harness.put_model(models, "GPEN-outside.pth", support.TINY)  # next to facerestore/, never to be read
-    harness.put_model(models / "facerestore", "GPEN-outside.pth", support.TINY)  # what '..' would collapse to
+    harness.put_model(models, "GPEN-outside.pth", S64_MODEL_FILE)  # next to facerestore/, never to be read
+    harness.put_model(models / "facerestore", "GPEN-outside.pth", S64_MODEL_FILE)  # what '..' would collapse to
     if bad_name == "ABSOLUTE":
         bad_name = str(models / "GPEN-outside.pth")
     for node_id, node_type, graph in (("2", "GPENFaceRestore", one_node_graph(bad_name, comfy_input)),
@@ -519,7 +519,7 @@ def replace_file(path: Path, data: bytes, keep_stat: os.stat_result | None = Non
 
 def test_model_replaced_by_a_broken_file_is_not_served_from_the_cache(comfy, comfy_input):
     folder = comfy.base / "models" / "facerestore"
-    path = harness.put_model(folder, "GPEN-swapped.pth", support.TINY)
+    path = harness.put_model(folder, "GPEN-swapped.pth", S64_MODEL_FILE)
     assert comfy.run(one_node_graph("GPEN-swapped.pth", comfy_input))["status"] == "success"
     good = path.read_bytes()
     replace_file(path, good[: len(good) // 2])

@@ -32,7 +32,7 @@ class Interrupted(Exception):
     pass
 
 
-def test_api_interrupt_stops_between_chunks_and_leaves_the_inputs_alone(tiny_model, detector):
+def test_api_interrupt_stops_between_chunks_and_leaves_the_inputs_alone(s64_model, detector):
     import cv2
 
     face = cv2.resize(support.astronaut(), (128, 128), interpolation=cv2.INTER_AREA)
@@ -46,7 +46,7 @@ def test_api_interrupt_stops_between_chunks_and_leaves_the_inputs_alone(tiny_mod
             raise Interrupted
 
     with pytest.raises(Interrupted):
-        enhance_images(frames, tiny_model, detector, EnhanceOptions(paste=PasteOptions(mask_mode="box")),
+        enhance_images(frames, s64_model, detector, EnhanceOptions(paste=PasteOptions(mask_mode="box")),
                        progress=lambda done, total: progress.append(done), check_interrupt=check)
     # Progress counts the 10 detections, then the first chunk of 16 faces; Cancel stops before the next step.
     assert progress == list(range(1, 11)) + [10 + 16]
@@ -143,19 +143,19 @@ def crops(n: int) -> list[np.ndarray]:
     return [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(n)]
 
 
-def test_out_of_memory_shrinks_the_batch_and_gives_the_same_faces(tiny_model, comfy):
+def test_out_of_memory_shrinks_the_batch_and_gives_the_same_faces(s64_model, comfy):
     faces = crops(10)
-    model, limited = behind_a_limit(tiny_model, 3, comfy.mm.OOM_EXCEPTION)
+    model, limited = behind_a_limit(s64_model, 3, comfy.mm.OOM_EXCEPTION)
     out = restore_crops(model, faces, batch_size=10)
-    reference = restore_crops(tiny_model, faces, batch_size=1)
+    reference = restore_crops(s64_model, faces, batch_size=1)
     # Batch size changes float rounding in the network (~3e-6), so at most one level in uint8.
     assert len(out) == 10 and all(np.abs(a.astype(int) - b).max() <= 1 for a, b in zip(out, reference))
     assert limited.batches[:3] == [10, 5, 2] and max(b for b in limited.batches if b <= 3) <= 3
 
 
-def test_out_of_memory_at_one_face_is_a_clear_error_comfy_treats_as_oom(tiny_model, comfy):
+def test_out_of_memory_at_one_face_is_a_clear_error_comfy_treats_as_oom(s64_model, comfy):
     with pytest.raises(RestoreOutOfMemory, match="even with one face per batch") as info:
-        restore_crops(behind_a_limit(tiny_model, 0, comfy.mm.OOM_EXCEPTION)[0], crops(4), batch_size=4)
+        restore_crops(behind_a_limit(s64_model, 0, comfy.mm.OOM_EXCEPTION)[0], crops(4), batch_size=4)
     # ComfyUI's executor frees its models and adds its OOM advice for exactly this exception type.
     assert isinstance(info.value, comfy.mm.OOM_EXCEPTION)
     assert "\n" not in str(info.value)
