@@ -16,8 +16,6 @@ import shutil
 import sys
 from pathlib import Path
 
-import numpy as np
-
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 
@@ -44,72 +42,13 @@ class CliError(Exception):
     """A problem the user can fix; printed as one line."""
 
 
+def _say(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line instead of usage + message
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-# --- images on disk --------------------------------------------------------------------------
-
-
-def read_image(path: Path) -> np.ndarray:
-    """RGB or RGBA, uint8, or float32 in [0, 1] for 16-bit files."""
-    import cv2
-
-    data = np.fromfile(str(path), np.uint8) if path.is_file() else None
-    image, said = _decode(data) if data is not None and data.size else (None, "")
-    if image is None:
-        detail = f" ({said})" if said else ""
-        raise CliError(f"cannot read image {path}: not an image file OpenCV can decode{detail}")
-    if said:
-        print(f"{path.name}: the decoder warned: {said}", file=sys.stderr)
-    if image.ndim == 2:
-        image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
-    elif image.shape[2] == 4:
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA)
-    else:
-        image = cv2.cvtColor(image[..., :3], cv2.COLOR_BGR2RGB)
-    if image.dtype == np.uint16:
-        image = image.astype(np.float32) / 65535.0
-    elif image.dtype != np.uint8:
-        raise CliError(f"cannot read image {path}: {image.dtype} pixels are not supported")
-    return image
-
-
-def _decode(data: np.ndarray) -> tuple[np.ndarray | None, str]:
-    """cv2.imdecode, with what libpng/libjpeg print straight to stderr caught and returned as one line."""
-    import tempfile
-
-    import cv2
-
-    with tempfile.TemporaryFile() as sink:
-        sys.stderr.flush()
-        saved = os.dup(2)
-        os.dup2(sink.fileno(), 2)
-        try:
-            image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-        sink.seek(0)
-        said = " ".join(sink.read().decode("utf-8", "replace").split())[:300]
-    return image, said
-
-
-def write_image(path: Path, image: np.ndarray, like: Path) -> None:
-    import cv2
-
-    if image.dtype != np.uint8:
-        scale = 65535.0 if path.suffix.lower() in (".png", ".tif", ".tiff") else 255.0
-        image = np.clip(np.rint(image * scale), 0, scale).astype(np.uint16 if scale > 255 else np.uint8)
-    code = cv2.COLOR_RGBA2BGRA if image.shape[2] == 4 else cv2.COLOR_RGB2BGR
-    if image.shape[2] == 4 and path.suffix.lower() in (".jpg", ".jpeg", ".bmp"):
-        image, code = image[..., :3], cv2.COLOR_RGB2BGR  # these formats have no alpha
-    ok, encoded = cv2.imencode(path.suffix, cv2.cvtColor(image, code))
-    if not ok:
-        raise CliError(f"cannot write {path}: OpenCV has no encoder for '{path.suffix}'")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    encoded.tofile(str(path))
 
 
 # --- subcommands -------------------------------------------------------------------------------
@@ -123,10 +62,11 @@ def _load_detector(args):
 
 def cmd_detect(args) -> int:
     from gpen_pipeline.detection import detect_faces
+    from gpen_pipeline.image_files import read_image
     from gpen_pipeline.preview import numbered_faces
 
     # Numbered as `restore --faces` counts them with the same --order.
-    faces = numbered_faces(detect_faces(_load_detector(args), read_image(Path(args.image)), args.threshold),
+    faces = numbered_faces(detect_faces(_load_detector(args), read_image(Path(args.image), _say), args.threshold),
                            args.order, 0.0)
     if args.json:
         print(json.dumps([f.to_json() for f in faces]))
@@ -233,6 +173,7 @@ def cmd_restore(args) -> int:
     from tqdm import tqdm
 
     from gpen_pipeline import EnhanceOptions, PasteOptions, SelectOptions, enhance_image
+    from gpen_pipeline.image_files import read_image, read_mask, write_image
 
     pairs = _inputs_and_outputs(args)
     model = gpen_arch.load_model(args.model, device=None if args.device == "auto" else args.device,
@@ -259,10 +200,10 @@ def cmd_restore(args) -> int:
     detector = _load_detector(args)
     restored, said = 0, set()
     for source, target in tqdm(pairs, desc="restoring", unit="image", disable=True if len(pairs) < 2 else None):
-        image = read_image(source)
+        image = read_image(source, _say)
         extra = {}
         if task == "inpaint":
-            extra["inpaint_mask"] = _read_mask(Path(args.inpaint_mask), image.shape[:2])
+            extra["inpaint_mask"] = read_mask(Path(args.inpaint_mask), image.shape[:2], _say)
         result = enhance_image(image, model, detector, options, parser=parser, **extra)
         for note in result.notes:
             if note not in said:
@@ -272,23 +213,13 @@ def cmd_restore(args) -> int:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, target)  # no face: the very same file
         else:
-            write_image(target, result.image, source)
+            write_image(target, result.image)
         restored += len(result.faces)
         if len(pairs) == 1:
             print(f"{target}: {len(result.faces)} face(s) restored")
     if len(pairs) > 1:
         print(f"{len(pairs)} image(s), {restored} face(s) restored -> {args.output}")
     return 0
-
-
-def _read_mask(path: Path, shape) -> np.ndarray:
-    import cv2
-
-    mask = read_image(path)[..., :3].mean(axis=2)
-    mask = mask.astype(np.float32) / (255.0 if mask.max() > 1.0 else 1.0)
-    if mask.shape != tuple(shape):
-        mask = cv2.resize(mask, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
-    return mask
 
 
 # --- argument parsing ----------------------------------------------------------------------------

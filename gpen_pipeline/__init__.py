@@ -4,7 +4,7 @@ No ComfyUI import. Records (`Face`, `AlignedFace`, `RestoredFace`) are frozen
 dataclasses, options are validated groups (`EnhanceOptions`), and each stage
 (stages.py) is a function of its inputs; `enhance_images` runs them all.
 """
-from .align import DegenerateLandmarks, align_face, ffhq_template, gpen_template
+from .align import DegenerateLandmarks, ffhq_template, gpen_template
 from .detection import DEFAULT_DETECTOR, DETECTOR_NAMES, detect_faces, load_detector
 from .enhance import EnhanceResult, enhance_image, enhance_images
 from .face import AlignedFace, Face, RestoredFace
@@ -17,6 +17,6 @@ __all__ = [
     "DEFAULT_DETECTOR", "DETECTOR_NAMES", "KEEP_GRAY", "MASK_MODES", "ORDERS", "TASKS",
     "AlignedFace", "DegenerateLandmarks", "EnhanceOptions", "EnhanceResult", "Face", "FoundFaces", "PasteOptions",
     "PasteResult", "RestoredFace", "SelectOptions",
-    "align_face", "align_faces", "detect_faces", "enhance_image", "enhance_images", "ffhq_template", "find_faces",
+    "align_faces", "detect_faces", "enhance_image", "enhance_images", "ffhq_template", "find_faces",
     "gpen_template", "load_detector", "paste_back", "restore_faces", "select_faces",
 ]

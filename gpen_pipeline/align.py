@@ -1,4 +1,4 @@
-"""Five-point alignment: the crop templates, the similarity fit, the crop warp.
+"""Five-point alignment: the crop templates, the similarity fit, the crop records.
 
 GPEN's own template is looser than the FFHQ one most restorers use (eye
 distance 107 px vs 126 px at 512), so a GPEN model must get GPEN crops.
@@ -7,10 +7,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-import cv2
 import numpy as np
 
-from .color import check_image
 from .face import AlignedFace, Face
 
 # ArcFace 96x112 five-point reference (the InsightFace / SphereFace numbers).
@@ -134,26 +132,6 @@ def compose_affine(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
     return np.hstack([outer[:, :2] @ inner[:, :2], outer[:, :2] @ inner[:, 2:] + outer[:, 2:]])
 
 
-def warp_crop(image: np.ndarray, affine: np.ndarray, size: int) -> np.ndarray:
-    """Cut the SxS uint8 RGB crop that `affine` (image -> crop) defines.
-
-    Bilinear with a black constant border, like the official crop. A float32
-    image is warped in float and rounded once at the end.
-    """
-    # RGBA is warped with its alpha and the alpha dropped from the small crop: cutting the RGB out
-    # of the image first would copy the whole image for every face. Channels are interpolated
-    # independently, so the RGB of the crop is the same either way.
-    source = np.ascontiguousarray(image)
-    crop = cv2.warpAffine(source, np.asarray(affine, np.float64), (size, size), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=(0,) * source.shape[2])
-    crop = np.ascontiguousarray(crop[..., :3])
-    if crop.dtype != np.uint8:
-        # NaN/Inf from a broken upstream node must not reach the network: black/white instead.
-        crop = np.nan_to_num(crop, nan=0.0, posinf=1.0, neginf=0.0)
-        crop = np.clip(np.rint(crop * 255.0), 0, 255).astype(np.uint8)
-    return crop
-
-
 def aligned_record(face: Face, size: int, image_hw: tuple[int, int],
                    template: str | np.ndarray = "gpen") -> AlignedFace:
     """The record of one face's SxS crop (its transforms and source size), without cutting the crop."""
@@ -164,11 +142,3 @@ def aligned_record(face: Face, size: int, image_hw: tuple[int, int],
     affine = similarity_from_points(landmarks, template_points(template, size))
     return AlignedFace(face=face, size=int(size), affine=affine, inverse=invert_affine(affine),
                        image_size=(int(image_hw[0]), int(image_hw[1])))
-
-
-def align_face(image: np.ndarray, face: Face, size: int,
-               template: str | np.ndarray = "gpen") -> tuple[AlignedFace, np.ndarray]:
-    """Align one face: returns its record (transforms, source size) and its SxS uint8 RGB crop."""
-    check_image(image)
-    aligned = aligned_record(face, size, image.shape[:2], template)
-    return aligned, warp_crop(image, aligned.affine, size)

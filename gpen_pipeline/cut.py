@@ -1,8 +1,9 @@
 """Face crops cut from an image tensor, on whichever device the image is.
 
-The cv2 crop (align.warp_crop) in device-agnostic torch with its conventions:
-pixel centres at integer coordinates, bilinear, a black border, and crops on
-whole grey levels like uint8 crops. Only the box of the image a crop reads is
+The official crop (cv2.warpAffine, bilinear, black border) in device-agnostic
+torch with its conventions: pixel centres at integer coordinates, and crops on
+whole grey levels like its uint8 crops (tests/reference_cv2.py is the cv2
+reference they are checked against). Only the box of the image a crop reads is
 made float. The sampling helpers serve the paste (paste.py) as well.
 """
 from __future__ import annotations
@@ -88,14 +89,14 @@ def cut_crops(image: torch.Tensor, affines: Sequence[np.ndarray], size: int) -> 
     """The SxS crops that `affines` ((2,3) maps image -> crop) cut from `image`: (N,3,S,S) float32 in [0,1].
 
     image: HxWx3/4 uint8, or float32 in [0,1]; the crops land on its device.
-    Bilinear with a black border like `align.warp_crop`, and on whole grey
+    Bilinear with a black border like the official cv2 crop, and on whole grey
     levels (k/255) like its uint8 crops; NaN becomes black, +-Inf white/black.
     """
     check_image_tensor(image)
     crops = _warp_boxes(image[..., :3], affines, size)
     if image.dtype == torch.uint8:
         return crops.round_().div_(255.0)
-    # NaN/Inf from a broken upstream node must not reach the network: black/white, as warp_crop does.
+    # NaN/Inf from a broken upstream node must not reach the network: black/white.
     torch.nan_to_num_(crops, nan=0.0, posinf=1.0, neginf=0.0)
     return to_levels(crops).div_(255.0)
 

@@ -7,6 +7,7 @@ a step that learns more returns a new record.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -77,3 +78,8 @@ class RestoredFace:
 def crops_to_numpy(crop: torch.Tensor) -> np.ndarray:
     """(3, S, S) or (N, 3, S, S) uint8 tensor crops -> SxSx3 uint8 numpy crops on the host."""
     return np.ascontiguousarray(crop.detach().movedim(-3, -1).cpu().numpy())
+
+
+def crops_from_numpy(crops: Sequence[np.ndarray], device: torch.device | str = "cpu") -> torch.Tensor:
+    """SxSx3 uint8 numpy crops -> an (N, 3, S, S) uint8 tensor on `device`."""
+    return torch.from_numpy(np.stack(crops)).to(device).permute(0, 3, 1, 2).contiguous()

@@ -7,17 +7,15 @@ layout, unclamped.
 """
 from __future__ import annotations
 
-from typing import Sequence
-
 import cv2
-import numpy as np
 import torch
 
 from gpen_arch import GPENModel
 
-from .color import check_crop, transfer_luminance
-from .face import crops_to_numpy
+from .color import transfer_luminance
+from .face import crops_from_numpy, crops_to_numpy
 from .options import FACES_HELD, TASKS
+
 
 class RestoreOutOfMemory(torch.OutOfMemoryError):
     """The restorer ran out of memory even one face at a time.
@@ -95,49 +93,5 @@ def restore_tensor_crops(model: GPENModel, crops: torch.Tensor, task: str = "res
         return run_network(model, crops, batch_size, round_output)
     # cv2's fixed-point grey and YUV conversions are the official ones; on the host, crop by crop.
     greys = [cv2.cvtColor(cv2.cvtColor(c, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB) for c in crops_to_numpy(crops)]
-    coloured = crops_to_numpy(run_network(model, _from_u8(greys, crops.device), batch_size, round_output))
-    return _from_u8([transfer_luminance(c, g) for c, g in zip(coloured, greys)], crops.device)
-
-
-def _from_u8(crops: Sequence[np.ndarray], device: torch.device) -> torch.Tensor:
-    return torch.from_numpy(np.stack(crops)).to(device).permute(0, 3, 1, 2).contiguous()
-
-
-def restore_crops(model: GPENModel, crops: Sequence[np.ndarray], task: str = "restore",
-                  inpaint_masks: Sequence[np.ndarray] | None = None, batch_size: int | None = None,
-                  round_output: bool = True) -> list[np.ndarray]:
-    """`restore_tensor_crops` on uint8 RGB SxSx3 crops (float32 [0, 1] ones are rounded); returns uint8 crops.
-
-    Crops of another size are resized to `model.size` first (bilinear, as the official code);
-    inpaint masks (HxW, uint8 or float, >= half scale is damage) likewise (nearest)."""
-    if len(crops) == 0:
-        return []
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
-    size = model.size
-    inputs = [_resized(check_crop(c, f"crop {i}", square=False), size, cv2.INTER_LINEAR) for i, c in enumerate(crops)]
-    damage = None
-    if task == "inpaint":
-        if inpaint_masks is None or len(inpaint_masks) != len(inputs):
-            got = None if inpaint_masks is None else len(inpaint_masks)
-            raise ValueError(f"task 'inpaint' needs one mask per crop: {len(inputs)} crops, masks: {got}")
-        damage = torch.from_numpy(np.stack([_unit_mask(m, size, i) for i, m in enumerate(inpaint_masks)]))
-    out = restore_tensor_crops(model, _from_u8(inputs, torch.device("cpu")), task, damage, batch_size, round_output)
-    return list(crops_to_numpy(out))
-
-
-def _resized(image: np.ndarray, size: int, interpolation: int) -> np.ndarray:
-    if image.shape[:2] == (size, size):
-        return image
-    return cv2.resize(image, (size, size), interpolation=interpolation)
-
-
-def _unit_mask(mask: np.ndarray, size: int, index: int) -> np.ndarray:
-    """A crop's inpainting mask as float32 SxS in [0, 1] (uint8 read as 0..255)."""
-    mask = np.asarray(mask)
-    if mask.ndim == 3 and mask.shape[2] == 1:
-        mask = mask[..., 0]
-    if mask.ndim != 2:
-        raise ValueError(f"inpaint mask {index} must be HxW, got shape {mask.shape}")
-    unit = mask.astype(np.float32) / (255.0 if mask.dtype == np.uint8 else 1.0)
-    return _resized(unit, size, cv2.INTER_NEAREST)
+    coloured = crops_to_numpy(run_network(model, crops_from_numpy(greys, crops.device), batch_size, round_output))
+    return crops_from_numpy([transfer_luminance(c, g) for c, g in zip(coloured, greys)], crops.device)

@@ -3,9 +3,19 @@ import cv2
 import numpy as np
 import pytest
 
-from gpen_pipeline.align import (DegenerateLandmarks, align_face, compose_affine, ffhq_template, gpen_template,
+import torch
+
+from gpen_pipeline.align import (DegenerateLandmarks, aligned_record, compose_affine, ffhq_template, gpen_template,
                                  invert_affine, similarity_from_points, template_points)
-from gpen_pipeline.face import Face
+from gpen_pipeline.cut import as_tensor, cut_crops
+from gpen_pipeline.face import Face, crops_to_numpy
+
+
+def align_face(image: np.ndarray, face: Face, size: int, template: str = "gpen"):
+    """The face's record and its crop as the restore stage cuts it (SxSx3 uint8)."""
+    aligned = aligned_record(face, size, image.shape[:2], template)
+    crop = cut_crops(as_tensor(image), [aligned.affine], size)[0]
+    return aligned, crops_to_numpy(crop.mul(255.0).round_().to(torch.uint8))
 
 
 @pytest.fixture(scope="module")

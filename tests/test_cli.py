@@ -73,7 +73,7 @@ def test_detect_numbers_faces_as_restore_faces_counts_them(photos, tmp_path):
     by_x = json.loads(gpen("detect", tmp_path / "pair.png", "--json", "--order", "left-right").stdout)
     assert len(default) == len(by_x) == 2
     assert default[0]["box"][0] > 388 and by_x[0]["box"][0] < 340
-    gpen("restore", tmp_path / "pair.png", "--model", SMALL_MODEL, "-o", tmp_path / "first.png", "--faces", "0",
+    gpen("restore", tmp_path / "pair.png", "--model", S256_MODEL_FILE, "-o", tmp_path / "first.png", "--faces", "0",
          "--mask", "box")
     changed = np.abs(cv2.imread(str(tmp_path / "first.png")).astype(int) - pair).max(axis=2) > 0
     assert changed[:, 388:].any() and not changed[:, :340].any()

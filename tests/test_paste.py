@@ -1,4 +1,4 @@
-"""Cut and paste in torch: against the numpy/cv2 reference (reference_paste.py), invariants, options, masks.
+"""Cut and paste in torch: against the numpy/cv2 reference (reference_cv2.py), invariants, options, masks.
 
 The torch paste must match the reference within one grey level (float rounding
 against cv2's fixed-point warps), write nothing outside its mask, and keep the
@@ -13,9 +13,10 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import reference_paste
+import reference_cv2
 from gpen_pipeline import masks
-from gpen_pipeline.align import DegenerateLandmarks, align_face, invert_affine, warp_crop
+from gpen_pipeline.align import DegenerateLandmarks, invert_affine
+from reference_cv2 import align_face, warp_crop
 from gpen_pipeline.color import gaussian_blur, is_grayscale, match_color
 from gpen_pipeline.cut import as_tensor, cut_crops, cut_masks
 from gpen_pipeline.face import Face
@@ -107,7 +108,7 @@ def _paste_both(image, aligned, restored, mode, parse_mask=None, keep_gray="off"
     parse = None if parse_mask is None else (lambda crop: parse_mask)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the reference warns in official mode without a parser
-        want = reference_paste.paste_faces(image, aligned, restored, mask_mode=mode, parse_masks=parse,
+        want = reference_cv2.paste_faces(image, aligned, restored, mask_mode=mode, parse_masks=parse,
                                            keep_gray={"on": True, "off": False}[keep_gray], **kwargs)
     if "region_mask" in kwargs:
         kwargs["region"] = kwargs.pop("region_mask")
@@ -208,7 +209,7 @@ def test_overlapping_faces_match_the_reference(astronaut, mode):
     # path (cv2's plateaus read 0.99999976 here and 1 there): compared everywhere else.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # official mode without a parser
-        alone = [reference_paste.paste_faces(astronaut, [a], [r], mask_mode=mode).mask
+        alone = [reference_cv2.paste_faces(astronaut, [a], [r], mask_mode=mode).mask
                  for a, r in zip(aligned, restored)]
     both = (alone[0] > 0) & (alone[1] > 0)
     gap = np.abs(alone[0] - alone[1])
@@ -571,7 +572,7 @@ def test_match_color_equals_the_cv2_version_within_a_grey_level(astronaut, cut_b
     restored = np.clip(_noisy([crop])[0].astype(int) + [30, -20, 10], 0, 255).astype(np.uint8)
     inside = inside_source(aligned, 128, astronaut.shape[:2])
     assert (inside is not None) == cut_by_border
-    want = reference_paste.match_color(restored, crop, weight=inside)
+    want = reference_cv2.match_color(restored, crop, weight=inside)
     as_levels = lambda c: torch.from_numpy(c).permute(2, 0, 1).float()  # noqa: E731
     got = match_color(as_levels(restored), as_levels(crop), None if inside is None else torch.from_numpy(inside))
     assert np.abs(got.permute(1, 2, 0).numpy() - want).max() <= 1

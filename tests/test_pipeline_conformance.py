@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from gpen_pipeline.align import align_face, gpen_template
+from gpen_pipeline.align import gpen_template
 from gpen_pipeline.cut import as_tensor, cut_crops
 from gpen_pipeline.face import Face
 from gpen_pipeline.masks import paste_masks
 from gpen_pipeline.paste import paste_faces
-from gpen_pipeline.restore import restore_crops
+from reference_cv2 import align_face
+from restore_arrays import restore_crops
 
 THRESHOLD = 0.9  # FaceEnhancement.threshold
 SIZE = 64  # in_size of the fixture run

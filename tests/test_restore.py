@@ -8,7 +8,8 @@ import torch
 
 from gpen_arch import GPENModel
 from gpen_pipeline.color import transfer_luminance
-from gpen_pipeline.restore import RestoreOutOfMemory, restore_crops, run_network
+from gpen_pipeline.restore import RestoreOutOfMemory, run_network
+from restore_arrays import restore_crops
 
 torch.set_num_threads(1)
 

@@ -104,7 +104,7 @@ def upright_and_unmirrored(crop: np.ndarray, detector) -> bool:
 
 @pytest.mark.parametrize("turns", [1, 2, 3])
 def test_turned_photo_gives_an_upright_crop_and_is_pasted_turned(s64_model, detector, turns):
-    from gpen_pipeline.align import warp_crop
+    from reference_cv2 import warp_crop
 
     photo = support.astronaut()
     upright = restore(photo, s64_model, detector)

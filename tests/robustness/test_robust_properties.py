@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, assume, event, example, given, settings
 from hypothesis import strategies as st
 
 from gpen_pipeline import EnhanceOptions, PasteOptions, RestoredFace, enhance_images, paste_back
-from gpen_pipeline.align import DegenerateLandmarks, align_face, gpen_template
+from gpen_pipeline.align import DegenerateLandmarks, gpen_template
+from reference_cv2 import align_face
 from gpen_pipeline.face import Face
 
 import robustness_support as support

@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from gpen_pipeline import EnhanceOptions, PasteOptions, enhance_images
-from gpen_pipeline.restore import RestoreOutOfMemory, restore_crops
+from gpen_pipeline.restore import RestoreOutOfMemory
+from restore_arrays import restore_crops
 
 import comfy_harness as harness  # noqa: E402
 import robustness_support as support

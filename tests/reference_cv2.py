@@ -1,7 +1,8 @@
-"""The numpy/cv2 paste: the reference the torch paste (gpen_pipeline.paste) is checked against.
+"""The numpy/cv2 cut and paste: the reference the torch ones (gpen_pipeline.cut, .paste) are checked
+against.
 
-It pastes with cv2 on uint8 crops, step by step as the official GPEN demo
-does, independently of the torch code; only tests import it.
+It cuts and pastes with cv2 on uint8 crops, step by step as the official GPEN
+demo does, independently of the torch code; only tests import it.
 
 Per face: build a crop-space mask, warp crop and mask back with the inverse
 similarity (black border; the face bilinear in "official" mode as GPEN does,
@@ -18,9 +19,9 @@ import cv2
 import numpy as np
 
 from gpen_pipeline import masks
-from gpen_pipeline.align import invert_affine, warp_crop
+from gpen_pipeline.align import aligned_record, invert_affine
 from gpen_pipeline.color import check_crop, check_image, is_grayscale, luma
-from gpen_pipeline.face import AlignedFace
+from gpen_pipeline.face import AlignedFace, Face
 from gpen_pipeline.geometry import Roi, crop_to_target, face_box, inside_source, is_small_in_target
 from gpen_pipeline.masks import MASK_MODES
 
@@ -287,3 +288,31 @@ def match_color(restored: np.ndarray, reference: np.ndarray, weight: np.ndarray 
     trust = np.clip(den * 4.0, 0.0, 1.0)
     out = restored.astype(np.float32) * (1.0 - trust) + out * trust
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def warp_crop(image: np.ndarray, affine: np.ndarray, size: int) -> np.ndarray:
+    """Cut the SxS uint8 RGB crop that `affine` (image -> crop) defines.
+
+    Bilinear with a black constant border, like the official crop. A float32
+    image is warped in float and rounded once at the end.
+    """
+    # RGBA is warped with its alpha and the alpha dropped from the small crop: cutting the RGB out
+    # of the image first would copy the whole image for every face. Channels are interpolated
+    # independently, so the RGB of the crop is the same either way.
+    source = np.ascontiguousarray(image)
+    crop = cv2.warpAffine(source, np.asarray(affine, np.float64), (size, size), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=(0,) * source.shape[2])
+    crop = np.ascontiguousarray(crop[..., :3])
+    if crop.dtype != np.uint8:
+        # NaN/Inf from a broken upstream node must not reach the network: black/white instead.
+        crop = np.nan_to_num(crop, nan=0.0, posinf=1.0, neginf=0.0)
+        crop = np.clip(np.rint(crop * 255.0), 0, 255).astype(np.uint8)
+    return crop
+
+
+def align_face(image: np.ndarray, face: Face, size: int,
+               template: str | np.ndarray = "gpen") -> tuple[AlignedFace, np.ndarray]:
+    """Align one face: its record (gpen_pipeline's own) and its SxS uint8 RGB crop cut by warp_crop."""
+    check_image(image)
+    aligned = aligned_record(face, size, image.shape[:2], template)
+    return aligned, warp_crop(image, aligned.affine, size)
