@@ -9,7 +9,8 @@ from .errors import ModelLoadError
 from .loader import DTYPES, build_model, load_model
 from .model import GPENModel
 from .network import GPEN
-from .onnx_model import OnnxGPEN, export_onnx
+from .export import export_onnx
+from .onnx_model import OnnxGPEN
 
 __all__ = [
     "DTYPES", "GPEN", "GPENConfig", "GPENModel", "MODEL_SUFFIXES", "ModelInfo", "ModelLoadError", "OnnxGPEN", "RELEASED",

@@ -10,7 +10,7 @@ up to float rounding:
 * the FIR up/down-sampling filters run as depthwise (transposed) convolutions.
 
 Besides its forward, a layer answers what the CPU workspace forward
-(cpu_forward.WorkspaceRunner) and the exported graph (onnx_model) compute
+(cpu_forward.WorkspaceRunner) and the exported graph (export.py) compute
 with: its folded or modulated weights, biases and filters.
 """
 from __future__ import annotations

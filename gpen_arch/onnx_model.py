@@ -1,25 +1,19 @@
-"""GPEN as ONNX: running `.onnx` files through onnxruntime, and exporting ours; the onnxruntime
+"""GPEN as ONNX: running `.onnx` files through onnxruntime (export.py writes ours); the onnxruntime
 execution providers every ONNX model of this pack (GPEN or detector) runs on."""
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from .checkpoint import check_model_file
 from .config import GPENConfig, infer_config
 from .errors import ModelLoadError
 
-_CONFIG_KEY = "gpen_config"
-_OPSET = 17
+CONFIG_KEY = "gpen_config"  # the metadata entry our exports put their config in
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
 
 
@@ -124,9 +118,9 @@ def _check_output(session, path: Path, in_shape: list) -> None:
 def _read_config(session, path: Path) -> GPENConfig | None:
     """The config from our export's metadata, else from tensor names that kept the checkpoint's."""
     meta = session.get_modelmeta().custom_metadata_map
-    if _CONFIG_KEY in meta:
+    if CONFIG_KEY in meta:
         try:
-            return GPENConfig(**json.loads(meta[_CONFIG_KEY]))
+            return GPENConfig(**json.loads(meta[CONFIG_KEY]))
         except (TypeError, ValueError):
             pass
     try:
@@ -137,73 +131,3 @@ def _read_config(session, path: Path) -> GPENConfig | None:
         return infer_config(shapes)
     except Exception:  # third-party exports rename tensors; the size from the graph is enough to run
         return None
-
-
-class _ExportGraph(nn.Module):
-    """GPEN as export_onnx traces it: every modulated convolution in the shared-weight form, the
-    activations scaled by the style and the output by the demodulation, so that the graph has
-    constant convolution weights and a free batch size. The same arithmetic as the model's
-    forward, up to float rounding."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = self.model.encode(x)
-        gen = self.model.generator
-        w = gen.style(self.model.latent(features[-1]))
-        features.reverse()
-        h = _styled(gen.conv1, gen.input(x.shape[0], x.dtype), w, features[0])
-        skip = _modulated(gen.to_rgb1, h, w) + gen.to_rgb1.base(None)
-        for (up, conv, to_rgb), feature in zip(gen.levels(), features[1:]):
-            h = _styled(conv, _styled(up, h, w, feature), w, feature)
-            skip = _modulated(to_rgb, h, w) + to_rgb.base(skip)
-        return skip
-
-
-def _modulated(layer, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """A StyledConv's or ToRGB's modulated convolution (times its gain), one weight for the whole batch."""
-    style, out_gain = layer.conv.scales(w, layer.gain)
-    out = layer.conv.convolve(x * style[:, :, None, None], layer.conv.kernel)
-    return out * out_gain[:, :, None, None]
-
-
-def _styled(layer, x: torch.Tensor, w: torch.Tensor, feature: torch.Tensor) -> torch.Tensor:
-    out = _modulated(layer, x, w) + layer.own_bias().view(1, -1, 1, 1)
-    injected = layer.injected(feature)
-    return F.leaky_relu(torch.cat([out, injected], dim=1) if layer.isconcat else out + injected, 0.2)
-
-
-def export_onnx(model, path: str | Path) -> Path:
-    """Write a torch GPEN (loaded, or the module) as a single-file ONNX with input 'input' (B, 3, S, S)
-    and output 'output'."""
-    from .model import GPENModel  # here: model.py builds on this module
-
-    if isinstance(model, GPENModel):
-        model = model.network
-    path = Path(path)
-    x = torch.zeros(1, 3, model.size, model.size, dtype=torch.float32)
-    model = model.float().eval()
-    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=path.parent)
-    os.close(fd)
-    try:
-        # The tracer warns about every channel count made constant; they are constant by design.
-        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                _ExportGraph(model), (x,), tmp, input_names=["input"], output_names=["output"],
-                dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
-                opset_version=_OPSET, dynamo=False,
-            )
-        import onnx
-
-        graph = onnx.load(tmp)
-        entry = graph.metadata_props.add()
-        entry.key, entry.value = _CONFIG_KEY, json.dumps(model.config.to_dict())
-        onnx.save(graph, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path

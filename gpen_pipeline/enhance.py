@@ -1,15 +1,14 @@
 """The whole chain on whole images: find, align, restore, paste back (the stages of stages.py).
 
-Images are taken a group of about FACES_HELD faces at a time: each goes to the
-model's device once, its faces are cut, restored and pasted there, and the
-result comes back once, so a long run of video frames holds only a group's
-crops. Every image comes back with its paste mask and the faces restored; an
-image without faces comes back as the very same array.
+The faces of all the images are restored first, FACES_HELD at a time, and only
+their crops are held; then each image is pasted, on the model's device, and
+comes back. Every image comes back with its paste mask and the faces restored;
+an image without faces comes back as the very same array.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -17,7 +16,6 @@ import torch
 from gpen_arch import GPENModel
 
 from .color import check_image
-from .cut import as_tensor
 from .detection import Detector
 from .face import AlignedFace, RestoredFace
 from .options import FACES_HELD, EnhanceOptions
@@ -88,34 +86,25 @@ def enhance_images(images: Sequence[Image], model: GPENModel, detector: Detector
         total += len(aligned)
         advance(1)
 
-    device = model.device
-    results: list[EnhanceResult | None] = [None] * len(images)
-    for group in _face_groups(found, FACES_HELD):
-        # Each image of the group goes to the model's device once, for its cut and its paste.
-        uploaded = {index: as_tensor(images[index], device) for index in group}
-        restored = restore_faces(model, list(uploaded.values()), [found[i] for i in group], options.task,
-                                 None if inpaint_masks is None else [inpaint_masks[i] for i in group],
-                                 options.batch_size, advance, check_interrupt)
-        if sum(map(len, found)) > FACES_HELD:
-            # A long batch allocates its results as it goes: the network's CPU workspace (333 MB at 512 px)
-            # is given back while they are made. Rebuilding it costs well under 1 % of a group's faces.
-            model.release_workspace()
-        for index, faces in zip(group, restored):
-            if check_interrupt is not None:
-                check_interrupt()
-            target = uploaded.pop(index) if targets is None else targets[index]
+    restored = restore_faces(model, images, found, options.task, inpaint_masks, options.batch_size, advance,
+                             check_interrupt)
+    if sum(map(len, found)) > FACES_HELD:
+        # A long batch is about to allocate its results: the network's CPU workspace (333 MB at 512 px)
+        # goes first. Rebuilding it on the next call costs well under 1 % of this many faces.
+        model.release_workspace()
+    results = []
+    for index, faces in enumerate(restored):
+        if check_interrupt is not None:
+            check_interrupt()
+        target = images[index] if targets is None else targets[index]
+        if faces:
             pasted = paste_back(target, faces, options.paste, parser,
                                 None if region_masks is None else region_masks[index])
-            given = images[index] if targets is None else targets[index]
-            results[index] = EnhanceResult(_like(pasted.image, given), _like(pasted.mask, given), tuple(faces),
-                                           tuple(notes[index]))
-            advance(1)
-    for index, result in enumerate(results):
-        if result is None:  # no face: the very same target and an empty mask
-            target = images[index] if targets is None else targets[index]
-            empty = torch.zeros(target.shape[:2], dtype=torch.float32)
-            results[index] = EnhanceResult(target, _like(empty, target), (), tuple(notes[index]))
-            advance(1)
+            image, mask = _like(pasted.image, target), _like(pasted.mask, target)
+        else:  # no face: the very same target and an empty mask
+            image, mask = target, _like(torch.zeros(target.shape[:2], dtype=torch.float32), target)
+        results.append(EnhanceResult(image, mask, tuple(faces), tuple(notes[index])))
+        advance(1)
     return results
 
 
@@ -124,21 +113,6 @@ def _like(result: torch.Tensor, target: Image) -> Image:
     if isinstance(target, torch.Tensor):
         return result.to(target.device)
     return result.cpu().numpy()
-
-
-def _face_groups(found: Sequence[Sequence[AlignedFace]], limit: int) -> Iterator[list[int]]:
-    """Indices of consecutive images with faces, grouped until they hold `limit` faces (the last: the rest)."""
-    group, faces = [], 0
-    for index, aligned in enumerate(found):
-        if not aligned:
-            continue
-        group.append(index)
-        faces += len(aligned)
-        if faces >= limit:
-            yield group
-            group, faces = [], 0
-    if group:
-        yield group
 
 
 def enhance_image(image: Image, model: GPENModel, detector: Detector, options: EnhanceOptions = EnhanceOptions(),

@@ -81,26 +81,30 @@ def restore_faces(model: GPENModel, images: Sequence[Image], aligned: Sequence[S
     if not any(aligned):
         return [[] for _ in images]
     device = model.device
-    crops, holes = [], []
+    size = next(faces[0].size for faces in aligned if faces)
+    count = sum(map(len, aligned))
+    # Filled in place: the crops of a long frame batch are held once, never as pieces and their join.
+    crops = torch.empty((count, 3, size, size), dtype=torch.uint8, device=device)
+    holes = torch.empty((count, size, size), dtype=torch.float32, device=device) if task == "inpaint" else None
+    at = 0
     for index, (image, faces) in enumerate(zip(images, aligned)):
         if not faces:
             continue
-        affines, size = [face.affine for face in faces], faces[0].size
-        crops.append(cut_crops(as_tensor(image, device), affines, size).mul_(255.0).round_().to(torch.uint8))
-        if task == "inpaint":
-            mask = as_tensor(unit_mask(_host_array(damage[index]), "damage mask"), device)
-            holes.append(cut_masks(mask, affines, size))
-    crops, holes = torch.cat(crops), torch.cat(holes) if holes else None
-    restored = []
-    for start in range(0, crops.shape[0], FACES_HELD):
+        affines, mine = [face.affine for face in faces], slice(at, at + len(faces))
+        crops[mine] = cut_crops(as_tensor(image, device), affines, size).mul_(255.0).round_()
+        if holes is not None:
+            holes[mine] = cut_masks(as_tensor(unit_mask(_host_array(damage[index]), "damage mask"), device),
+                                    affines, size)
+        at += len(faces)
+    restored = torch.empty_like(crops)
+    for start in range(0, count, FACES_HELD):
         if check_interrupt is not None:
             check_interrupt()
         chunk = slice(start, start + FACES_HELD)
-        restored.append(restore_tensor_crops(model, crops[chunk], task, None if holes is None else holes[chunk],
-                                             batch_size))
+        restored[chunk] = restore_tensor_crops(model, crops[chunk], task, None if holes is None else holes[chunk],
+                                               batch_size)
         if progress is not None:
-            progress(restored[-1].shape[0])
-    restored = torch.cat(restored)
+            progress(restored[chunk].shape[0])
     records, at = [], 0
     for faces in aligned:
         records.append([RestoredFace(face, restored[at + i], crops[at + i], task) for i, face in enumerate(faces)])
