@@ -35,11 +35,15 @@ def check_image(image: np.ndarray | torch.Tensor, name: str = "image") -> None:
         raise ValueError(f"{name} is empty (shape {shape})")
 
 
-def count_nonfinite(image: np.ndarray) -> int:
-    """How many values of `image` are NaN or infinite (always 0 for integer pixels).
+def count_nonfinite(image: np.ndarray | torch.Tensor) -> int:
+    """How many values of `image` (a numpy array or a tensor) are NaN or infinite (always 0 for integer pixels).
 
     One float64 sum answers the common case (none) without a full-size temporary;
     only then are the values counted, a block of rows at a time."""
+    if isinstance(image, torch.Tensor):
+        if image.device.type != "cpu":
+            return int((~torch.isfinite(image)).sum()) if image.is_floating_point() else 0
+        image = image.detach().numpy()
     if not np.issubdtype(image.dtype, np.floating) or np.isfinite(image.sum(dtype=np.float64)):
         return 0
     rows = max(1, (1 << 20) // max(1, image[0].size))

@@ -51,7 +51,7 @@ def align_faces(image: Image, faces: Sequence[Face], size: int,
                 template: str = "gpen") -> tuple[list[AlignedFace], list[str]]:
     """The crop records of `faces` at `size`, and notes on what was skipped or is odd in the image."""
     notes = []
-    invalid = _count_nonfinite(image)
+    invalid = count_nonfinite(image)
     if invalid:
         notes.append(f"{invalid} NaN/infinite values: treated as black/white inside the faces, "
                      "left as they are elsewhere")
@@ -146,9 +146,3 @@ def paste_back(image: Image, restored: Sequence[RestoredFace], options: PasteOpt
 
 def _host_array(image: Image) -> np.ndarray:
     return image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
-
-
-def _count_nonfinite(image: Image) -> int:
-    if isinstance(image, torch.Tensor) and image.device.type != "cpu":
-        return int((~torch.isfinite(image)).sum()) if image.is_floating_point() else 0
-    return count_nonfinite(_host_array(image))
