@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import torch  # noqa: E402
 
-from gpen_arch.loader import DTYPES  # noqa: E402
+from gpen_arch import DTYPES  # noqa: E402
 from network import GMAC, random_gpen  # noqa: E402
 
 

@@ -6,10 +6,10 @@ from .checkpoint import MODEL_SUFFIXES
 from .config import RELEASED, GPENConfig, infer_config, task_hint
 from .convert import ModelInfo, describe, save_safetensors
 from .errors import ModelLoadError
-from .loader import DTYPES, build_model, load_model
-from .model import GPENModel
-from .network import GPEN
 from .export import export_onnx
+from .loader import build_model, load_model
+from .model import DTYPES, GPENModel
+from .network import GPEN
 from .onnx_model import OnnxGPEN
 
 __all__ = [

@@ -12,10 +12,10 @@ import torch
 from .checkpoint import read_weights
 from .config import GPENConfig, infer_config, task_hint
 from .loader import checked_config
-from .model import GPENModel
+from .model import PRECISIONS, GPENModel
 from .network import GPEN
 
-_DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16", torch.float64: "fp64"}
+_DTYPE_NAMES = {**PRECISIONS, torch.float64: "fp64"}
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,9 @@ import torch
 from .checkpoint import identify, read_weights, unwrap
 from .config import GPENConfig, infer_config
 from .errors import ModelLoadError
-from .model import GPENModel
+from .model import DTYPES, GPENModel
 from .network import GPEN
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 _SHOWN = 5  # how many problem keys an error lists
 
 

@@ -12,7 +12,9 @@ from .config import RELEASED, GPENConfig, task_hint
 from .network import GPEN
 from .onnx_model import OnnxGPEN
 
-PRECISIONS = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+# The precisions a torch GPEN runs in, by name, fp32 first.
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+PRECISIONS = {dtype: name for name, dtype in DTYPES.items()}
 
 
 @dataclass(frozen=True, eq=False)
@@ -50,7 +52,7 @@ class GPENModel:
         """Where the network runs now."""
         if isinstance(self.network, OnnxGPEN):
             return torch.device("cuda" if self.network.on_cuda else "cpu")
-        param = next(self.network.parameters(), None) if isinstance(self.network, torch.nn.Module) else None
+        param = self._parameter()
         return param.device if param is not None else torch.device("cpu")
 
     @property
@@ -58,8 +60,12 @@ class GPENModel:
         """What the network computes in (an ONNX file: what its input is declared as)."""
         if isinstance(self.network, OnnxGPEN):
             return torch.float16 if self.network.input_dtype.__name__ == "float16" else torch.float32
-        param = next(self.network.parameters(), None) if isinstance(self.network, torch.nn.Module) else None
+        param = self._parameter()
         return param.dtype if param is not None and param.is_floating_point() else torch.float32
+
+    def _parameter(self) -> torch.Tensor | None:
+        """A weight of a torch network (a stand-in network without weights has none)."""
+        return next(self.network.parameters(), None) if isinstance(self.network, torch.nn.Module) else None
 
     @property
     def precision(self) -> str:
