@@ -93,7 +93,9 @@ def is_grayscale(image: np.ndarray | torch.Tensor, tolerance: float = 2 / 255, f
     rgb = image[::step, ::step, :3]
     if isinstance(rgb, np.ndarray):
         rgb = torch.from_numpy(np.ascontiguousarray(rgb))  # a copy of the grid only
-    spread = rgb.amax(dim=2) - rgb.amin(dim=2)  # uint8 cannot wrap: max >= min
+    r, g, b = rgb.unbind(dim=2)
+    # Elementwise over the three planes: a reduction over a last axis of 3 is several times slower.
+    spread = torch.maximum(torch.maximum(r, g), b) - torch.minimum(torch.minimum(r, g), b)  # uint8: max >= min
     limit = tolerance * (255.0 if rgb.dtype == torch.uint8 else 1.0) + 1e-6
     return int(torch.count_nonzero(spread <= limit)) >= fraction * spread.numel()
 
