@@ -1,15 +1,15 @@
 """Face crops cut from an image tensor, on whichever device the image is.
 
 The official crop (cv2.warpAffine, bilinear, black border) in device-agnostic
-torch with its conventions: pixel centres at integer coordinates, and crops on
-whole grey levels like its uint8 crops (tests/reference_cv2.py is the cv2
+torch with its conventions: pixel centres at integer coordinates, and uint8
+crops (tests/reference_cv2.py is the cv2
 reference they are checked against). Only the box of the image a crop reads is
 made float. The sampling helpers serve the paste (paste.py) as well.
 """
 from __future__ import annotations
 
 import warnings
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -63,42 +63,39 @@ def sample(planes: torch.Tensor, grid: torch.Tensor, mode: str = "bilinear") -> 
     return F.grid_sample(planes[None], grid, mode=mode, padding_mode="zeros", align_corners=False)[0]
 
 
-def to_levels(unit: torch.Tensor) -> torch.Tensor:
-    """[0,1] values -> whole grey levels 0..255 (float), as uint8 crops hold them."""
-    return (unit * 255.0).round_().clamp_(0.0, 255.0)
-
-
-def _warp_boxes(planes: torch.Tensor, affines: Sequence[np.ndarray], size: int) -> torch.Tensor:
-    """(N,C,S,S) float32: the SxS views `affines` (image -> crop) take of HxWxC `planes`, bilinear, 0 outside.
-
-    Only the box of the image each crop reads is made float."""
-    h, w, channels = planes.shape
-    out = torch.zeros((len(affines), channels, size, size), dtype=torch.float32, device=planes.device)
-    for index, affine in enumerate(affines):
+def _warp_boxes(planes: torch.Tensor, affines: Sequence[np.ndarray], size: int) -> Iterator[torch.Tensor | None]:
+    """Per affine (image -> crop), the (C,S,S) float32 view it takes of HxWxC `planes`: bilinear, 0 outside;
+    None when it sees no pixel of the image. Only the box of the image a crop reads is made float."""
+    h, w, _ = planes.shape
+    for affine in affines:
         inverse = invert_affine(affine)
         box = footprint(inverse, size, h, w)
         if box is None:
-            continue  # the crop sees no pixel of the image: all zero, as cv2 gives
+            yield None
+            continue
         region = planes[box.slices].permute(2, 0, 1).float()
         region_map = inverse - np.array([[0, 0, box.x0], [0, 0, box.y0]], dtype=np.float64)
-        out[index] = sample(region, sampling_grid(region_map, (size, size), tuple(region.shape[1:]), planes.device))
-    return out
+        yield sample(region, sampling_grid(region_map, (size, size), tuple(region.shape[1:]), planes.device))
 
 
 def cut_crops(image: torch.Tensor, affines: Sequence[np.ndarray], size: int) -> torch.Tensor:
-    """The SxS crops that `affines` ((2,3) maps image -> crop) cut from `image`: (N,3,S,S) float32 in [0,1].
+    """The SxS crops that `affines` ((2,3) maps image -> crop) cut from `image`: (N,3,S,S) uint8.
 
     image: HxWx3/4 uint8, or float32 in [0,1]; the crops land on its device.
-    Bilinear with a black border like the official cv2 crop, and on whole grey
-    levels (k/255) like its uint8 crops; NaN becomes black, +-Inf white/black.
+    Bilinear with a black border, rounded to uint8, like the official cv2 crop;
+    NaN becomes black, +-Inf white/black.
     """
     check_image_tensor(image)
-    crops = _warp_boxes(image[..., :3], affines, size)
-    if image.dtype == torch.uint8:
-        return crops.round_().div_(255.0)
-    # NaN/Inf from a broken upstream node must not reach the network: black/white.
-    torch.nan_to_num_(crops, nan=0.0, posinf=1.0, neginf=0.0)
-    return to_levels(crops).div_(255.0)
+    out = torch.empty((len(affines), 3, size, size), dtype=torch.uint8, device=image.device)
+    for index, crop in enumerate(_warp_boxes(image[..., :3], affines, size)):
+        if crop is None:
+            out[index] = 0  # as cv2 gives
+            continue
+        if image.is_floating_point():
+            # NaN/Inf from a broken upstream node must not reach the network: black/white.
+            crop = torch.nan_to_num_(crop, nan=0.0, posinf=1.0, neginf=0.0).mul_(255.0).clamp_(0.0, 255.0)
+        out[index] = crop.round_()  # a uint8 image's bilinear mix stays within 0..255
+    return out
 
 
 def cut_masks(mask: torch.Tensor, affines: Sequence[np.ndarray], size: int) -> torch.Tensor:
@@ -109,7 +106,11 @@ def cut_masks(mask: torch.Tensor, affines: Sequence[np.ndarray], size: int) -> t
     if not isinstance(mask, torch.Tensor) or mask.ndim != 2:
         raise ValueError(f"mask must be an HxW tensor, got {getattr(mask, 'shape', type(mask).__name__)}; "
                          "give it as cut.as_tensor(mask)")
-    return _warp_boxes(mask[..., None], affines, size)[:, 0]
+    out = torch.zeros((len(affines), size, size), dtype=torch.float32, device=mask.device)
+    for index, seen in enumerate(_warp_boxes(mask[..., None], affines, size)):
+        if seen is not None:
+            out[index] = seen[0]
+    return out
 
 
 def check_image_tensor(image, name: str = "image") -> None:

@@ -25,6 +25,9 @@ class Roi:
     def slices(self) -> tuple[slice, slice]:
         return slice(self.y0, self.y1), slice(self.x0, self.x1)
 
+    def overlaps(self, other: "Roi") -> bool:
+        return self.x0 < other.x1 and other.x0 < self.x1 and self.y0 < other.y1 and other.y0 < self.y1
+
     def union(self, other: "Roi | None") -> "Roi":
         if other is None:
             return self

@@ -10,6 +10,7 @@ are written.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -19,7 +20,7 @@ import torch.nn.functional as F
 
 from .align import invert_affine
 from .color import is_grayscale, luma, match_color
-from .cut import check_image_tensor, cut_crops, sample, sampling_grid, to_levels
+from .cut import check_image_tensor, cut_crops, sample, sampling_grid
 from .face import AlignedFace
 from .geometry import Roi, crop_to_target, face_box, inside_source, is_small_in_target
 from .masks import MASK_MODES
@@ -53,7 +54,7 @@ def paste_faces(image: torch.Tensor, faces: Sequence[AlignedFace], crops: torch.
 
     image: HxWx3/4 tensor, uint8 or float32 in [0,1]; it may be a resized
       copy (any scale) of the image the faces were aligned on.
-    crops: (N,3,S,S) restored crops in [0,1] on whole grey levels, any S.
+    crops: (N,3,S,S) restored crops, uint8, any S.
     crop_masks: (N,S,S) crop-space paste masks, or (1,S,S) for every face
       (masks.paste_masks).
     mode: "official" warps the face bilinearly, smooths faces under 100 px
@@ -63,6 +64,7 @@ def paste_faces(image: torch.Tensor, faces: Sequence[AlignedFace], crops: torch.
     strength: 0..1. In "official" mode with `originals` (the crops as cut,
       (N,3,S',S')) it mixes restored and original crops like the official
       demo; otherwise it scales the mask. 0 returns a copy of the image.
+    originals: (N,3,S',S') uint8, the crops as they were cut.
     color_match: give each face the low-frequency colour of its original
       (`originals`, or cut from `image` when None).
     keep_gray: re-grey the pasted faces (see pastes_gray for "auto").
@@ -78,33 +80,39 @@ def paste_faces(image: torch.Tensor, faces: Sequence[AlignedFace], crops: torch.
     strength = float(strength)
     if len(faces) == 0 or strength == 0.0:
         return PasteResult(image.clone(), full_mask)
-    crops = crops.to(device=device, dtype=torch.float32)
-    crop_masks = crop_masks.to(device=device, dtype=torch.float32)
+    crops, crop_masks = crops.to(device), crop_masks.to(device=device, dtype=torch.float32)
     if originals is not None:
-        originals = originals.to(device=device, dtype=torch.float32)
+        originals = originals.to(device)
     region = None if region_mask is None else region_mask.to(device)
 
     crop_blend = mode == "official" and originals is not None
     mask_scale = 1.0 if crop_blend else strength
     out = image.clone()
-    touched: Roi | None = None
+    pasted: list[Roi] = []
+    size = crops.shape[-1]
+    planes = torch.empty((4, size, size), dtype=torch.float32, device=device)  # each face's in turn
     for index, face in enumerate(faces):
-        placed = face_box(face, crops.shape[-1], (h, w))
+        placed = face_box(face, size, (h, w))
         if placed is None:
             continue  # the face misses the target
         roi, crop_to_roi = placed
-        original = None if originals is None else originals[index]
-        levels = _prepared_crop(image, face, crops[index], original, mode, strength if crop_blend else 1.0,
-                                color_match)
-        face_mask, face_px = _warp_face(image, face, levels, crop_masks[index if len(crop_masks) > 1 else 0],
-                                        crop_to_roi, roi, mode)
+        _fill_planes(planes, image, face, crops[index], crop_masks[index if len(crop_masks) > 1 else 0],
+                              None if originals is None else originals[index], mode,
+                              strength if crop_blend else 1.0, color_match)
+        face_mask, face_px = _warp_face(image, face, planes, crop_to_roi, roi, mode)
         sub_mask = full_mask[roi.slices]
-        higher = face_mask > sub_mask  # overlapping faces: the higher mask wins, the first on ties
-        torch.maximum(sub_mask, face_mask, out=sub_mask)
+        if any(roi.overlaps(other) for other in pasted):
+            higher = face_mask > sub_mask  # overlapping faces: the higher mask wins, the first on ties
+            torch.maximum(sub_mask, face_mask, out=sub_mask)
+        else:
+            higher = None  # no earlier face reaches this box
+            sub_mask.copy_(face_mask)
         weight = _scaled(face_mask, mask_scale, region, roi)
-        _blend(out[roi.slices], image[roi.slices], face_px, weight, higher & (weight > 0), keep_gray)
-        touched = roi.union(touched)
-    if touched is not None and (mask_scale != 1.0 or region is not None):
+        _blend(out[roi.slices], image[roi.slices], face_px, weight, None if higher is None else higher & (weight > 0),
+               keep_gray)
+        pasted.append(roi)
+    if pasted and (mask_scale != 1.0 or region is not None):
+        touched = functools.reduce(Roi.union, pasted)
         sub_mask = full_mask[touched.slices]
         sub_mask.copy_(_scaled(sub_mask, mask_scale, region, touched))  # the very weights the blends used
     return PasteResult(out, full_mask)
@@ -128,58 +136,77 @@ def _unit(region: torch.Tensor) -> torch.Tensor:
     return region.float().clamp(0.0, 1.0)
 
 
-def _prepared_crop(image: torch.Tensor, face: AlignedFace, crop: torch.Tensor, original: torch.Tensor | None,
-                   mode: str, blend: float, color_match: bool) -> torch.Tensor:
-    """The (3,S,S) grey levels to warp: colour-matched, then smoothed and crop-blended as the official recipe."""
+def _fill_planes(planes: torch.Tensor, image: torch.Tensor, face: AlignedFace, crop: torch.Tensor,
+                 crop_mask: torch.Tensor, original: torch.Tensor | None, mode: str, blend: float,
+                 color_match: bool) -> None:
+    """Fill (4,S,S) float32 `planes` with the face's grey levels made ready to warp (colour-matched, then
+    smoothed and crop-blended as the official recipe) and, as the fourth plane, its paste mask."""
     target_hw = tuple(image.shape[:2])
     size = crop.shape[-1]
-    levels = to_levels(crop)
+    levels = planes[:3]
+    levels.copy_(crop)
+    planes[3].copy_(crop_mask)
     reference = _reference_levels(image, face, size, original) if color_match or blend < 1.0 else None
     if color_match:
         inside = inside_source(face, size, target_hw)
-        levels = match_color(levels, reference, None if inside is None else torch.from_numpy(inside))
+        levels.copy_(match_color(levels, reference, None if inside is None else torch.from_numpy(inside)))
     if mode == "official" and is_small_in_target(face, target_hw):
-        levels = _smooth_small_face(levels)
+        _smooth_small_face(levels)
     if blend < 1.0:
         # The official strength: cv2.addWeighted of the restored and original uint8 crops.
-        levels = (levels * blend + reference * (1.0 - blend)).round_().clamp_(0.0, 255.0)
-    return levels
+        levels.copy_((levels * blend + reference * (1.0 - blend)).round_().clamp_(0.0, 255.0))
 
 
 def _reference_levels(image: torch.Tensor, face: AlignedFace, size: int, original: torch.Tensor | None):
-    """The face as it was, (3,S,S) grey levels: `original` resized to S, or cut from the target."""
+    """The face as it was, (3,S,S) float grey levels: `original` resized to S, or cut from the target."""
     if original is None:
         target_to_crop = invert_affine(crop_to_target(face, size, tuple(image.shape[:2])))
-        return to_levels(cut_crops(image, [target_to_crop], size)[0])
+        return cut_crops(image, [target_to_crop], size)[0].float()
+    original = original.float()
     if original.shape[-1] != size:
         original = F.interpolate(original[None], size=(size, size), mode="bilinear", align_corners=False)[0]
-    return to_levels(original)
+        original = original.round_().clamp_(0.0, 255.0)
+    return original
 
 
-def _smooth_small_face(levels: torch.Tensor) -> torch.Tensor:
-    """The official 3x3 [1,2,1]x[1,2,1]/16 smoothing on (3,S,S) grey levels, reflect-101 border, rounded.
+def _smooth_small_face(levels: torch.Tensor) -> None:
+    """The official 3x3 [1,2,1]x[1,2,1]/16 smoothing of (3,S,S) grey levels, in place, reflect-101 border,
+    rounded.
 
     Two [1,2,1]/4 passes, exact on whole levels (quarters and sixteenths are exact in float32), so
     the sums round as cv2's uint8 filter rounds them."""
-    padded = F.pad(levels[None], (1, 1, 1, 1), mode="reflect")[0]  # torch's "reflect" is cv2's REFLECT_101
-    rows = torch.add(padded[:, :-2], padded[:, 2:]).add_(padded[:, 1:-1], alpha=2.0).mul_(0.25)
-    return torch.add(rows[..., :-2], rows[..., 2:]).add_(rows[..., 1:-1], alpha=2.0).mul_(0.25).round_()
+    rows = torch.empty_like(levels)
+    _smooth_121(levels, rows, axis=1)
+    _smooth_121(rows, levels, axis=2)
+    levels.round_()
 
 
-def _warp_face(image: torch.Tensor, face: AlignedFace, levels: torch.Tensor, crop_mask: torch.Tensor,
-               crop_to_roi: np.ndarray, roi: Roi, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mask (h,w) and face (3,h,w) in the face's box of the target: the face in grey levels on a uint8
-    target (rounded, as the warped uint8 crop), in [0,1] on a float one."""
-    size = levels.shape[-1]
+def _smooth_121(source: torch.Tensor, target: torch.Tensor, axis: int) -> None:
+    """target = [1,2,1]/4 along `axis` of source; reflect-101 makes an edge pixel's outer neighbour its inner one."""
+    n = source.shape[axis]
+    middle = target.narrow(axis, 1, n - 2)
+    torch.add(source.narrow(axis, 0, n - 2), source.narrow(axis, 2, n - 2), out=middle)
+    middle.add_(source.narrow(axis, 1, n - 2), alpha=2.0)
+    for edge, inner in ((0, 1), (n - 1, n - 2)):
+        torch.add(source.select(axis, edge), source.select(axis, inner), out=target.select(axis, edge)).mul_(2.0)
+    target.mul_(0.25)
+
+
+def _warp_face(image: torch.Tensor, face: AlignedFace, planes: torch.Tensor, crop_to_roi: np.ndarray, roi: Roi,
+               mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mask (h,w) and face (3,h,w) in the face's box of the target, from the face's planes (_fill_planes):
+    the face in grey levels on a uint8 target (rounded, as the warped uint8 crop), in [0,1] on a float one."""
+    size = planes.shape[-1]
+    levels = planes[:3]
     grid = sampling_grid(invert_affine(crop_to_roi), (roi.y1 - roi.y0, roi.x1 - roi.x0), (size, size),
-                         levels.device)
+                         planes.device)
     if mode == "official":  # face and mask both bilinear: one pass reads both
-        warped = sample(torch.cat([levels, crop_mask[None]]), grid)
+        warped = sample(planes, grid)
         face_px, face_mask = warped[:3], warped[3]
     else:
         # Bicubic undoes the bilinear crop far better (identity round trip at 512: ~42.5 dB -> ~47 dB);
         # torch's and cv2's cubic share a = -0.75.
-        face_px, face_mask = sample(levels, grid, "bicubic"), sample(crop_mask[None], grid)[0]
+        face_px, face_mask = sample(levels, grid, "bicubic"), sample(planes[3:], grid)[0]
     face_mask.clamp_(0.0, 1.0)  # blurs and interpolation can overshoot 1 by a rounding
     # grid_sample's weights need not sum to exactly 1, so a flat 1 can read 0.99999994 where cv2 reads 1.
     # Made 1 again, the plateaus of overlapping faces tie exactly and the first face keeps them, as it
@@ -217,21 +244,32 @@ def _without_surround(levels: torch.Tensor, inside: torch.Tensor, face_px: torch
 
 
 def _blend(out_box: torch.Tensor, image_box: torch.Tensor, face_px: torch.Tensor, weight: torch.Tensor,
-           write: torch.Tensor, keep_gray: bool) -> None:
-    """Write image*(1-weight) + face*weight into `out_box` where `write` is set, in float32.
+           write: torch.Tensor | None, keep_gray: bool) -> None:
+    """Write image*(1-weight) + face*weight into `out_box` where `write` is set (None: wherever weight > 0,
+    no earlier face being in the box), in float32.
 
     Blended from the input image, so a pixel that a later, higher face takes over is blended afresh.
-    Worked channel-first, so the (h,w) weight and write mask broadcast over whole contiguous planes."""
+    Worked on contiguous channel-first planes, so the (h,w) weight and write mask broadcast over them."""
     face = luma(face_px.permute(1, 2, 0)) if keep_gray else face_px
-    base = image_box[..., :3].permute(2, 0, 1)
-    if image_box.dtype == torch.uint8:
-        blended = torch.lerp(base.float(), face, weight).round_()
-    else:
+    base = _float_planes(image_box)
+    if not image_box.dtype == torch.uint8 and not bool(torch.isfinite(base).all()):
         # NaN/Inf under a face would poison the blend; there they count as black/white. Pixels outside
-        # every face are not touched, invalid or not.
-        blended = torch.lerp(torch.nan_to_num(base, nan=0.0, posinf=1.0, neginf=0.0), face, weight)
+        # every face are not touched, invalid or not, so here only the weighted ones are written.
+        write = weight > 0 if write is None else write
+        torch.nan_to_num_(base, nan=0.0, posinf=1.0, neginf=0.0)
+    blended = torch.lerp(base, face, weight, out=base)  # a zero weight gives back the image's own value
+    if image_box.dtype == torch.uint8:
+        blended.round_()
     rgb = out_box[..., :3].permute(2, 0, 1)
-    rgb.copy_(torch.where(write, blended, rgb))
+    if write is not None:
+        torch.where(write, blended, _float_planes(out_box), out=blended)
+    rgb.copy_(blended)
+
+
+def _float_planes(box: torch.Tensor) -> torch.Tensor:
+    """A new (3,h,w) contiguous float32 copy of an (h,w,3/4) box's colour (one pass, whatever its dtype)."""
+    planes = torch.empty((3,) + tuple(box.shape[:2]), dtype=torch.float32, device=box.device)
+    return planes.copy_(box[..., :3].permute(2, 0, 1))
 
 
 def _check_args(image, faces, crops, crop_masks, mode, strength, originals, keep_gray, region_mask) -> None:
@@ -245,8 +283,8 @@ def _check_args(image, faces, crops, crop_masks, mode, strength, originals, keep
                          "paste.pastes_gray first")
     n = len(faces)
     if not isinstance(crops, torch.Tensor) or crops.ndim != 4 or crops.shape[1] != 3 \
-            or crops.shape[2] != crops.shape[3] or not crops.is_floating_point():
-        raise ValueError(f"crops must be an (N,3,S,S) float tensor in [0,1] (as cut.cut_crops gives), got "
+            or crops.shape[2] != crops.shape[3] or crops.dtype != torch.uint8:
+        raise ValueError(f"crops must be an (N,3,S,S) uint8 tensor (as cut.cut_crops gives), got "
                          f"{getattr(crops, 'dtype', type(crops).__name__)} {tuple(getattr(crops, 'shape', ()))}")
     if crops.shape[0] != n:
         raise ValueError(f"got {n} faces but {crops.shape[0]} crops; they must pair up")
@@ -256,8 +294,9 @@ def _check_args(image, faces, crops, crop_masks, mode, strength, originals, keep
         raise ValueError(f"crop_masks must be ({n},{size},{size}) or (1,{size},{size}) like the crops "
                          f"(masks.paste_masks), got {tuple(getattr(crop_masks, 'shape', ()))}")
     if originals is not None and (not isinstance(originals, torch.Tensor) or originals.ndim != 4
-                                  or originals.shape[:2] != (n, 3) or originals.shape[2] != originals.shape[3]):
-        raise ValueError(f"originals must be ({n},3,S,S) like the crops as cut, "
+                                  or originals.shape[:2] != (n, 3) or originals.shape[2] != originals.shape[3]
+                                  or originals.dtype != torch.uint8):
+        raise ValueError(f"originals must be ({n},3,S,S) uint8 like the crops as cut, "
                          f"got {tuple(getattr(originals, 'shape', ()))}")
     if region_mask is not None:
         if not isinstance(region_mask, torch.Tensor) or tuple(region_mask.shape) != tuple(image.shape[:2]):

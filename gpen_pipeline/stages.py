@@ -91,7 +91,7 @@ def restore_faces(model: GPENModel, images: Sequence[Image], aligned: Sequence[S
         if not faces:
             continue
         affines, mine = [face.affine for face in faces], slice(at, at + len(faces))
-        crops[mine] = cut_crops(as_tensor(image, device), affines, size).mul_(255.0).round_()
+        crops[mine] = cut_crops(as_tensor(image, device), affines, size)
         if holes is not None:
             holes[mine] = cut_masks(as_tensor(unit_mask(_host_array(damage[index]), "damage mask"), device),
                                     affines, size)
@@ -136,10 +136,10 @@ def paste_back(image: Image, restored: Sequence[RestoredFace], options: PasteOpt
                              options.grow)
     gray = "off" if any(face.task == "colorize" for face in restored) else options.keep_gray
     return paste_faces(pixels, [face.aligned for face in restored],
-                       torch.stack([face.restored for face in restored]).float().div_(255.0),
+                       torch.stack([face.restored for face in restored]),
                        torch.from_numpy(crop_masks).to(pixels.device), mode=options.mask_mode,
                        strength=options.strength,
-                       originals=torch.stack([face.original for face in restored]).float().div_(255.0),
+                       originals=torch.stack([face.original for face in restored]),
                        keep_gray=pastes_gray(gray, pixels), color_match=options.color_match,
                        region_mask=region_mask)
 

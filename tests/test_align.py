@@ -15,7 +15,7 @@ def align_face(image: np.ndarray, face: Face, size: int, template: str = "gpen")
     """The face's record and its crop as the restore stage cuts it (SxSx3 uint8)."""
     aligned = aligned_record(face, size, image.shape[:2], template)
     crop = cut_crops(as_tensor(image), [aligned.affine], size)[0]
-    return aligned, crops_to_numpy(crop.mul(255.0).round_().to(torch.uint8))
+    return aligned, crops_to_numpy(crop)
 
 
 @pytest.fixture(scope="module")

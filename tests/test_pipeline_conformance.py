@@ -13,7 +13,7 @@ import torch
 
 from gpen_pipeline.align import gpen_template
 from gpen_pipeline.cut import as_tensor, cut_crops
-from gpen_pipeline.face import Face
+from gpen_pipeline.face import Face, crops_from_numpy, crops_to_numpy
 from gpen_pipeline.masks import paste_masks
 from gpen_pipeline.paste import paste_faces
 from reference_cv2 import align_face
@@ -67,24 +67,14 @@ def test_crops_and_inverse_transforms(fx, index):
     np.testing.assert_allclose(aligned.inverse, fx[f"face{index}_tfm_inv"], rtol=1e-6, atol=2e-5)
     _assert_close_u8(crop, _rgb(fx[f"face{index}_crop"]))
     cut = cut_crops(as_tensor(image), [aligned.affine], SIZE)[0]
-    _assert_close_u8(_u8(cut), _rgb(fx[f"face{index}_crop"]))
-
-
-def _u8(crop: torch.Tensor) -> np.ndarray:
-    """A (3,S,S) [0,1] crop as SxSx3 uint8."""
-    return (crop * 255.0).round().to(torch.uint8).permute(1, 2, 0).numpy()
-
-
-def _unit(crops) -> torch.Tensor:
-    """uint8 SxSx3 crops -> (N,3,S,S) float32 [0,1], as the torch paste takes them."""
-    return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 255.0
+    _assert_close_u8(crops_to_numpy(cut), _rgb(fx[f"face{index}_crop"]))
 
 
 def _paste(fx, image: np.ndarray, aligned, enhanced, originals=None, strength: float = 1.0) -> np.ndarray:
     """The official paste (its parser stood in by the fixture's parse map) with the torch paste."""
     crop_masks = paste_masks("official", enhanced, lambda crop: fx["parse_mask512_u8"], None, 0.0)
-    result = paste_faces(as_tensor(image), aligned, _unit(enhanced), torch.from_numpy(crop_masks),
-                         mode="official", strength=strength, originals=None if originals is None else _unit(originals))
+    result = paste_faces(as_tensor(image), aligned, crops_from_numpy(enhanced), torch.from_numpy(crop_masks),
+                         mode="official", strength=strength, originals=None if originals is None else crops_from_numpy(originals))
     assert result.mask.shape == image.shape[:2] and result.mask.dtype == torch.float32
     assert 0.0 <= result.mask.min() and result.mask.max() <= 1.0
     return result.image.numpy()
