@@ -183,7 +183,7 @@ def cmd_restore(args) -> int:
     if task == "seg2face":
         raise CliError("Seg2face models turn segmentation maps into faces; they cannot restore photos")
     options = EnhanceOptions(
-        task=task,
+        task=task, colorize=args.colorize,
         select=SelectOptions(threshold=args.threshold, order=args.order, indices=args.faces, min_size=args.min_size,
                              max_count=args.max_faces),
         paste=PasteOptions(mask_mode=args.mask, strength=args.strength, feather=args.feather, grow=args.grow,
@@ -226,8 +226,8 @@ def cmd_restore(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from gpen_pipeline import (DEFAULT_DETECTOR, DETECTOR_NAMES, KEEP_GRAY, MASK_MODES, ORDERS, PasteOptions,
-                               SelectOptions)
+    from gpen_pipeline import (COLORIZE_MODES, DEFAULT_DETECTOR, DETECTOR_NAMES, KEEP_GRAY, MASK_MODES, ORDERS,
+                               EnhanceOptions, PasteOptions, SelectOptions)
     from gpen_pipeline.selection import LARGEST
 
     select, paste = SelectOptions(), PasteOptions()  # the defaults every front end shares
@@ -255,6 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     detector_options(p)
     p.add_argument("--task", choices=("auto", "restore", "colorize", "inpaint"), default="auto",
                    help="auto: from the model file name")
+    p.add_argument("--colorize", choices=COLORIZE_MODES, default=EnhanceOptions().colorize,
+                   help="colorization models: keep-luminance (the photo's own tones, only colour added; default) "
+                        "or official (the official script's output at the model size: the network's tones)")
     p.add_argument("--inpaint-mask", help="image marking damaged areas in white (inpainting)")
     p.add_argument("--strength", type=float, default=paste.strength, help="0 = original, 1 = fully restored")
     p.add_argument("--mask", choices=MASK_MODES, default=paste.mask_mode,

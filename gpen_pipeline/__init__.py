@@ -8,13 +8,13 @@ from .align import DegenerateLandmarks, ffhq_template, gpen_template
 from .detection import DEFAULT_DETECTOR, DETECTOR_NAMES, detect_faces, load_detector
 from .enhance import EnhanceResult, enhance_image, enhance_images
 from .face import AlignedFace, Face, RestoredFace
-from .options import KEEP_GRAY, MASK_MODES, TASKS, EnhanceOptions, PasteOptions, SelectOptions
+from .options import COLORIZE_MODES, KEEP_GRAY, MASK_MODES, TASKS, EnhanceOptions, PasteOptions, SelectOptions
 from .paste import PasteResult
 from .selection import ORDERS, select_faces
 from .stages import FoundFaces, align_faces, find_faces, paste_back, restore_faces
 
 __all__ = [
-    "DEFAULT_DETECTOR", "DETECTOR_NAMES", "KEEP_GRAY", "MASK_MODES", "ORDERS", "TASKS",
+    "COLORIZE_MODES", "DEFAULT_DETECTOR", "DETECTOR_NAMES", "KEEP_GRAY", "MASK_MODES", "ORDERS", "TASKS",
     "AlignedFace", "DegenerateLandmarks", "EnhanceOptions", "EnhanceResult", "Face", "FoundFaces", "PasteOptions",
     "PasteResult", "RestoredFace", "SelectOptions",
     "align_faces", "detect_faces", "enhance_image", "enhance_images", "ffhq_template", "find_faces",

@@ -87,7 +87,7 @@ def enhance_images(images: Sequence[Image], model: GPENModel, detector: Detector
         advance(1)
 
     restored = restore_faces(model, images, found, options.task, inpaint_masks, options.batch_size, advance,
-                             check_interrupt)
+                             check_interrupt, options.colorize)
     if sum(map(len, found)) > FACES_HELD:
         # A long batch is about to allocate its results: the network's CPU workspace (333 MB at 512 px)
         # goes first. Rebuilding it on the next call costs well under 1 % of this many faces.

@@ -69,10 +69,17 @@ class RestoredFace:
     restored: torch.Tensor = field(repr=False)  # (3, S, S) uint8 RGB
     original: torch.Tensor = field(repr=False)  # the crop as cut, same layout
     task: str = "restore"  # a colorized face must not be turned grey again when pasted
+    # The output truncated to uint8 as the official code does (`restored` is rounded): what "official"
+    # mode parses and pastes, so its parser sees the official picture. None: `restored` serves.
+    truncated: torch.Tensor | None = field(default=None, repr=False)
 
     def restored_u8(self) -> np.ndarray:
         """The restored crop as SxSx3 uint8 RGB on the host."""
         return crops_to_numpy(self.restored)
+
+    def for_mask_mode(self, mask_mode: str) -> torch.Tensor:
+        """The (3, S, S) crop a paste in `mask_mode` uses: the truncated one in "official" mode."""
+        return self.truncated if mask_mode == "official" and self.truncated is not None else self.restored
 
 
 def crops_to_numpy(crop: torch.Tensor) -> np.ndarray:

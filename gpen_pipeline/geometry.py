@@ -28,6 +28,10 @@ class Roi:
     def overlaps(self, other: "Roi") -> bool:
         return self.x0 < other.x1 and other.x0 < self.x1 and self.y0 < other.y1 and other.y0 < self.y1
 
+    def within(self, outer: "Roi") -> tuple[slice, slice]:
+        """This box's slices inside `outer` (which contains it)."""
+        return slice(self.y0 - outer.y0, self.y1 - outer.y0), slice(self.x0 - outer.x0, self.x1 - outer.x0)
+
     def union(self, other: "Roi | None") -> "Roi":
         if other is None:
             return self

@@ -13,6 +13,8 @@ from .paste import KEEP_GRAY
 from .selection import LARGEST, ORDERS, parse_indices
 
 TASKS = ("restore", "colorize", "inpaint")
+# Colorize: keep the photo's luminance (the default), or the official script's output at the model's size.
+COLORIZE_MODES = ("keep-luminance", "official")
 TEMPLATES = ("gpen", "ffhq")
 # Faces cut, restored and held at once: bounds memory on long frame batches.
 FACES_HELD = 16
@@ -73,9 +75,11 @@ class EnhanceOptions:
     select: SelectOptions = field(default_factory=SelectOptions)
     paste: PasteOptions = field(default_factory=PasteOptions)
     batch_size: int | None = None  # faces per network call; None: the policy in restore.faces_per_call
+    colorize: str = "keep-luminance"  # task "colorize": see COLORIZE_MODES
 
     def __post_init__(self):
         _choice("task", self.task, TASKS)
+        _choice("colorize mode", self.colorize, COLORIZE_MODES)
         _choice("template", self.template, TEMPLATES)
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1 (or None), got {self.batch_size}")

@@ -80,15 +80,31 @@ def find_parser_weights(kind: str, model_dirs: Iterable[str | Path]) -> Path:
                          f"these folders, or use mask mode 'box' (nothing is downloaded automatically)")
 
 
-def _build_net(kind: str) -> torch.nn.Module:
+def _build_net(kind: str, state: dict[str, torch.Tensor]) -> torch.nn.Module:
     try:
         if kind == "parsenet":
             from facexlib.parsing.parsenet import ParseNet
-            return ParseNet(in_size=PARSE_SIZE, out_size=PARSE_SIZE, parsing_ch=19)
+            return ParseNet(in_size=PARSE_SIZE, out_size=PARSE_SIZE, parsing_ch=19, **_parsenet_widths(state))
         from facexlib.parsing.bisenet import BiSeNet
         return BiSeNet(num_class=19)
     except ImportError as err:
         raise ImportError(f"the {kind} face parser needs the facexlib package: pip install facexlib ({err})") from err
+
+
+def _parsenet_widths(state: dict[str, torch.Tensor]) -> dict:
+    """ParseNet's width arguments as the weights show them: the first convolution's channels, and
+    the range the residual blocks' channels are clipped to (the released file: 64, [32, 256]).
+    Narrower variants of the same architecture load too; the strict load checks the rest."""
+    def out_channels(prefix: str) -> list[int]:
+        return [int(v.shape[0]) for k, v in state.items()
+                if k.startswith(prefix) and k.endswith("conv2d.weight") and v.ndim == 4]
+
+    first, blocks = out_channels("encoder.0."), out_channels("encoder.") + out_channels("body.") \
+        + out_channels("decoder.")
+    if not first or not blocks:
+        return {}  # not ParseNet's layout: the strict load says what is wrong
+    return {"base_ch": first[0], "ch_range": [min(blocks), max(blocks)],
+            "res_depth": len({k.split(".")[1] for k in state if k.startswith("body.")})}
 
 
 def load_parser(kind: str = "auto", model_dirs: Sequence[str | Path] = (),
@@ -96,9 +112,10 @@ def load_parser(kind: str = "auto", model_dirs: Sequence[str | Path] = (),
     """Load facexlib's ParseNet/BiSeNet from `parsing_parsenet.pth`/`parsing_bisenet.pth` in `model_dirs`."""
     path = find_parser_weights(kind, model_dirs)
     found = next(k for k, name in WEIGHT_FILES.items() if path.name == name)
-    net = _build_net(found)
+    state = read_weights(path, label="Face parser file")
+    net = _build_net(found, state)
     try:
-        net.load_state_dict(read_weights(path, label="Face parser file"), strict=True)
+        net.load_state_dict(state, strict=True)
     except RuntimeError as err:
         raise ValueError(f"face parser weights {path} do not fit facexlib's {found}: "
                          f"{str(err).splitlines()[0]}") from err
@@ -114,7 +131,8 @@ def parse_labels(parser: FaceParser, crop: np.ndarray) -> np.ndarray:
     if crop.shape[0] != PARSE_SIZE:
         crop = cv2.resize(crop, (PARSE_SIZE, PARSE_SIZE), interpolation=cv2.INTER_LINEAR)
     mean, std = _NORMALISATION[parser.kind]
-    x = (crop.astype(np.float32) / 255.0 - np.array(mean, np.float32)) / np.array(std, np.float32)
+    # In float64, then float32, as GPEN's parser input is made: its labels then see GPEN's very tensor.
+    x = ((crop / 255.0 - np.array(mean)) / np.array(std)).astype(np.float32)
     param = next(parser.net.parameters())
     tensor = torch.from_numpy(x.transpose(2, 0, 1)[None].copy()).to(param.device, param.dtype)
     with torch.inference_mode():

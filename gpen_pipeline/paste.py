@@ -4,9 +4,11 @@ Per face, on the image's device: the crop made ready in crop space (colour
 match, the official small-face smoothing and crop blend), then crop and mask
 warped into the face's box of the target with the inverse similarity (black
 border; the face bilinear in "official" mode as GPEN does, bicubic otherwise)
-and blended there in float32. Where faces overlap the higher mask wins. Only
-the faces' boxes are ever made float, and only pixels under a non-zero mask
-are written.
+and blended there in float32. Where faces overlap, "official" mode keeps the
+official rule (the higher mask wins, the first face on ties; the masks warped
+by cv2 itself so that the same face wins); the other modes mix the faces by
+their mask weights, so no seam runs where their masks cross. Only the faces'
+boxes are ever made float, and only pixels under a non-zero mask are written.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import functools
 from dataclasses import dataclass
 from typing import Sequence
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -28,10 +31,6 @@ from .masks import MASK_MODES
 __all__ = ["KEEP_GRAY", "MASK_MODES", "PasteResult", "paste_faces", "pastes_gray"]
 
 KEEP_GRAY = ("auto", "on", "off")
-
-# Paste-mask values this close to 1 are 1 (see _warp_face).
-_NEARLY_ONE = 1.0 - 2.0 ** -20
-
 
 @dataclass(frozen=True)
 class PasteResult:
@@ -91,31 +90,72 @@ def paste_faces(image: torch.Tensor, faces: Sequence[AlignedFace], crops: torch.
     pasted: list[Roi] = []
     size = crops.shape[-1]
     planes = torch.empty((4, size, size), dtype=torch.float32, device=device)  # each face's in turn
-    for index, face in enumerate(faces):
-        placed = face_box(face, size, (h, w))
-        if placed is None:
-            continue  # the face misses the target
-        roi, crop_to_roi = placed
-        _fill_planes(planes, image, face, crops[index], crop_masks[index if len(crop_masks) > 1 else 0],
-                              None if originals is None else originals[index], mode,
-                              strength if crop_blend else 1.0, color_match)
-        face_mask, face_px = _warp_face(image, face, planes, crop_to_roi, roi, mode)
-        sub_mask = full_mask[roi.slices]
-        if any(roi.overlaps(other) for other in pasted):
-            higher = face_mask > sub_mask  # overlapping faces: the higher mask wins, the first on ties
+
+    def warped(index: int, roi: Roi, crop_to_roi: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        _fill_planes(planes, image, faces[index], crops[index], crop_masks[index if len(crop_masks) > 1 else 0],
+                     None if originals is None else originals[index], mode, strength if crop_blend else 1.0,
+                     color_match)
+        return _warp_face(image, faces[index], planes, crop_to_roi, roi, mode)
+
+    def blend(box: Roi, face_px: torch.Tensor, face_mask: torch.Tensor, higher: torch.Tensor | None) -> None:
+        weight = _scaled(face_mask, mask_scale, region, box)
+        if higher is None and any(box.overlaps(other) for other in pasted):
+            higher = face_mask > 0  # pixels of the box an earlier face may have written keep its value
+        _blend(out[box.slices], image[box.slices], face_px, weight,
+               None if higher is None else higher & (weight > 0), keep_gray)
+
+    placed = [face_box(face, size, (h, w)) for face in faces]  # None: the face misses the target
+    for group in _paste_groups(placed, mode):
+        if len(group) == 1:
+            roi, crop_to_roi = placed[group[0]]
+            face_mask, face_px = warped(group[0], roi, crop_to_roi)
+            sub_mask = full_mask[roi.slices]
+            higher = None
+            if any(roi.overlaps(other) for other in pasted):
+                higher = face_mask > sub_mask  # the official rule: the higher mask wins, the first on ties
             torch.maximum(sub_mask, face_mask, out=sub_mask)
-        else:
-            higher = None  # no earlier face reaches this box
-            sub_mask.copy_(face_mask)
-        weight = _scaled(face_mask, mask_scale, region, roi)
-        _blend(out[roi.slices], image[roi.slices], face_px, weight, None if higher is None else higher & (weight > 0),
-               keep_gray)
-        pasted.append(roi)
-    if pasted and (mask_scale != 1.0 or region is not None):
+            blend(roi, face_px, face_mask, higher)
+            pasted.append(roi)
+            continue
+        # Faces whose boxes overlap: mixed by their mask weights, so no seam runs where their masks cross.
+        box = functools.reduce(Roi.union, (placed[i][0] for i in group))
+        mixed = torch.zeros((3, box.y1 - box.y0, box.x1 - box.x0), dtype=torch.float32, device=device)
+        total, top = torch.zeros_like(mixed[0]), torch.zeros_like(mixed[0])
+        for index in group:
+            roi, crop_to_roi = placed[index]
+            face_mask, face_px = warped(index, roi, crop_to_roi)
+            inner = roi.within(box)
+            mixed[(slice(None),) + inner].addcmul_(face_px, face_mask)
+            total[inner].add_(face_mask)
+            torch.maximum(top[inner], face_mask, out=top[inner])
+        mixed.div_(total.clamp_min(1e-12))
+        sub_mask = full_mask[box.slices]
+        torch.maximum(sub_mask, top, out=sub_mask)
+        blend(box, mixed, top, None)
+        pasted.extend(placed[i][0] for i in group)
+    if pasted:
         touched = functools.reduce(Roi.union, pasted)
         sub_mask = full_mask[touched.slices]
-        sub_mask.copy_(_scaled(sub_mask, mask_scale, region, touched))  # the very weights the blends used
+        if mask_scale != 1.0 or region is not None:
+            sub_mask.copy_(_scaled(sub_mask, mask_scale, region, touched))  # the very weights the blends used
+        if mode == "official":
+            sub_mask.clamp_(max=1.0)  # cv2's warp can read 1 + 1e-7 on a plateau; the blends used it as is
     return PasteResult(out, full_mask)
+
+
+def _paste_groups(placed: Sequence[tuple[Roi, np.ndarray] | None], mode: str) -> list[list[int]]:
+    """The faces that land in the target, grouped for pasting: one by one in "official" mode (the
+    official rule decides between overlapping faces); elsewhere faces whose boxes overlap, directly
+    or through others, form one group, in the order of their first face."""
+    indices = [i for i, p in enumerate(placed) if p is not None]
+    if mode == "official":
+        return [[i] for i in indices]
+    groups: list[list[int]] = []
+    for index in indices:
+        touching = [g for g in groups if any(placed[index][0].overlaps(placed[j][0]) for j in g)]
+        merged = [index] + [j for g in touching for j in g]
+        groups = [g for g in groups if g not in touching] + [sorted(merged)]
+    return sorted(groups)
 
 
 def _scaled(mask: torch.Tensor, scale: float, region: torch.Tensor | None, roi: Roi) -> torch.Tensor:
@@ -200,18 +240,13 @@ def _warp_face(image: torch.Tensor, face: AlignedFace, planes: torch.Tensor, cro
     levels = planes[:3]
     grid = sampling_grid(invert_affine(crop_to_roi), (roi.y1 - roi.y0, roi.x1 - roi.x0), (size, size),
                          planes.device)
-    if mode == "official":  # face and mask both bilinear: one pass reads both
-        warped = sample(planes, grid)
-        face_px, face_mask = warped[:3], warped[3]
+    if mode == "official":
+        face_px, face_mask = sample(levels, grid), _official_mask_warp(planes[3], crop_to_roi, roi)
     else:
         # Bicubic undoes the bilinear crop far better (identity round trip at 512: ~42.5 dB -> ~47 dB);
         # torch's and cv2's cubic share a = -0.75.
         face_px, face_mask = sample(levels, grid, "bicubic"), sample(planes[3:], grid)[0]
-    face_mask.clamp_(0.0, 1.0)  # blurs and interpolation can overshoot 1 by a rounding
-    # grid_sample's weights need not sum to exactly 1, so a flat 1 can read 0.99999994 where cv2 reads 1.
-    # Made 1 again, the plateaus of overlapping faces tie exactly and the first face keeps them, as it
-    # does with cv2 (which face a plateau pixel shows would otherwise be float noise).
-    face_mask.masked_fill_(face_mask > _NEARLY_ONE, 1.0)
+        face_mask.clamp_(0.0, 1.0)  # interpolation can overshoot 1 by a rounding
     is_u8 = image.dtype == torch.uint8
     if is_u8:
         face_px.round_().clamp_(0.0, 255.0)
@@ -222,6 +257,18 @@ def _warp_face(image: torch.Tensor, face: AlignedFace, planes: torch.Tensor, cro
         face_px, face_mask = _without_surround(levels, torch.from_numpy(inside).to(levels.device), face_px,
                                                face_mask, grid, is_u8)
     return face_mask, face_px
+
+
+def _official_mask_warp(crop_mask: torch.Tensor, crop_to_roi: np.ndarray, roi: Roi) -> torch.Tensor:
+    """The crop's mask in the face's box by the official call itself, cv2.warpAffine (bilinear, 0 outside).
+
+    Where two faces' masks meet, the official code keeps the face whose mask is higher, and near the
+    masks' plateaus the two differ only in their last float32 bits: only cv2's own arithmetic picks
+    the same face there (grid_sample computes the coordinates differently)."""
+    box_mask = cv2.warpAffine(crop_mask.cpu().numpy(), np.asarray(crop_to_roi, np.float64),
+                              (roi.x1 - roi.x0, roi.y1 - roi.y0), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+    return torch.from_numpy(box_mask).to(crop_mask.device)
 
 
 def _without_surround(levels: torch.Tensor, inside: torch.Tensor, face_px: torch.Tensor, face_mask: torch.Tensor,

@@ -7,6 +7,8 @@ layout, unclamped.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import torch
 
@@ -14,7 +16,7 @@ from gpen_arch import GPENModel
 
 from .color import transfer_luminance
 from .face import crops_from_numpy, crops_to_numpy
-from .options import FACES_HELD, TASKS
+from .options import COLORIZE_MODES, FACES_HELD, TASKS
 
 
 class RestoreOutOfMemory(torch.OutOfMemoryError):
@@ -35,18 +37,23 @@ def faces_per_call(model: GPENModel, batch_size: int | None) -> int:
     return 1 if model.one_face_per_call else FACES_HELD
 
 
-def run_network(model: GPENModel, crops: torch.Tensor, batch_size: int | None = None,
-                round_output: bool = True) -> torch.Tensor:
+@dataclass(frozen=True)
+class NetworkOutput:
+    """The network's output on (N, 3, S, S) crops, as uint8 two ways."""
+    rounded: torch.Tensor  # to the nearest level: what every mode but "official" uses
+    truncated: torch.Tensor  # as the official code's .astype(np.uint8): a shade darker, "official" mode's
+
+
+def run_network(model: GPENModel, crops: torch.Tensor, batch_size: int | None = None) -> NetworkOutput:
     """(N, 3, S, S) uint8 crops through the network, a call of `faces_per_call` faces at a time,
-    the call halved on out-of-memory; the result uint8 on the crops' device.
+    the call halved on out-of-memory; the result on the crops' device.
 
     The input arithmetic is the official FaceGAN's (u8 / 255 - 0.5) / 0.5, so the network sees
-    the official tensor bit for bit; `round_output=False` truncates like the official code (most
-    pixels a shade darker), rounding is the default. Raises RestoreOutOfMemory when even one
-    face does not fit."""
+    the official tensor bit for bit. Raises RestoreOutOfMemory when even one face does not fit."""
     device, dtype = model.device, model.dtype
     chunk = faces_per_call(model, batch_size)
-    outputs: list[torch.Tensor] = []
+    rounded: list[torch.Tensor] = []
+    truncated: list[torch.Tensor] = []
     start = 0
     with torch.inference_mode():
         while start < crops.shape[0]:
@@ -65,33 +72,43 @@ def run_network(model: GPENModel, crops: torch.Tensor, batch_size: int | None = 
                 chunk = max(1, chunk // 2)
                 continue
             levels = out.float().mul(0.5).add_(0.5).clamp_(0.0, 1.0).mul_(255.0)  # not in place: `out` may be held
-            levels = levels.round_() if round_output else levels.floor_()
-            outputs.append(levels.to(torch.uint8).to(crops.device))
+            truncated.append(levels.to(torch.uint8).to(crops.device))  # a float -> uint8 cast truncates
+            rounded.append(levels.round_().to(torch.uint8).to(crops.device))
             start += part.shape[0]
-    return torch.cat(outputs)
+    return NetworkOutput(torch.cat(rounded), torch.cat(truncated))
 
 
 def restore_tensor_crops(model: GPENModel, crops: torch.Tensor, task: str = "restore",
                          damage: torch.Tensor | None = None, batch_size: int | None = None,
-                         round_output: bool = True) -> torch.Tensor:
-    """Restore (N, 3, S, S) crops at the model's size; returns the same layout.
+                         colorize: str = "keep-luminance") -> NetworkOutput:
+    """Restore (N, 3, S, S) crops at the model's size.
 
     - "restore": the network output.
-    - "colorize": the crop's grey goes in on all three channels; the result keeps the
-      network's colours with the grey's luminance (the official YUV finish).
+    - "colorize": the crop's grey goes in on all three channels. `colorize` "keep-luminance"
+      keeps the network's colours on the grey's own luminance (the official YUV finish, applied
+      at every size); "official" is the official script's output at the model's size, where it
+      keeps the network's own luminance.
     - "inpaint": pixels where `damage` (N, S, S) >= 0.5 are painted white before the
       network, as the released model expects.
     """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    if colorize not in COLORIZE_MODES:
+        raise ValueError(f"unknown colorize mode {colorize!r}; choose one of {', '.join(COLORIZE_MODES)}")
     if task == "inpaint":
         if damage is None or damage.shape[0] != crops.shape[0]:
             got = None if damage is None else damage.shape[0]
             raise ValueError(f"task 'inpaint' needs one damage mask per crop: {crops.shape[0]} crops, masks: {got}")
         crops = torch.where(damage[:, None].to(crops.device) >= 0.5, 255, crops).to(torch.uint8)
     if task != "colorize":
-        return run_network(model, crops, batch_size, round_output)
+        return run_network(model, crops, batch_size)
     # cv2's fixed-point grey and YUV conversions are the official ones; on the host, crop by crop.
     greys = [cv2.cvtColor(cv2.cvtColor(c, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB) for c in crops_to_numpy(crops)]
-    coloured = crops_to_numpy(run_network(model, crops_from_numpy(greys, crops.device), batch_size, round_output))
-    return crops_from_numpy([transfer_luminance(c, g) for c, g in zip(coloured, greys)], crops.device)
+    coloured = run_network(model, crops_from_numpy(greys, crops.device), batch_size)
+    if colorize == "official":
+        return coloured
+
+    def on_grey(out: torch.Tensor) -> torch.Tensor:
+        return crops_from_numpy([transfer_luminance(c, g) for c, g in zip(crops_to_numpy(out), greys)], crops.device)
+
+    return NetworkOutput(on_grey(coloured.rounded), on_grey(coloured.truncated))

@@ -23,7 +23,7 @@ from .align import DegenerateLandmarks, aligned_record
 from .color import count_nonfinite
 from .cut import as_tensor, cut_crops, cut_masks
 from .detection import Detector, detect_faces
-from .face import AlignedFace, Face, RestoredFace
+from .face import AlignedFace, Face, RestoredFace, crops_to_numpy
 from .masks import paste_masks, unit_mask
 from .options import FACES_HELD, PasteOptions, SelectOptions
 from .parsing import FaceParser, parse_mask_fn
@@ -67,12 +67,13 @@ def align_faces(image: Image, faces: Sequence[Face], size: int,
 def restore_faces(model: GPENModel, images: Sequence[Image], aligned: Sequence[Sequence[AlignedFace]], task: str = "restore",
                   damage: Sequence[Image | None] | None = None, batch_size: int | None = None,
                   progress: Callable[[int], None] | None = None,
-                  check_interrupt: Callable[[], None] | None = None) -> list[list[RestoredFace]]:
+                  check_interrupt: Callable[[], None] | None = None,
+                  colorize: str = "keep-luminance") -> list[list[RestoredFace]]:
     """Cut every aligned face from its image on the model's device and restore it.
 
     The faces of all the images go through the network together, FACES_HELD at a time (a run
     of video frames with one face each still fills the network's batches). `damage`: per image
-    an HxW mask (task "inpaint"). progress(n) is told of every n faces restored;
+    an HxW mask (task "inpaint"); `colorize`: see restore.restore_tensor_crops. progress(n) is told of every n faces restored;
     check_interrupt() runs before each chunk and may raise to stop."""
     if damage is not None and len(damage) != len(images):
         raise ValueError(f"{len(damage)} damage masks for {len(images)} images")
@@ -96,18 +97,20 @@ def restore_faces(model: GPENModel, images: Sequence[Image], aligned: Sequence[S
             holes[mine] = cut_masks(as_tensor(unit_mask(_host_array(damage[index]), "damage mask"), device),
                                     affines, size)
         at += len(faces)
-    restored = torch.empty_like(crops)
+    restored, truncated = torch.empty_like(crops), torch.empty_like(crops)
     for start in range(0, count, FACES_HELD):
         if check_interrupt is not None:
             check_interrupt()
         chunk = slice(start, start + FACES_HELD)
-        restored[chunk] = restore_tensor_crops(model, crops[chunk], task, None if holes is None else holes[chunk],
-                                               batch_size)
+        out = restore_tensor_crops(model, crops[chunk], task, None if holes is None else holes[chunk], batch_size,
+                                   colorize)
+        restored[chunk], truncated[chunk] = out.rounded, out.truncated
         if progress is not None:
-            progress(restored[chunk].shape[0])
+            progress(out.rounded.shape[0])
     records, at = [], 0
     for faces in aligned:
-        records.append([RestoredFace(face, restored[at + i], crops[at + i], task) for i, face in enumerate(faces)])
+        records.append([RestoredFace(face, restored[at + i], crops[at + i], task, truncated[at + i])
+                        for i, face in enumerate(faces)])
         at += len(faces)
     return records
 
@@ -131,12 +134,11 @@ def paste_back(image: Image, restored: Sequence[RestoredFace], options: PasteOpt
         return PasteResult(pixels, torch.zeros(pixels.shape[:2], dtype=torch.float32, device=pixels.device))
     parse = parse_mask_fn(parser, options.regions) if parser is not None and options.mask_mode != "box" else None
     # Only a parser needs the restored faces on the host; without one, one mask (of the crop size) serves all.
-    parsed = restored if parse is not None else restored[:1]
-    crop_masks = paste_masks(options.mask_mode, [face.restored_u8() for face in parsed], parse, options.feather,
-                             options.grow)
+    pasted = torch.stack([face.for_mask_mode(options.mask_mode) for face in restored])
+    crop_masks = paste_masks(options.mask_mode, list(crops_to_numpy(pasted if parse is not None else pasted[:1])),
+                             parse, options.feather, options.grow)
     gray = "off" if any(face.task == "colorize" for face in restored) else options.keep_gray
-    return paste_faces(pixels, [face.aligned for face in restored],
-                       torch.stack([face.restored for face in restored]),
+    return paste_faces(pixels, [face.aligned for face in restored], pasted,
                        torch.from_numpy(crop_masks).to(pixels.device), mode=options.mask_mode,
                        strength=options.strength,
                        originals=torch.stack([face.original for face in restored]),

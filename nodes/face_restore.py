@@ -10,7 +10,7 @@ from . import common, face_helpers, tensors
 from .detect_faces import DetectFaces
 from .load_model import LoadGPENModel
 from .paste_back import PasteBack, paste_options
-from .restore_faces import check_task
+from .restore_faces import COLORIZE_INPUT, check_task
 
 
 def _tooltip(node, name: str) -> str:
@@ -52,6 +52,7 @@ class FaceRestore:
             },
             "optional": {
                 "region_mask": ("MASK", {"tooltip": _tooltip(PasteBack, "region_mask")}),
+                "colorize": COLORIZE_INPUT,
             },
         }
 
@@ -64,11 +65,12 @@ class FaceRestore:
         return common.file_stamp(model_name)
 
     def restore(self, image, model_name, strength=1.0, detector=DEFAULT_DETECTOR, threshold=0.5, max_faces=0,
-                mask_mode="official", color_match=False, device="auto", precision="auto", region_mask=None):
+                mask_mode="official", color_match=False, device="auto", precision="auto", region_mask=None,
+                colorize=COLORIZE_INPUT[1]["default"]):
         tensors.check_image_batch(image)
         handle = common.load_gpen_model(common.require_model_path(model_name), device, precision)
         check_task(handle, None)
-        options = EnhanceOptions(task=handle.model.task,
+        options = EnhanceOptions(task=handle.model.task, colorize=colorize,
                                  select=SelectOptions(threshold=threshold, order="large-small", max_count=max_faces),
                                  paste=paste_options(mask_mode, strength, color_match=color_match))
         batch = image.shape[0]

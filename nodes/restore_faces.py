@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from gpen_pipeline import TASKS, RestoredFace, align_faces, restore_faces
+from gpen_pipeline import COLORIZE_MODES, TASKS, RestoredFace, align_faces, restore_faces
 
 from . import common, tensors
 
@@ -17,9 +17,16 @@ def check_task(handle: common.GPENModelHandle, inpaint_mask) -> None:
                          "(white where the face is damaged).")
 
 
+COLORIZE_INPUT = (list(COLORIZE_MODES), {
+    "default": COLORIZE_MODES[0],
+    "tooltip": "Colorization models only. keep-luminance: the photo's own tones with the network's colours, so "
+               "the face keeps its look and matches the picture around it. official: the official script's "
+               "output at the model's size, the network's own tones."})
+
+
 def restore_batch(handle: common.GPENModelHandle, image: torch.Tensor, faces: common.DetectedFaces,
                   batch_size: int | None = None, inpaint_mask: torch.Tensor | None = None,
-                  pbar=None) -> common.RestoredPerImage:
+                  pbar=None, colorize: str = COLORIZE_MODES[0]) -> common.RestoredPerImage:
     """The align and restore stages on every image of the batch: the selected faces' records."""
     tensors.check_image_batch(image)
     tensors.check_faces_batch(faces, image.shape[0])
@@ -38,7 +45,7 @@ def restore_batch(handle: common.GPENModelHandle, image: torch.Tensor, faces: co
     pbar = pbar or common.progress_bar(count)
     model = common.ready_model(handle, min(batch_size or 1, count)) if count else handle.model
     return restore_faces(model, [image[i] for i in range(image.shape[0])], aligned, handle.model.task, damage,
-                         batch_size, pbar.update, common.check_interrupt)
+                         batch_size, pbar.update, common.check_interrupt, colorize)
 
 
 def crops_tensor(restored: common.RestoredPerImage, size: int, original: bool = False) -> torch.Tensor:
@@ -78,11 +85,12 @@ class RestoreFaces:
             "optional": {
                 "inpaint_mask": ("MASK", {
                     "tooltip": "For GPEN-Inpainting models only: white where the face is damaged."}),
+                "colorize": COLORIZE_INPUT,
             },
         }
 
-    def restore(self, gpen_model, image, faces, batch_size=4, inpaint_mask=None):
-        restored = restore_batch(gpen_model, image, faces, batch_size, inpaint_mask)
+    def restore(self, gpen_model, image, faces, batch_size=4, inpaint_mask=None, colorize=COLORIZE_MODES[0]):
+        restored = restore_batch(gpen_model, image, faces, batch_size, inpaint_mask, colorize=colorize)
         count = sum(len(r) for r in restored)
         text = f"{count} face(s) restored with {gpen_model.name}"
         return {"ui": {"text": [text]},

@@ -35,8 +35,8 @@ def restore_crops(model: GPENModel, crops: Sequence[np.ndarray], task: str = "re
             got = None if inpaint_masks is None else len(inpaint_masks)
             raise ValueError(f"task 'inpaint' needs one mask per crop: {len(inputs)} crops, masks: {got}")
         damage = torch.from_numpy(np.stack([_unit_mask(m, size, i) for i, m in enumerate(inpaint_masks)]))
-    out = restore_tensor_crops(model, crops_from_numpy(inputs), task, damage, batch_size, round_output)
-    return list(crops_to_numpy(out))
+    out = restore_tensor_crops(model, crops_from_numpy(inputs), task, damage, batch_size)
+    return list(crops_to_numpy(out.rounded if round_output else out.truncated))
 
 
 def _resized(image: np.ndarray, size: int, interpolation: int) -> np.ndarray:
