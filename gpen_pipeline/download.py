@@ -1,7 +1,9 @@
 """Download a catalogued GPEN model file, verified, without ever leaving a partial file.
 
-Only the standard library is used so that ``install.py`` can run this before torch
-or numpy exist. Nothing touches the network at import.
+Only the standard library is imported, so that ``install.py`` can run this before torch or
+numpy exist; only a file without a published hash needs torch, to be read as a GPEN (its
+hash, recorded by us, proves nothing about what the server sent). Nothing touches the
+network at import.
 """
 from __future__ import annotations
 
@@ -110,13 +112,13 @@ def download_file(
 ) -> DownloadResult:
     """Download ``model`` to ``dest_dir/model.name``, verified.
 
-    Streams to ``NAME.part``, checks the byte count against the catalogue and the
-    HTTP Content-Length and the sha256 when the catalogue knows it, then renames
-    atomically. When the hash is unknown the computed one is written to
-    ``NAME.sha256``. On any failure the ``.part`` is removed and nothing is left
-    where the model belongs. ``progress(done_bytes, total_bytes_or_None)`` is
-    called after every chunk. An existing model is verified and kept unless
-    ``overwrite`` is True.
+    Streams to ``NAME.part`` and checks it before renaming it atomically: the byte count against
+    the HTTP Content-Length and the catalogue, then the sha256 where one is published, or else
+    that the file reads (weights only, no code run) as a complete GPEN of the resolution its name
+    says; the computed sha256 of such a file is recorded in ``NAME.sha256``. On any failure the
+    ``.part`` is removed and nothing is left where the model belongs.
+    ``progress(done_bytes, total_bytes_or_None)`` is called after every chunk. An existing model
+    is checked the same way and kept unless ``overwrite`` is True (see :func:`_verify_existing`).
     """
     check_plain_name(model.name)
     url = resolve_url(model, url_base)
@@ -131,6 +133,9 @@ def download_file(
         done = _fetch_to(part, model, url, dest, progress, timeout, chunk_size)
         digest = sha256_of(part)  # what reached the disk, read back once it is complete
         _check_hash(model, digest, url, dest)
+        problem = None if model.sha256 else not_the_model(part, model, "The download")
+        if problem is not None:
+            raise _fail(model, url, dest, _clause(problem))
         if model.sha256 is None:
             _write_hash_file(dest / (model.name + HASH_SUFFIX), digest, model.name)
         os.replace(part, target)
@@ -139,6 +144,36 @@ def download_file(
         _remove_quietly(part)
         raise
     return DownloadResult(path=target, sha256=digest, bytes=done, downloaded=True)
+
+
+def not_the_model(path: Path, model: ModelFile, label: str = "Model file") -> Optional[str]:
+    """Why the file at `path` is not the GPEN `model` names, as the loader would say it; None when
+    it is one: weights that read (weights only, or safetensors; nothing in the file runs) as a
+    complete GPEN, finite, of the resolution the catalogue name says. For files without a
+    published hash, where nothing else can tell a model from whatever the server sent."""
+    try:
+        from gpen_arch import RELEASED, ModelLoadError
+        from gpen_arch.checkpoint import read_weights
+        from gpen_arch.loader import checked_config
+    except ImportError as exc:
+        return (f"{model.name} has no published hash, so it must be read as a GPEN to be trusted, and that "
+                f"needs {exc.name or 'torch'}, which is not installed: install ComfyUI's requirements first")
+    try:
+        weights = read_weights(path, label, suffix=Path(model.name).suffix)
+        config = checked_config(weights, f"{label} {path.name}")
+    except ModelLoadError as exc:
+        return str(exc)
+    released = RELEASED.get(Path(model.name).stem)  # every catalogued file has one (tests/test_download.py)
+    if released is not None and config.size != released.size:
+        return f"{label} {path.name} is a GPEN-{config.size}, not the GPEN-{released.size} that {model.name} is"
+    return None
+
+
+def _clause(sentence: str) -> str:
+    """A sentence of the loader's, to go inside one of ours ("Model file X ..." -> "model file X ...")."""
+    sentence = sentence.strip().rstrip(".")
+    first = sentence.split(" ", 1)[0]
+    return sentence[:1].lower() + sentence[1:] if first[1:].islower() else sentence  # never "gPEN-..."
 
 
 def _remove_quietly(path: Path) -> None:
@@ -253,7 +288,11 @@ def _read_hash_file(path: Path) -> Optional[str]:
 
 
 def _verify_existing(model: ModelFile, target: Path, url: str) -> DownloadResult:
-    """Keep an existing model if it matches what we know about it; never overwrite it."""
+    """Keep an existing model if it is what `model` names; never overwrite it.
+
+    Only a published size and hash prove a file. Our own NAME.sha256 can only tell that the file
+    changed since we recorded it, never that it is good: without a published hash the file must
+    also read as the GPEN its name says, as a new download must."""
     size = target.stat().st_size
     dest = target.parent
     advice = f"delete {target} (or pass overwrite=True) and download again from {url}"
@@ -269,4 +308,9 @@ def _verify_existing(model: ModelFile, target: Path, url: str) -> DownloadResult
             f"{target} has sha256 {digest} but {expected} was expected; "
             f"it is corrupted or a different file: {advice}."
         )
+    if model.sha256 is None:
+        problem = not_the_model(target, model)
+        if problem is not None:
+            raise DownloadError(f"{target} is already there but is not a usable {model.name} "
+                                f"({_clause(problem)}): {advice}.")
     return DownloadResult(path=target, sha256=digest, bytes=size, downloaded=False)

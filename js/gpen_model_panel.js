@@ -174,8 +174,9 @@ class ModelPanel {
     let hash = `sha256 ${message.sha256} matches the published one`;
     if (!message.hash_checked) {
       hash = message.sha256_file
-        ? `sha256 ${message.sha256} (no published hash to check; recorded in ${message.sha256_file})`
-        : `sha256 ${message.sha256} (no published hash to check)`;
+        ? `sha256 ${message.sha256} (no published hash: read as the GPEN its name says; ` +
+          `recorded in ${message.sha256_file})`
+        : `sha256 ${message.sha256} (no published hash: read as the GPEN its name says)`;
     }
     this.status.className = "gpen-ok gpen-download-status";
     this.status.textContent = `${message.already_present ? "Already installed" : "Downloaded"}: ${message.name}, ` +
