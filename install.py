@@ -251,7 +251,7 @@ def _load_download_module():
 
     The pack root goes on sys.path; the package itself is registered without
     running its ``__init__`` (which may import torch or numpy for the nodes), since
-    download.py and catalog.py only need the standard library.
+    download.py, transfer.py and catalog.py only need the standard library.
     """
     if str(PACK_DIR) not in sys.path:
         sys.path.insert(0, str(PACK_DIR))

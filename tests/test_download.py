@@ -8,6 +8,7 @@ import pickle
 import random
 import re
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -17,7 +18,8 @@ import torch
 from fixture_files import S64_MODEL_FILE, S256_MODEL_FILE, small_config, small_gpen
 from gpen_pipeline import catalog, download
 from gpen_pipeline.catalog import ModelFile
-from gpen_pipeline.download import DownloadError, download_file, download_model
+from gpen_pipeline.download import DownloadCancelled, DownloadError, download_file, download_model
+from gpen_pipeline.transfer import Limits
 from helpers.http_model_server import ModelServer, Route
 
 PAYLOAD = random.Random(20240512).randbytes(200_000)
@@ -399,6 +401,81 @@ def test_every_file_without_a_published_hash_has_a_resolution_to_check():
 
     unhashed = [m for m in catalog.MODEL_FILES if m.sha256 is None]
     assert unhashed and all(Path(m.name).stem in RELEASED and m.name.endswith(".pth") for m in unhashed)
+
+
+# --------------------------------------------------------------------------- deadline, stall, cancel
+# The per-read timeout (`timeout`) never trips on a server that sends a byte now and then: the whole
+# transfer has a deadline and a minimum throughput, and can be cancelled. Tiny limits keep these fast.
+
+
+def test_a_trickling_server_is_given_up_as_stalled(server, tmp_path):
+    server.serve("/GPEN-BFR-512.pth", Route(body=PAYLOAD, trickle=0.02))  # about 50 bytes/s
+    model = entry(server)
+    start = time.monotonic()
+    with pytest.raises(DownloadError, match="stalled") as info:
+        download_file(model, tmp_path, timeout=30, limits=Limits(stall_window=0.5, min_rate=1000))
+    assert time.monotonic() - start < 5
+    assert info.value.network and "below the minimum of 1000 bytes/s" in str(info.value)
+    assert_refused(info.value, tmp_path, model.url)
+
+
+def test_a_steady_transfer_that_would_take_hours_stops_at_the_deadline(server, tmp_path):
+    server.serve("/GPEN-BFR-512.pth", Route(body=PAYLOAD, trickle=0.002))  # fast enough not to stall
+    model = entry(server)
+    start = time.monotonic()
+    with pytest.raises(DownloadError, match="longer than the 1 s allowed") as info:
+        download_file(model, tmp_path, timeout=30, limits=Limits(deadline=1, stall_window=0.3, min_rate=1))
+    assert 1 <= time.monotonic() - start < 5 and info.value.network
+    assert_refused(info.value, tmp_path, model.url)
+
+
+def test_a_slow_but_steady_server_is_not_taken_for_a_stall(server, tmp_path):
+    body = PAYLOAD[:120]
+    server.serve("/GPEN-BFR-512.pth", Route(body=body, trickle=0.005))  # about 200 bytes/s, for 0.6 s
+    model = entry(server, size=len(body), sha=hashlib.sha256(body).hexdigest())
+    result = download_file(model, tmp_path, limits=Limits(stall_window=0.2, min_rate=20))
+    assert result.path.read_bytes() == body
+
+
+def test_cancel_stops_a_blocked_transfer_at_once_and_leaves_nothing(server, tmp_path):
+    server.serve("/GPEN-BFR-512.pth", Route(body=PAYLOAD, stall_after=50_000))
+    cancel, receiving, outcome = threading.Event(), threading.Event(), {}
+
+    def run() -> None:
+        try:
+            download_file(entry(server), tmp_path, timeout=60, chunk_size=8192, cancel=cancel,
+                          progress=lambda done, total: receiving.set())
+        except BaseException as exc:  # handed to the test's thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    assert receiving.wait(10)
+    time.sleep(0.2)  # now blocked in the socket: the server sends nothing more for 10 s
+    assert (tmp_path / "GPEN-BFR-512.pth.part").exists()
+    start = time.monotonic()
+    cancel.set()
+    worker.join(5)
+    assert not worker.is_alive() and time.monotonic() - start < 1
+    assert isinstance(outcome.get("error"), DownloadCancelled)
+    assert str(outcome["error"]) == f"Download of GPEN-BFR-512.pth cancelled; nothing was kept in {tmp_path}."
+    assert leftovers(tmp_path) == []
+
+
+def test_a_download_cancelled_before_it_starts_fetches_nothing_and_leaves_nothing(server, tmp_path):
+    server.serve("/GPEN-BFR-512.pth", Route(body=PAYLOAD))
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(DownloadCancelled):
+        download_file(entry(server), tmp_path, cancel=cancel)
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("limits", [dict(deadline=0), dict(deadline=float("nan")), dict(stall_window=-1),
+                                    dict(min_rate=float("inf")), dict(deadline=True)])
+def test_limits_must_be_positive_finite_numbers(limits):
+    with pytest.raises(ValueError, match="positive, finite number"):
+        Limits(**limits)
 
 
 # --------------------------------------------------------------------------- catalogue

@@ -230,7 +230,7 @@ def test_models_folder_is_found_from_custom_nodes(bare_venv, tmp_path, empty_req
     pack = tmp_path / "ComfyUI" / "custom_nodes" / "gpen-pack"
     (pack / "gpen_pipeline").mkdir(parents=True)
     shutil.copy(INSTALL, pack / "install.py")
-    for name in ("catalog.py", "download.py"):
+    for name in ("catalog.py", "download.py", "transfer.py"):
         shutil.copy(ROOT / "gpen_pipeline" / name, pack / "gpen_pipeline" / name)
     result = run_install(bare_venv, "--offline", "--requirements", str(empty_requirements),
                          cwd=pack, script=pack / "install.py")
