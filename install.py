@@ -12,8 +12,9 @@
    what to download, from where, and where to put it.
 
 Only the standard library is imported here (plus packaging/tqdm when present), so
-it runs before torch exists. Exit status: 0 on success or when offline; 1 when a
-required package could not be installed or a download was refused as corrupt.
+it runs before torch exists; torch only reads a model file that has no published
+hash, to check it. Exit status: 0 on success or when offline; 1 when a required
+package could not be installed or a download was refused as corrupt.
 """
 from __future__ import annotations
 
@@ -250,7 +251,7 @@ def _load_download_module():
 
     The pack root goes on sys.path; the package itself is registered without
     running its ``__init__`` (which may import torch or numpy for the nodes), since
-    download.py and catalog.py only need the standard library.
+    download.py, transfer.py and catalog.py only need the standard library.
     """
     if str(PACK_DIR) not in sys.path:
         sys.path.insert(0, str(PACK_DIR))
@@ -325,8 +326,7 @@ def handle_models(args: argparse.Namespace) -> int:
 
     status = 0
     for model in wanted:
-        if model not in missing and not args.overwrite:
-            continue
+        # A model already there is checked as a download would be (and kept): being there proves nothing.
         update, close = _progress_bar(model.name)
         try:
             result = download.download_file(
@@ -347,7 +347,10 @@ def handle_models(args: argparse.Namespace) -> int:
             say(f"interrupted; nothing was left in {models_dir} for {model.name}.")
             return 130
         close()
-        say(f"saved {result.path} ({result.bytes} bytes, sha256 {result.sha256}).")
+        if result.downloaded:
+            say(f"saved {result.path} ({result.bytes} bytes, sha256 {result.sha256}).")
+        else:
+            say(f"checked {result.path}: it is {model.name} (sha256 {result.sha256}).")
     return status
 
 

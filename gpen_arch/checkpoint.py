@@ -18,20 +18,22 @@ MODEL_SUFFIXES = WEIGHT_SUFFIXES + (".onnx",)
 CONTAINER_KEYS = ("g_ema", "params_ema", "params", "state_dict", "model", "generator", "g")
 
 
-def read_weights(path: str | Path, label: str = "Model file") -> dict[str, torch.Tensor]:
+def read_weights(path: str | Path, label: str = "Model file", suffix: str | None = None) -> dict[str, torch.Tensor]:
     """The flat {name: tensor} dict in a weight file (see `unwrap`), without running any code stored in it.
 
     The format is read from the first bytes, not the suffix: a safetensors file named
     .pth loads, and a text file (a Git LFS pointer, a login page) is named as such.
+    `suffix` stands for the path's own where that is a temporary name (a download's NAME.part).
     Every error is a ModelLoadError whose message starts with `label` and the file's name.
     """
     path = Path(path)
     kind = check_model_file(path, label)
-    if path.suffix.lower() not in WEIGHT_SUFFIXES:
+    suffix = suffix or path.suffix
+    if suffix.lower() not in WEIGHT_SUFFIXES:
         raise ModelLoadError(
-            f"{label} {path.name}: unsupported file type '{path.suffix}'; use one of {', '.join(MODEL_SUFFIXES)}."
+            f"{label} {path.name}: unsupported file type '{suffix}'; use one of {', '.join(MODEL_SUFFIXES)}."
         )
-    if kind == "safetensors" or (kind is None and path.suffix.lower() in (".safetensors", ".sft")):
+    if kind == "safetensors" or (kind is None and suffix.lower() in (".safetensors", ".sft")):
         return _read_safetensors(path, label)
     return unwrap(_read_pickle(path, label), f"{label} {path.name}")
 

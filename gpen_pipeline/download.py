@@ -1,7 +1,9 @@
 """Download a catalogued GPEN model file, verified, without ever leaving a partial file.
 
-Only the standard library is used so that ``install.py`` can run this before torch
-or numpy exist. Nothing touches the network at import.
+Only the standard library is imported, so that ``install.py`` can run this before torch or
+numpy exist; only a file without a published hash needs torch, to be read as a GPEN (its
+hash, recorded by us, proves nothing about what the server sent). Nothing touches the
+network at import.
 """
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import errno
 import hashlib
 import http.client
 import os
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -17,6 +20,7 @@ from pathlib import Path
 from typing import Callable, Optional, Union
 
 from .catalog import ModelFile, find_model_file
+from .transfer import Limits, Watch
 
 URL_BASE_ENV = "GPEN_MODEL_URL_BASE"
 PART_SUFFIX = ".part"
@@ -39,6 +43,10 @@ class DownloadError(RuntimeError):
     def __init__(self, message: str, *, network: bool = False) -> None:
         super().__init__(message)
         self.network = network
+
+
+class DownloadCancelled(DownloadError):
+    """The download was cancelled on request; nothing was kept."""
 
 
 @dataclass(frozen=True)
@@ -107,16 +115,20 @@ def download_file(
     timeout: float = 60,
     overwrite: bool = False,
     chunk_size: int = 1 << 20,
+    limits: Limits = Limits(),
+    cancel: Optional[threading.Event] = None,
 ) -> DownloadResult:
     """Download ``model`` to ``dest_dir/model.name``, verified.
 
-    Streams to ``NAME.part``, checks the byte count against the catalogue and the
-    HTTP Content-Length and the sha256 when the catalogue knows it, then renames
-    atomically. When the hash is unknown the computed one is written to
-    ``NAME.sha256``. On any failure the ``.part`` is removed and nothing is left
-    where the model belongs. ``progress(done_bytes, total_bytes_or_None)`` is
-    called after every chunk. An existing model is verified and kept unless
-    ``overwrite`` is True.
+    Streams to ``NAME.part`` and checks it before renaming it atomically: the byte count against
+    the HTTP Content-Length and the catalogue, then the sha256 where one is published, or else
+    that the file reads (weights only, no code run) as a complete GPEN of the resolution its name
+    says; the computed sha256 of such a file is recorded in ``NAME.sha256``. ``timeout`` bounds
+    each read, ``limits`` the whole transfer (deadline, minimum throughput); setting ``cancel``
+    stops it within a fraction of a second and raises DownloadCancelled. On any failure the
+    ``.part`` is removed and nothing is left where the model belongs.
+    ``progress(done_bytes, total_bytes_or_None)`` is called after every read. An existing model
+    is checked the same way and kept unless ``overwrite`` is True (see :func:`_verify_existing`).
     """
     check_plain_name(model.name)
     url = resolve_url(model, url_base)
@@ -128,9 +140,14 @@ def download_file(
     dest.mkdir(parents=True, exist_ok=True)
     part = dest / (model.name + PART_SUFFIX)
     try:
-        done = _fetch_to(part, model, url, dest, progress, timeout, chunk_size)
+        done = _fetch_to(part, model, url, dest, progress, timeout, chunk_size, Watch(limits, cancel))
         digest = sha256_of(part)  # what reached the disk, read back once it is complete
         _check_hash(model, digest, url, dest)
+        problem = None if model.sha256 else not_the_model(part, model, "The download")
+        if problem is not None:
+            raise _fail(model, url, dest, _clause(problem))
+        if cancel is not None and cancel.is_set():  # cancelled while the file was being checked
+            raise _cancelled(model, dest)
         if model.sha256 is None:
             _write_hash_file(dest / (model.name + HASH_SUFFIX), digest, model.name)
         os.replace(part, target)
@@ -139,6 +156,36 @@ def download_file(
         _remove_quietly(part)
         raise
     return DownloadResult(path=target, sha256=digest, bytes=done, downloaded=True)
+
+
+def not_the_model(path: Path, model: ModelFile, label: str = "Model file") -> Optional[str]:
+    """Why the file at `path` is not the GPEN `model` names, as the loader would say it; None when
+    it is one: weights that read (weights only, or safetensors; nothing in the file runs) as a
+    complete GPEN, finite, of the resolution the catalogue name says. For files without a
+    published hash, where nothing else can tell a model from whatever the server sent."""
+    try:
+        from gpen_arch import RELEASED, ModelLoadError
+        from gpen_arch.checkpoint import read_weights
+        from gpen_arch.loader import checked_config
+    except ImportError as exc:
+        return (f"{model.name} has no published hash, so it must be read as a GPEN to be trusted, and that "
+                f"needs {exc.name or 'torch'}, which is not installed: install ComfyUI's requirements first")
+    try:
+        weights = read_weights(path, label, suffix=Path(model.name).suffix)
+        config = checked_config(weights, f"{label} {path.name}")
+    except ModelLoadError as exc:
+        return str(exc)
+    released = RELEASED.get(Path(model.name).stem)  # every catalogued file has one (tests/test_download.py)
+    if released is not None and config.size != released.size:
+        return f"{label} {path.name} is a GPEN-{config.size}, not the GPEN-{released.size} that {model.name} is"
+    return None
+
+
+def _clause(sentence: str) -> str:
+    """A sentence of the loader's, to go inside one of ours ("Model file X ..." -> "model file X ...")."""
+    sentence = sentence.strip().rstrip(".")
+    first = sentence.split(" ", 1)[0]
+    return sentence[:1].lower() + sentence[1:] if first[1:].islower() else sentence  # never "gPEN-..."
 
 
 def _remove_quietly(path: Path) -> None:
@@ -165,59 +212,83 @@ def _fetch_to(
     progress: Optional[ProgressFn],
     timeout: float,
     chunk_size: int,
+    watch: Watch,
 ) -> int:
-    """Stream `url` into `part`; the number of bytes written."""
-    request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
-    done = 0
+    """Stream `url` into `part` under `watch`'s limits; the number of bytes written."""
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            content_type = response.headers.get("Content-Type", "")
-            if content_type.lower().startswith("text/html"):
-                # Mirrors answer a login or error page with status 200; never save it as a model.
-                raise _fail(model, url, dest, "the server sent a web page, not the model file")
-            announced = _content_length(response)
-            if (
-                announced is not None
-                and model.size_bytes is not None
-                and announced != model.size_bytes
-            ):
-                raise _fail(
-                    model, url, dest,
-                    f"the server offers {announced} bytes but the file has "
-                    f"{model.size_bytes} bytes (wrong or changed file)",
-                )
-            total = announced if announced is not None else model.size_bytes
-            with open(part, "wb") as out:
-                while True:
-                    block = response.read(chunk_size)
-                    if not block:
-                        break
-                    out.write(block)
-                    done += len(block)
-                    if progress is not None:
-                        progress(done, total)
-                out.flush()
-                os.fsync(out.fileno())
+        with watch:
+            done, announced = _stream(part, model, url, dest, progress, timeout, chunk_size, watch)
     except DownloadError:
         raise
     except urllib.error.HTTPError as exc:
         raise _fail(model, url, dest, f"HTTP {exc.code} {exc.reason}") from exc
-    except urllib.error.URLError as exc:
-        raise _fail(model, url, dest, f"cannot reach the server ({exc.reason})", network=True) from exc
-    except TimeoutError as exc:
-        raise _fail(model, url, dest, f"no data for {timeout:g} s (timed out)", network=True) from exc
-    except OSError as exc:
-        if exc.filename is not None or exc.errno in _DISK_ERRNOS:
-            raise _fail(model, url, dest, f"cannot write {part} ({exc.strerror or exc})") from exc
-        raise _fail(model, url, dest, f"the transfer broke off ({exc!r})", network=True) from exc
-    except http.client.HTTPException as exc:
-        raise _fail(model, url, dest, f"the server sent a malformed response ({exc!r})", network=True) from exc
-
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        # A connection the watch shut down breaks off in any of these ways: its reason comes first.
+        raise _ended(model, url, dest, watch) or _broken(model, url, dest, part, timeout, exc) from exc
+    stopped = _ended(model, url, dest, watch)
+    if stopped is not None:
+        raise stopped
     if announced is not None and done != announced:
         raise _fail(model, url, dest, f"the transfer stopped after {done} of {announced} bytes")
     if model.size_bytes is not None and done != model.size_bytes:
         raise _fail(model, url, dest, f"got {done} bytes, expected {model.size_bytes}")
     return done
+
+
+def _stream(part: Path, model: ModelFile, url: str, dest: Path, progress: Optional[ProgressFn],
+            timeout: float, chunk_size: int, watch: Watch) -> tuple[int, Optional[int]]:
+    """(bytes written, Content-Length or None)."""
+    request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
+    done = 0
+    with watch.open(request, timeout) as response:
+        content_type = response.headers.get("Content-Type", "")
+        if content_type.lower().startswith("text/html"):
+            # Mirrors answer a login or error page with status 200; never save it as a model.
+            raise _fail(model, url, dest, "the server sent a web page, not the model file")
+        announced = _content_length(response)
+        if announced is not None and model.size_bytes is not None and announced != model.size_bytes:
+            raise _fail(
+                model, url, dest,
+                f"the server offers {announced} bytes but the file has "
+                f"{model.size_bytes} bytes (wrong or changed file)",
+            )
+        total = announced if announced is not None else model.size_bytes
+        with open(part, "wb") as out:
+            # read1: whatever has arrived, so that a slow but steady server is seen to progress.
+            while block := response.read1(chunk_size):
+                out.write(block)
+                done += len(block)
+                watch.done = done
+                if progress is not None:
+                    progress(done, total)
+            out.flush()
+            os.fsync(out.fileno())
+    return done, announced
+
+
+def _ended(model: ModelFile, url: str, dest: Path, watch: Watch) -> Optional[DownloadError]:
+    """The error for a transfer the watch ended (a cancel, the deadline, a stall), else None."""
+    if watch.reason is None:
+        return None
+    if watch.cancelled:
+        return _cancelled(model, dest)
+    return _fail(model, url, dest, watch.reason, network=True)
+
+
+def _cancelled(model: ModelFile, dest: Path) -> DownloadCancelled:
+    return DownloadCancelled(f"Download of {model.name} cancelled; nothing was kept in {dest}.")
+
+
+def _broken(model: ModelFile, url: str, dest: Path, part: Path, timeout: float, exc: BaseException) -> DownloadError:
+    if isinstance(exc, urllib.error.URLError):
+        return _fail(model, url, dest, f"cannot reach the server ({exc.reason})", network=True)
+    if isinstance(exc, TimeoutError):
+        return _fail(model, url, dest, f"no data for {timeout:g} s (timed out)", network=True)
+    if isinstance(exc, OSError) and (exc.filename is not None or exc.errno in _DISK_ERRNOS):
+        return _fail(model, url, dest, f"cannot write {part} ({exc.strerror or exc})")
+    if isinstance(exc, OSError):
+        return _fail(model, url, dest, f"the transfer broke off ({exc!r})", network=True)
+    return _fail(model, url, dest, f"the server sent a malformed response ({exc!r})", network=True)
 
 
 def _content_length(response: http.client.HTTPResponse) -> Optional[int]:
@@ -253,7 +324,11 @@ def _read_hash_file(path: Path) -> Optional[str]:
 
 
 def _verify_existing(model: ModelFile, target: Path, url: str) -> DownloadResult:
-    """Keep an existing model if it matches what we know about it; never overwrite it."""
+    """Keep an existing model if it is what `model` names; never overwrite it.
+
+    Only a published size and hash prove a file. Our own NAME.sha256 can only tell that the file
+    changed since we recorded it, never that it is good: without a published hash the file must
+    also read as the GPEN its name says, as a new download must."""
     size = target.stat().st_size
     dest = target.parent
     advice = f"delete {target} (or pass overwrite=True) and download again from {url}"
@@ -269,4 +344,9 @@ def _verify_existing(model: ModelFile, target: Path, url: str) -> DownloadResult
             f"{target} has sha256 {digest} but {expected} was expected; "
             f"it is corrupted or a different file: {advice}."
         )
+    if model.sha256 is None:
+        problem = not_the_model(target, model)
+        if problem is not None:
+            raise DownloadError(f"{target} is already there but is not a usable {model.name} "
+                                f"({_clause(problem)}): {advice}.")
     return DownloadResult(path=target, sha256=digest, bytes=size, downloaded=False)

@@ -1,5 +1,6 @@
 // The panel under a GPEN model choice (Load GPEN Model, GPEN Face Restore): what the chosen file
-// is, and, when no model is installed yet, a button that downloads one with a progress bar.
+// is, and, when no model is installed yet, a button that downloads one with a progress bar (and a
+// Cancel button while it runs).
 import { app } from "../../scripts/app.js";
 import {
   addPanelWidget, callRoute, el, findWidget, fitNode, formatBytes, formatCount, postJson, setWidgetValue,
@@ -44,11 +45,14 @@ class ModelPanel {
     this.button = el("button", {
       class: "gpen-download-button", textContent: "Download", onclick: () => this.download(),
     });
+    this.cancelButton = el("button", {
+      class: "gpen-download-cancel", textContent: "Cancel", hidden: true, onclick: () => this.cancel(),
+    });
     this.progress = el("progress", { max: 100, value: 0 });
     this.status = el("div", { class: "gpen-muted gpen-download-status" });
     this.downloadBox = el("div", { class: "gpen-download", hidden: true },
       el("div", { class: "gpen-muted", textContent: "No GPEN model is installed yet (models/facerestore)." }),
-      el("div", { class: "gpen-row" }, this.select, this.button), this.progress, this.status);
+      el("div", { class: "gpen-row" }, this.select, this.button, this.cancelButton), this.progress, this.status);
     this.root = el("div", { class: "gpen-panel gpen-model-panel" },
       this.error, this.info, this.licence, this.hash, this.downloadBox);
     this.widget = addPanelWidget(node, "gpen_model_info", this.root, () => this.minHeight(), () => this.onDraw());
@@ -146,8 +150,25 @@ class ModelPanel {
     this.progress.value = 0;
     this.status.className = "gpen-muted gpen-download-status";
     this.status.textContent = `Starting ${name}…`;
+    this.cancelButton.hidden = false;
+    this.cancelButton.disabled = false;
     const { ok, status, data } = await postJson("/gpen/download", { name });
     if (!ok && status !== 409) this.onMessage({ name, state: "error", message: data.error });
+  }
+
+  // The server answers once the transfer has stopped and its .part is gone (200), or while it is
+  // still finishing (202: the websocket brings the end); 409 means it had already ended.
+  async cancel() {
+    const name = this.busy;
+    if (!name) return;
+    this.cancelButton.disabled = true;
+    this.status.textContent = `Cancelling ${name}…`;
+    const { ok, status, data } = await postJson("/gpen/download_cancel", { name });
+    if (status === 200) this.onMessage(data);
+    else if (!ok && status !== 409 && this.busy === name) {
+      this.cancelButton.disabled = false;
+      this.status.textContent = data.error;
+    }
   }
 
   async onMessage(message) {
@@ -164,9 +185,11 @@ class ModelPanel {
     }
     this.busy = null;
     this.button.disabled = false;
-    if (message.state === "error") {
+    this.cancelButton.hidden = true;
+    if (message.state === "error" || message.state === "cancelled") {
       this.progress.value = 0;
-      this.status.className = "gpen-error gpen-download-status";
+      this.status.className = message.state === "error"
+        ? "gpen-error gpen-download-status" : "gpen-muted gpen-download-status gpen-cancelled";
       this.status.textContent = message.message;
       return;
     }
@@ -174,8 +197,9 @@ class ModelPanel {
     let hash = `sha256 ${message.sha256} matches the published one`;
     if (!message.hash_checked) {
       hash = message.sha256_file
-        ? `sha256 ${message.sha256} (no published hash to check; recorded in ${message.sha256_file})`
-        : `sha256 ${message.sha256} (no published hash to check)`;
+        ? `sha256 ${message.sha256} (no published hash: read as the GPEN its name says; ` +
+          `recorded in ${message.sha256_file})`
+        : `sha256 ${message.sha256} (no published hash: read as the GPEN its name says)`;
     }
     this.status.className = "gpen-ok gpen-download-status";
     this.status.textContent = `${message.already_present ? "Already installed" : "Downloaded"}: ${message.name}, ` +

@@ -117,7 +117,7 @@ const STYLE = `
 .gpen-ok { color: #7bd88f; }
 .gpen-download { display: flex; flex-direction: column; gap: 4px; border-top: 1px solid var(--border-color, #444);
   padding-top: 4px; }
-.gpen-download[hidden], .gpen-node-error[hidden] { display: none; }
+.gpen-download[hidden], .gpen-node-error[hidden], .gpen-download-cancel[hidden] { display: none; }
 .gpen-row { display: flex; gap: 4px; align-items: center; }
 .gpen-row select { flex: 1 1 0; width: 0; min-width: 0; background: var(--comfy-input-bg, #222); color: inherit;
   border: 1px solid var(--border-color, #444); border-radius: 4px; }

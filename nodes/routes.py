@@ -3,10 +3,11 @@
     GET  /gpen/models                 files in the model folders, the download catalogue, download states
     GET  /gpen/model_info?name=FILE   what a listed file is, read from its tensors (nothing is built)
     POST /gpen/download {"name": N}   fetch catalogue file N into models/facerestore, in a thread
-    GET  /gpen/download_status?name=N the last progress/done/error message of that download
+    POST /gpen/download_cancel {"name": N}  stop that download; answers once it has stopped
+    GET  /gpen/download_status?name=N the last progress/done/error/cancelled message of that download
 
 ComfyUI also serves each under /api/... . Download progress goes to the browser as websocket
-messages of type "gpen.download": {"name", "state": progress|done|error, ...}.
+messages of type "gpen.download": {"name", "state": progress|done|error|cancelled, ...}.
 Requests never name paths: a model is one of the listed files or catalogue names, nothing else.
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ import logging
 import os
 import threading
 import time
+from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from aiohttp import web
@@ -37,9 +39,11 @@ DOWNLOAD_FOLDER = "facerestore"
 DOWNLOAD_CHUNK = 64 * 1024
 PROGRESS_INTERVAL_S = 0.25
 MAX_NAME_LENGTH = 512
+# A cancelled transfer stops within a fraction of a second; this only bounds the wait for a thread
+# that is busy elsewhere (reading back a large file's hash).
+CANCEL_WAIT_S = 30.0
 
 _INFO_CACHE = FileCache(size=32)
-_RUNNING: set[str] = set()
 _LAST_STATE: dict[str, dict] = {}
 _DOWNLOAD_LOCK = threading.Lock()
 
@@ -127,6 +131,17 @@ def _describe(path: str) -> dict:
 # --------------------------------------------------------------------------- downloads
 
 
+@dataclass
+class Job:
+    """A running download: set `cancel` to stop it; `finished` is set once its thread is done."""
+
+    cancel: threading.Event = field(default_factory=threading.Event)
+    finished: threading.Event = field(default_factory=threading.Event)
+
+
+_RUNNING: dict[str, Job] = {}
+
+
 def download_folder() -> str:
     """The primary facerestore folder (models/facerestore unless the user configured another first)."""
     return folder_paths.get_folder_paths(DOWNLOAD_FOLDER)[0]
@@ -161,14 +176,17 @@ def progress_reporter(name: str, send: Send, clock: Callable[[], float] = time.m
     return report
 
 
-def run_download(name: str, dest: str, send: Send, url_base: Optional[str] = None) -> dict:
+def run_download(name: str, dest: str, send: Send, url_base: Optional[str] = None,
+                 cancel: Optional[threading.Event] = None) -> dict:
     """Download catalogue file `name` into `dest`, reporting through `send`; returns the final message.
 
-    The downloader writes NAME.part and renames it only after the size (and known hash) check,
-    so a failure leaves nothing where the model belongs."""
+    The downloader writes NAME.part and renames it only once it is checked (published hash, or
+    read as the GPEN its name says), so a failure or a cancel leaves nothing where the model belongs."""
     try:
         result = download.download_model(name, dest, url_base=url_base, progress=progress_reporter(name, send),
-                                         chunk_size=DOWNLOAD_CHUNK)
+                                         chunk_size=DOWNLOAD_CHUNK, cancel=cancel)
+    except download.DownloadCancelled as exc:
+        final = {"name": name, "state": "cancelled", "message": str(exc)}
     except (download.DownloadError, ValueError, OSError) as exc:
         final = {"name": name, "state": "error", "message": str(exc)}
     except Exception as exc:
@@ -186,21 +204,36 @@ def run_download(name: str, dest: str, send: Send, url_base: Optional[str] = Non
 
 def start_download(name: str, dest: str, send: Send) -> bool:
     """Start `name` in a background thread; False when that name is already downloading."""
+    job = Job()
     with _DOWNLOAD_LOCK:
         if name in _RUNNING:
             return False
-        _RUNNING.add(name)
+        _RUNNING[name] = job
         _LAST_STATE[name] = {"name": name, "state": "started"}
 
     def work() -> None:
         try:
-            run_download(name, dest, send)
+            run_download(name, dest, send, cancel=job.cancel)
         finally:
             with _DOWNLOAD_LOCK:
-                _RUNNING.discard(name)
+                _RUNNING.pop(name, None)
+            job.finished.set()  # after the name is free: whoever waited can start it again
 
     threading.Thread(target=work, name=f"gpen-download-{name}", daemon=True).start()
     return True
+
+
+def cancel_download(name: str, wait: float = CANCEL_WAIT_S) -> Optional[tuple[bool, dict]]:
+    """Stop the download of `name` and wait (up to `wait` s) for its thread: (whether it stopped,
+    its last message), or None when it was not running."""
+    with _DOWNLOAD_LOCK:
+        job = _RUNNING.get(name)
+    if job is None:
+        return None
+    job.cancel.set()
+    stopped = job.finished.wait(wait)
+    with _DOWNLOAD_LOCK:
+        return stopped, dict(_LAST_STATE.get(name, {"name": name, "state": "started"}))
 
 
 def websocket_sender(server) -> Send:
@@ -246,17 +279,31 @@ def register(server) -> None:
         info = await asyncio.get_running_loop().run_in_executor(None, describe_file, path)
         return web.json_response({"name": name, **info})
 
-    @routes.post("/gpen/download")
-    @refused_as_4xx
-    async def start(request: web.Request) -> web.Response:
+    async def posted_name(request: web.Request) -> str:
         try:
             body = await request.json()
         except ValueError:
             body = None
-        name = check_catalogue_name(body.get("name") if isinstance(body, dict) else None)
+        return check_catalogue_name(body.get("name") if isinstance(body, dict) else None)
+
+    @routes.post("/gpen/download")
+    @refused_as_4xx
+    async def start(request: web.Request) -> web.Response:
+        name = await posted_name(request)
         if not start_download(name, download_folder(), send):
-            raise RequestError(409, f"{name} is already downloading; wait for it to finish.")
+            raise RequestError(409, f"{name} is already downloading; wait for it to finish or cancel it.")
         return web.json_response({"ok": True, "name": name, "state": "started"}, status=202)
+
+    @routes.post("/gpen/download_cancel")
+    @refused_as_4xx
+    async def cancel(request: web.Request) -> web.Response:
+        name = await posted_name(request)
+        outcome = await asyncio.get_running_loop().run_in_executor(None, cancel_download, name)
+        if outcome is None:
+            raise RequestError(409, f"{name} is not downloading; there is nothing to cancel.")
+        stopped, state = outcome
+        # 202 while the thread is still finishing: its final message follows on the websocket.
+        return web.json_response({"ok": True, **state}, status=200 if stopped else 202)
 
     @routes.get("/gpen/download_status")
     @refused_as_4xx

@@ -151,7 +151,7 @@ def test_convert_to_fp16_safetensors_halves_the_file_and_loads(tmp_path):
 
 
 def test_download_fetches_from_a_mirror(tmp_path):
-    body = S64_MODEL_FILE.read_bytes()
+    body = S256_MODEL_FILE.read_bytes()  # GPEN-BFR-256.pth has no published hash: it must be a GPEN-256
     with ModelServer() as server:
         server.serve("/GPEN-BFR-256.pth", Route(body=body))
         gpen("download", "GPEN-BFR-256.pth", "--dir", tmp_path, "--url-base", server.url_base)

@@ -16,11 +16,13 @@ from pathlib import Path
 
 import pytest
 
+from fixture_files import S256_MODEL_FILE
 from helpers.http_model_server import ModelServer, Route
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTALL = ROOT / "install.py"
 PAYLOAD = random.Random(7).randbytes(200_000)
+GPEN_256 = S256_MODEL_FILE.read_bytes()  # a real GPEN-256 layout: what GPEN-BFR-256.pth must be
 SHARED_SITE = sysconfig.get_paths()["purelib"]  # the shared .venv running these tests
 
 
@@ -228,7 +230,7 @@ def test_models_folder_is_found_from_custom_nodes(bare_venv, tmp_path, empty_req
     pack = tmp_path / "ComfyUI" / "custom_nodes" / "gpen-pack"
     (pack / "gpen_pipeline").mkdir(parents=True)
     shutil.copy(INSTALL, pack / "install.py")
-    for name in ("catalog.py", "download.py"):
+    for name in ("catalog.py", "download.py", "transfer.py"):
         shutil.copy(ROOT / "gpen_pipeline" / name, pack / "gpen_pipeline" / name)
     result = run_install(bare_venv, "--offline", "--requirements", str(empty_requirements),
                          cwd=pack, script=pack / "install.py")
@@ -251,21 +253,48 @@ def test_models_folder_order_of_precedence(tmp_path, monkeypatch):
 # --------------------------------------------------------------------------- --download
 
 
-def test_download_writes_the_model_atomically_without_torch(bare_venv, server, tmp_path, empty_requirements):
-    server.serve("/GPEN-BFR-256.pth", Route(body=PAYLOAD))
+def test_download_writes_a_checked_model_atomically_and_checks_it_again_on_a_rerun(linked_venv, server, tmp_path):
+    server.serve("/GPEN-BFR-256.pth", Route(body=GPEN_256))
     models = tmp_path / "models"
-    result = run_install(bare_venv, "--download", "--model", "GPEN-BFR-256.pth", "--models-dir", str(models),
-                         "--requirements", str(empty_requirements), GPEN_MODEL_URL_BASE=server.url_base)
+    result = run_install(linked_venv, "--download", "--model", "GPEN-BFR-256.pth", "--models-dir", str(models),
+                         "--requirements", str(tmp_path / "absent.txt"), GPEN_MODEL_URL_BASE=server.url_base)
     assert result.returncode == 0, result.stdout + result.stderr
-    digest = hashlib.sha256(PAYLOAD).hexdigest()
-    assert (models / "GPEN-BFR-256.pth").read_bytes() == PAYLOAD
+    digest = hashlib.sha256(GPEN_256).hexdigest()
+    assert (models / "GPEN-BFR-256.pth").read_bytes() == GPEN_256
     assert (models / "GPEN-BFR-256.pth.sha256").read_text().split()[0] == digest
     assert sorted(p.name for p in models.iterdir()) == ["GPEN-BFR-256.pth", "GPEN-BFR-256.pth.sha256"]
     assert f"sha256 {digest}" in result.stdout and server.requests == ["/GPEN-BFR-256.pth"]
 
-    again = run_install(bare_venv, "--download", "--model", "GPEN-BFR-256.pth", "--models-dir", str(models),
-                        "--requirements", str(empty_requirements), GPEN_MODEL_URL_BASE=server.url_base)
+    again = run_install(linked_venv, "--download", "--model", "GPEN-BFR-256.pth", "--models-dir", str(models),
+                        "--requirements", str(tmp_path / "absent.txt"), GPEN_MODEL_URL_BASE=server.url_base)
     assert again.returncode == 0 and "already in" in again.stdout and len(server.requests) == 1
+    assert f"checked {models / 'GPEN-BFR-256.pth'}: it is GPEN-BFR-256.pth" in again.stdout
+
+
+def test_a_file_already_there_that_is_no_model_is_reported_not_kept_quietly(linked_venv, server, tmp_path):
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "GPEN-BFR-256.pth").write_bytes(PAYLOAD)  # e.g. what an older version saved from a bad mirror
+    server.serve("/GPEN-BFR-256.pth", Route(body=GPEN_256))
+    result = run_install(linked_venv, "--download", "--model", "GPEN-BFR-256.pth", "--models-dir", str(models),
+                         "--requirements", str(tmp_path / "absent.txt"), GPEN_MODEL_URL_BASE=server.url_base)
+    assert result.returncode == 1
+    errors = error_lines(result.stdout)
+    assert len(errors) == 1 and "not a usable GPEN-BFR-256.pth" in errors[0] and "delete" in errors[0]
+    assert (models / "GPEN-BFR-256.pth").read_bytes() == PAYLOAD and server.requests == []
+
+
+def test_without_torch_a_file_without_published_hash_is_refused(bare_venv, server, tmp_path, empty_requirements):
+    # Only reading it as a GPEN could tell it from whatever the server sent, and that needs torch.
+    server.serve("/GPEN-BFR-256.pth", Route(body=GPEN_256))
+    models = tmp_path / "models"
+    result = run_install(bare_venv, "--download", "--model", "GPEN-BFR-256.pth", "--models-dir", str(models),
+                         "--requirements", str(empty_requirements), GPEN_MODEL_URL_BASE=server.url_base)
+    assert result.returncode == 1
+    errors = error_lines(result.stdout)
+    assert len(errors) == 1 and "GPEN-BFR-256.pth has no published hash" in errors[0]
+    assert "needs torch" in errors[0] and "install ComfyUI's requirements first" in errors[0]
+    assert list(models.iterdir()) == []
 
 
 def error_lines(output: str) -> list[str]:
@@ -318,7 +347,7 @@ def test_unknown_model_name_is_refused(bare_venv, server, tmp_path, empty_requir
 def test_manager_env_picks_the_folder_but_downloads_only_when_opted_in(linked_venv, server, tmp_path):
     comfy = tmp_path / "ComfyUI"
     comfy.mkdir()
-    server.serve("/GPEN-BFR-256.pth", Route(body=PAYLOAD))
+    server.serve("/GPEN-BFR-256.pth", Route(body=GPEN_256))
     models = comfy / "models" / "facerestore"
     common = ("--model", "GPEN-BFR-256.pth", "--requirements", str(tmp_path / "absent.txt"))
 
@@ -329,8 +358,8 @@ def test_manager_env_picks_the_folder_but_downloads_only_when_opted_in(linked_ve
     opted = run_install(linked_venv, *common, COMFYUI_PATH=str(comfy), GPEN_MODEL_URL_BASE=server.url_base,
                         GPEN_AUTO_DOWNLOAD="1")
     assert opted.returncode == 0, opted.stdout + opted.stderr
-    assert (models / "GPEN-BFR-256.pth").read_bytes() == PAYLOAD
-    assert "195k" in opted.stdout or "195k" in opted.stderr  # tqdm's bar, in KiB
+    assert (models / "GPEN-BFR-256.pth").read_bytes() == GPEN_256
+    assert "1.09M" in opted.stdout or "1.09M" in opted.stderr  # tqdm's bar, in MiB
 
     offline = run_install(linked_venv, *common, "--offline", COMFYUI_PATH=str(comfy),
                           GPEN_MODEL_URL_BASE=server.url_base, GPEN_AUTO_DOWNLOAD="1")

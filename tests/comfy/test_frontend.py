@@ -29,7 +29,8 @@ import comfy_harness as harness
 sys.path.insert(0, str(harness.REPO / "tests" / "helpers"))
 from http_model_server import ModelServer, Route  # noqa: E402
 
-from gpen_arch import GPEN, GPENConfig  # noqa: E402
+from fixture_files import small_config, small_gpen  # noqa: E402
+from gpen_arch import GPENConfig  # noqa: E402
 
 CHROMIUM = os.environ.get("GPEN_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -42,15 +43,6 @@ TIMEOUT_MS = 30_000
 
 
 # --------------------------------------------------------------------------- fixtures
-
-
-def small_gpen(seed: int, config: GPENConfig = SMALL_CONFIG) -> tuple[bytes, int]:
-    """A freshly initialised GPEN saved as a .pth, and its parameter count as torch counts it."""
-    torch.manual_seed(seed)
-    model = GPEN(config)
-    buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
-    return buffer.getvalue(), sum(p.numel() for p in model.parameters())
 
 
 @contextmanager
@@ -232,7 +224,7 @@ def test_extension_loads_and_talks_only_to_its_server(page, ui_server):
 
 
 def test_a_cut_download_leaves_no_model_and_says_why(page, ui_server, mirror):
-    body, _ = small_gpen(seed=1)
+    body, _ = small_gpen(seed=1, config=SMALL_CONFIG)
     mirror.serve("/GPEN-BFR-256.pth", Route(body=body, send_bytes=len(body) // 2))
     close_dialogs(page)
     empty_model_folder(ui_server)
@@ -252,7 +244,7 @@ def test_a_cut_download_leaves_no_model_and_says_why(page, ui_server, mirror):
 
 
 def test_download_button_installs_the_first_model_with_progress(page, ui_server, mirror):
-    body, parameters = small_gpen(seed=2)
+    body, parameters = small_gpen(seed=2, config=small_config(256))  # GPEN-BFR-256.pth must be a GPEN-256
     mirror.serve("/GPEN-BFR-256.pth", Route(body=body))
     close_dialogs(page)
     empty_model_folder(ui_server)
@@ -276,7 +268,8 @@ def test_download_button_installs_the_first_model_with_progress(page, ui_server,
     assert sorted(p.name for p in model_folder(ui_server).iterdir()) == ["GPEN-BFR-256.pth", "GPEN-BFR-256.pth.sha256"]
     assert (model_folder(ui_server) / "GPEN-BFR-256.pth.sha256").read_text().split()[0] == digest
     status = page.locator(".gpen-download-status").inner_text()
-    assert f"sha256 {digest} (no published hash to check; recorded in GPEN-BFR-256.pth.sha256)" in status
+    assert f"sha256 {digest} (no published hash: read as the GPEN its name says; recorded in " \
+           "GPEN-BFR-256.pth.sha256)" in status
     final = ui_server.get("/gpen/download_status?name=GPEN-BFR-256.pth")
     assert final == {"name": "GPEN-BFR-256.pth", "state": "done", "bytes": len(body), "sha256": digest,
                      "hash_checked": False, "sha256_file": "GPEN-BFR-256.pth.sha256", "already_present": False,
@@ -290,12 +283,42 @@ def test_download_button_installs_the_first_model_with_progress(page, ui_server,
     page.wait_for_function("""(id) => app.graph.getNodeById(id).widgets[0].value === 'GPEN-BFR-256.pth'""", arg=node)
     info = page.locator(".gpen-info")
     page.locator(".gpen-info[data-file='GPEN-BFR-256.pth']").wait_for()
-    assert info.inner_text().startswith("GPEN-64 · face restoration · 64×64 px faces")
-    assert f"{parameters / 1e6:.2f} M parameters" in info.inner_text()
+    assert info.inner_text().startswith("GPEN-256 · face restoration · 256×256 px faces")
+    assert f"{parameters // 1000}." in info.inner_text() and " k parameters" in info.inner_text()
     assert info.get_attribute("title") == f"{parameters:,} parameters"
     assert digest in page.locator(".gpen-hash").inner_text()
     assert "non-commercial" in page.locator(".gpen-licence").inner_text()
     page.locator(".gpen-download").wait_for(state="hidden")
+    no_errors_from_us(page)
+
+
+def test_cancel_button_stops_the_download_and_leaves_nothing(page, ui_server, mirror):
+    body, _ = small_gpen(seed=6, config=small_config(1024))
+    mirror.release.clear()  # the transfer stalls 100000 bytes in, until the test releases it
+    mirror.serve("/GPEN-BFR-1024.pth", Route(body=body, stall_after=100_000))
+    close_dialogs(page)
+    empty_model_folder(ui_server)
+    refresh_lists(page)
+    page.evaluate(NEW_NODE, "GPENLoadModel")
+    page.locator(".gpen-download").wait_for(state="visible")
+    cancel = page.locator(".gpen-download-cancel")
+    assert cancel.is_hidden()  # only while a download runs
+    page.select_option(".gpen-download-choice", "GPEN-BFR-1024.pth")
+    page.click(".gpen-download-button")
+    page.wait_for_function("() => document.querySelector('.gpen-download progress').value > 0")
+    assert (model_folder(ui_server) / "GPEN-BFR-1024.pth.part").is_file()
+    try:
+        cancel.click()
+        page.locator(".gpen-download-status.gpen-cancelled").wait_for(timeout=10_000)
+    finally:
+        mirror.release.set()
+    message = page.locator(".gpen-download-status").inner_text()
+    assert message.startswith("Download of GPEN-BFR-1024.pth cancelled; nothing was kept in ")
+    assert list(model_folder(ui_server).iterdir()) == []  # no model, no .part, no .sha256
+    assert cancel.is_hidden() and page.locator(".gpen-download-button").is_enabled()
+    assert page.evaluate("() => document.querySelector('.gpen-download progress').value") == 0
+    state = ui_server.get("/gpen/download_status?name=GPEN-BFR-1024.pth")
+    assert state["state"] == "cancelled" and state["running"] is False
     no_errors_from_us(page)
 
 
@@ -317,7 +340,7 @@ def test_choosing_a_model_shows_what_it_is(page, ui_server):
     info.wait_for()
     assert info.inner_text().startswith("GPEN-64")
     assert info.get_attribute("title") == f"{parameters:,} parameters"
-    assert f"{parameters / 1e3:.1f} k parameters" in info.inner_text() and "fp32" in info.inner_text()
+    assert f"{parameters // 1000}." in info.inner_text() and " k parameters" in info.inner_text() and "fp32" in info.inner_text()
     assert page.locator(".gpen-download").is_hidden()
     # The panel is neither saved in the workflow nor sent with the prompt: saved workflows keep their
     # widget positions.
@@ -342,7 +365,7 @@ def test_choosing_a_model_shows_what_it_is(page, ui_server):
 def test_a_failed_run_is_explained_on_the_node(page, ui_server):
     folder = model_folder(ui_server)
     if not (folder / "GPEN-small-c.pth").exists():
-        (folder / "GPEN-small-c.pth").write_bytes(small_gpen(seed=5)[0])
+        (folder / "GPEN-small-c.pth").write_bytes(small_gpen(seed=5, config=SMALL_CONFIG)[0])
         refresh_lists(page)
     # 'parse' needs the face parser's weights, which this ComfyUI does not have.
     graph = {"1": {"class_type": "LoadImage", "inputs": {"image": "t1.jpg"}},
@@ -423,7 +446,8 @@ def test_clicking_a_numbered_face_toggles_its_index(page, ui_server):
 
 
 def test_one_download_per_name_and_a_stalled_then_cut_transfer_leaves_nothing(ui_server, mirror):
-    body, _ = small_gpen(seed=4)
+    body, _ = small_gpen(seed=4, config=SMALL_CONFIG)
+    mirror.release.clear()  # another test may have released its stall
     mirror.serve("/GPEN-BFR-1024.pth", Route(body=body, stall_after=100_000))
     status, answer = ui_server.post("/gpen/download", {"name": "GPEN-BFR-1024.pth"})
     assert status == 202 and answer["state"] == "started"
@@ -444,10 +468,47 @@ def test_one_download_per_name_and_a_stalled_then_cut_transfer_leaves_nothing(ui
     assert not [p for p in model_folder(ui_server).iterdir() if p.name.startswith("GPEN-BFR-1024")]
 
 
+def test_cancel_route_stops_a_download_removes_its_part_and_lets_a_new_one_start(ui_server, mirror):
+    body, _ = small_gpen(seed=7, config=small_config(1024))
+    name, folder = "GPEN-BFR-1024.pth", model_folder(ui_server)
+    status, answer = ui_server.post("/gpen/download_cancel", {"name": name})
+    assert status == 409 and "nothing to cancel" in answer["error"]
+
+    mirror.release.clear()  # the transfer stalls 100000 bytes in: only a cancel ends it early
+    mirror.serve("/" + name, Route(body=body, stall_after=100_000))
+    try:
+        assert ui_server.post("/gpen/download", {"name": name})[0] == 202
+        deadline = time.monotonic() + 10
+        while ui_server.get(f"/gpen/download_status?name={name}")["state"] != "progress":
+            assert time.monotonic() < deadline, "no progress reported while the transfer runs"
+            time.sleep(0.05)
+        assert (folder / (name + ".part")).is_file()
+        start = time.monotonic()
+        status, answer = ui_server.post("/api/gpen/download_cancel", {"name": name})
+        took = time.monotonic() - start
+    finally:
+        mirror.release.set()
+    assert status == 200 and answer["state"] == "cancelled" and took < 5, (status, answer, took)
+    assert answer["message"] == f"Download of {name} cancelled; nothing was kept in {folder}."
+    assert not [p for p in folder.iterdir() if p.name.startswith(name)]
+    assert ui_server.get(f"/gpen/download_status?name={name}")["running"] is False
+
+    mirror.serve("/" + name, Route(body=body))
+    assert ui_server.post("/gpen/download", {"name": name})[0] == 202  # not 409: the cancelled one is gone
+    deadline = time.monotonic() + 30
+    while (state := ui_server.get(f"/gpen/download_status?name={name}"))["running"]:
+        assert time.monotonic() < deadline, "the second download did not finish"
+        time.sleep(0.05)
+    assert state["state"] == "done" and (folder / name).read_bytes() == body
+    for path in folder.iterdir():
+        path.unlink()
+
+
 def test_download_refusals_are_json_4xx(ui_server, mirror):
     before = list(mirror.requests)
     for payload in ({"name": "../GPEN-BFR-512.pth"}, {"name": "/etc/passwd"}, {"name": "GPEN-BFR-512.pth/.."},
                     {"name": "not-in-the-list.pth"}, {"name": 5}, {}, ["GPEN-BFR-512.pth"]):
-        status, answer = ui_server.post("/gpen/download", payload)
-        assert status == 400 and answer["ok"] is False and answer["error"], payload
+        for route in ("/gpen/download", "/gpen/download_cancel"):
+            status, answer = ui_server.post(route, payload)
+            assert status == 400 and answer["ok"] is False and answer["error"], (route, payload)
     assert mirror.requests == before  # nothing was fetched for a refused name

@@ -1,7 +1,7 @@
 """A real HTTP server on 127.0.0.1, in a thread, that serves bytes made by a test.
 
 Each path gets a ``Route`` saying what to send: a full body, a body cut short of
-its Content-Length, an error status, or a stall. Every request path is recorded
+its Content-Length, an error status, a stall, or a trickle of single bytes. Every request path is recorded
 so tests can prove that nothing was requested.
 """
 from __future__ import annotations
@@ -18,6 +18,7 @@ class Route:
     status: int = 200
     send_bytes: Optional[int] = None  # send only this many body bytes, then close
     stall_after: Optional[int] = None  # after this many bytes, stop sending until released
+    trickle: Optional[float] = None  # seconds between single bytes of the body
     content_length: bool = True  # False: no Content-Length header, close ends the body
     content_type: str = "application/octet-stream"
 
@@ -29,6 +30,7 @@ class ModelServer:
         self.routes: Dict[str, Route] = {}
         self.requests: List[str] = []
         self.release = threading.Event()
+        self.closing = threading.Event()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -57,6 +59,16 @@ class ModelServer:
                     self.wfile.flush()
                     server.release.wait(timeout=10)
                     return
+                if route.trickle is not None:
+                    for i in range(len(body)):
+                        if server.closing.wait(route.trickle):
+                            return
+                        try:
+                            self.wfile.write(body[i:i + 1])
+                            self.wfile.flush()
+                        except OSError:  # the client gave up: what the trickle is there to provoke
+                            return
+                    return
                 self.wfile.write(body)
                 self.wfile.flush()
 
@@ -77,6 +89,7 @@ class ModelServer:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.closing.set()
         self.release.set()
         self._httpd.shutdown()
         self._httpd.server_close()
