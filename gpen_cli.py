@@ -187,7 +187,8 @@ def cmd_restore(args) -> int:
         select=SelectOptions(threshold=args.threshold, order=args.order, indices=args.faces, min_size=args.min_size,
                              max_count=args.max_faces),
         paste=PasteOptions(mask_mode=args.mask, strength=args.strength, feather=args.feather, grow=args.grow,
-                           color_match=args.color_match, keep_gray=args.keep_gray))
+                           color_match=args.color_match, keep_gray=args.keep_gray, blend=args.blend,
+                           grain=args.grain))
     if task == "inpaint" and not args.inpaint_mask:
         raise CliError("the inpainting model needs --inpaint-mask (white = damaged)")
     parser = None
@@ -226,7 +227,7 @@ def cmd_restore(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from gpen_pipeline import (COLORIZE_MODES, DEFAULT_DETECTOR, DETECTOR_NAMES, KEEP_GRAY, MASK_MODES, ORDERS,
+    from gpen_pipeline import (BLENDS, COLORIZE_MODES, DEFAULT_DETECTOR, DETECTOR_NAMES, KEEP_GRAY, MASK_MODES, ORDERS,
                                EnhanceOptions, PasteOptions, SelectOptions)
     from gpen_pipeline.selection import LARGEST
 
@@ -267,7 +268,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--feather", type=float, default=paste.feather,
                    help="soft edge of the paste mask in %% of the face crop (default: the mask mode's own)")
     p.add_argument("--grow", type=float, default=paste.grow, help="grow (+) or shrink (-) the mask, %% of the crop")
-    p.add_argument("--color-match", action="store_true", help="match the restored faces' colours to the photo")
+    p.add_argument("--color-match", action="store_true",
+                   help="give the restored faces the photo's colour, judged on their skin (not the official recipe)")
+    p.add_argument("--blend", choices=BLENDS, default=paste.blend,
+                   help="feather: one soft edge for everything; multiband: tone over the whole soft edge, "
+                        "detail over its middle (default: %(default)s)")
+    p.add_argument("--grain", action="store_true",
+                   help="give the restored faces the grain the photo has there (for grainy or JPEG photos)")
     p.add_argument("--keep-gray", choices=KEEP_GRAY, default=paste.keep_gray,
                    help="keep black-and-white photos black-and-white (auto: detect them)")
     order_option(p)

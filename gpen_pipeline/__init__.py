@@ -5,6 +5,7 @@ dataclasses, options are validated groups (`EnhanceOptions`), and each stage
 (stages.py) is a function of its inputs; `enhance_images` runs them all.
 """
 from .align import DegenerateLandmarks, ffhq_template, gpen_template
+from .blend import BLENDS
 from .detection import DEFAULT_DETECTOR, DETECTOR_NAMES, detect_faces, load_detector
 from .enhance import EnhanceResult, enhance_image, enhance_images
 from .face import AlignedFace, Face, RestoredFace
@@ -14,7 +15,7 @@ from .selection import ORDERS, select_faces
 from .stages import FoundFaces, align_faces, find_faces, paste_back, restore_faces
 
 __all__ = [
-    "COLORIZE_MODES", "DEFAULT_DETECTOR", "DETECTOR_NAMES", "KEEP_GRAY", "MASK_MODES", "ORDERS", "TASKS",
+    "BLENDS", "COLORIZE_MODES", "DEFAULT_DETECTOR", "DETECTOR_NAMES", "KEEP_GRAY", "MASK_MODES", "ORDERS", "TASKS",
     "AlignedFace", "DegenerateLandmarks", "EnhanceOptions", "EnhanceResult", "Face", "FoundFaces", "PasteOptions",
     "PasteResult", "RestoredFace", "SelectOptions",
     "align_faces", "detect_faces", "enhance_image", "enhance_images", "ffhq_template", "find_faces",

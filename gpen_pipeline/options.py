@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .blend import BLENDS
 from .masks import MASK_MODES
 from .parsing import PARSE_REGIONS
 from .paste import KEEP_GRAY
@@ -55,9 +56,12 @@ class PasteOptions:
     color_match: bool = False
     keep_gray: str = "auto"
     regions: tuple[str, ...] = PARSE_REGIONS  # face-parser regions of the "parse" mask
+    blend: str = "feather"  # see blend.BLENDS
+    grain: bool = False  # give the faces the photo's grain
 
     def __post_init__(self):
         _choice("mask mode", self.mask_mode, MASK_MODES)
+        _choice("blend", self.blend, BLENDS)
         _choice("keep_gray", self.keep_gray, KEEP_GRAY)
         if not 0.0 <= float(self.strength) <= 1.0:
             raise ValueError(f"strength must be within [0, 1], got {self.strength}")
