@@ -13,9 +13,7 @@ import cv2
 import numpy as np
 
 from .color import check_crop
-
-# How a face's paste mask is made (see paste_masks).
-MASK_MODES = ("official", "parse", "box")
+from .names import MASK_MODES
 
 # The official recipe is defined on a 512x512 parse map.
 OFFICIAL_SIZE = 512

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .masks import MASK_MODES
-from .parsing import PARSE_REGIONS
-from .paste import KEEP_GRAY
+from .names import KEEP_GRAY, MASK_MODES, PARSE_REGIONS
 from .selection import LARGEST, ORDERS, parse_indices
 
 TASKS = ("restore", "colorize", "inpaint")

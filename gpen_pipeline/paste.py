@@ -23,11 +23,9 @@ from .color import is_grayscale, luma, match_color
 from .cut import check_image_tensor, cut_crops, sample, sampling_grid
 from .face import AlignedFace
 from .geometry import Roi, crop_to_target, face_box, inside_source, is_small_in_target
-from .masks import MASK_MODES
+from .names import KEEP_GRAY, MASK_MODES
 
 __all__ = ["KEEP_GRAY", "MASK_MODES", "PasteResult", "paste_faces", "pastes_gray"]
-
-KEEP_GRAY = ("auto", "on", "off")
 
 # Paste-mask values this close to 1 are 1 (see _warp_face).
 _NEARLY_ONE = 1.0 - 2.0 ** -20
