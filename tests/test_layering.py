@@ -53,8 +53,11 @@ def test_nodes_do_no_pixel_work_of_their_own(path):
                 f"{path.name}:{line} imports {module}: nodes call gpen_pipeline's public stages only"
 
 
-@pytest.mark.parametrize("folder, forbidden", [("gpen_arch", {"gpen_pipeline", "nodes", "comfy", "cv2"}),
-                                               ("gpen_pipeline", {"nodes", "comfy", "folder_paths"})])
+COMMAND_LINE = {"gpen_cli", "gpen_cli_doctor", "gpen_cli_progress", "install"}
+
+
+@pytest.mark.parametrize("folder, forbidden", [("gpen_arch", {"gpen_pipeline", "nodes", "comfy", "cv2"} | COMMAND_LINE),
+                                               ("gpen_pipeline", {"nodes", "comfy", "folder_paths"} | COMMAND_LINE)])
 def test_lower_layers_never_import_higher_ones(folder, forbidden):
     for path in sources(folder):
         for module, line in imports(path):
