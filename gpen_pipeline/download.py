@@ -203,7 +203,9 @@ def _fetch_to(
     except urllib.error.HTTPError as exc:
         raise _fail(model, url, dest, f"HTTP {exc.code} {exc.reason}") from exc
     except urllib.error.URLError as exc:
-        raise _fail(model, url, dest, f"cannot reach the server ({exc.reason})", network=True) from exc
+        # The system's words ("Name or service not known"), without Python's "[Errno -2]" in front.
+        reason = getattr(exc.reason, "strerror", None) or exc.reason
+        raise _fail(model, url, dest, f"cannot reach the server ({reason})", network=True) from exc
     except TimeoutError as exc:
         raise _fail(model, url, dest, f"no data for {timeout:g} s (timed out)", network=True) from exc
     except OSError as exc:

@@ -236,6 +236,39 @@ def test_notes_and_results_get_lines_of_their_own_above_the_progress_bar(photos,
     assert f"3 image(s), 2 face(s) restored -> {tmp_path / 'out'}" in lines
 
 
+def run_with_umask(mask: int, *args) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "2"}
+    return subprocess.run([sys.executable, str(ROOT / "gpen_cli.py"), *map(str, args)], capture_output=True,
+                          text=True, env=env, cwd=ROOT, timeout=300, preexec_fn=lambda: os.umask(mask), check=True)
+
+
+def test_written_files_get_the_mode_the_umask_gives_other_files(photos, tmp_path):
+    mask = 0o027  # not the usual 022, so a fixed 0644 (or safetensors' own 0600) shows
+    run_with_umask(mask, "restore", photos, "--model", S256_MODEL_FILE, "-o", tmp_path / "folder", "--mask", "box")
+    run_with_umask(mask, "restore", photos / "astronaut.png", "--model", S256_MODEL_FILE, "-o", tmp_path / "one.png",
+                   "--mask", "box")
+    run_with_umask(mask, "convert", S64_MODEL_FILE, "-o", tmp_path / "model.safetensors")
+    written = [tmp_path / "one.png", tmp_path / "model.safetensors", *(tmp_path / "folder").iterdir()]
+    assert len(written) == 5
+    assert {p.name: oct(p.stat().st_mode & 0o777) for p in written} == {p.name: oct(0o666 & ~mask) for p in written}
+
+
+def test_a_file_that_is_no_weights_file_is_named_as_such_not_by_a_byte_value(tmp_path):
+    # Bytes of no pickle make torch's unpickler fail on a lookup of the byte ("105" for an "i").
+    for name, data in (("letters.pth", b"hello world"), ("i.pth", b"i"), ("header.pth", b"\x80\x02i")):
+        (tmp_path / name).write_bytes(data)
+        done = gpen("info", tmp_path / name, check=False)
+        assert done.returncode == 1
+        assert f"{name} could not be read (not a PyTorch or safetensors weights file)" in done.stderr
+
+
+def test_a_system_error_is_told_in_words_with_the_file_and_no_error_number(tmp_path):
+    done = gpen("convert", S64_MODEL_FILE, "-o", tmp_path / "no-such-folder" / "model.safetensors", check=False)
+    assert done.returncode == 1
+    assert done.stderr.strip() == (f"gpen convert: error: No such file or directory: "
+                                   f"{tmp_path / 'no-such-folder' / 'model.safetensors'}")
+
+
 def test_doctor_reports_versions_devices_model_files_and_detectors(tmp_path):
     from helpers.detector_scrfd_onnx import make_scrfd_onnx
 
