@@ -295,3 +295,32 @@ def test_doctor_reports_versions_devices_model_files_and_detectors(tmp_path):
            "file 'detection_Resnet50_Final.pth'" in detectors
     assert "face parser                    not available: face parser weights" in detectors
 
+
+def test_the_readme_first_command_restores_the_sample_photo_offline(tmp_path):
+    """The README's first command, from its restore on: with the model file where its download puts it,
+    the sample photo shipped in samples/ is restored where the README says, and nothing else changes."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    first = readme.split("```bash\n", 1)[1].split("\n```", 1)[0]
+    steps = [step.split() for step in first.split(" && ")]
+    assert steps[0] == ["bash", "scripts/setup.sh"]
+    restore = next(step for step in steps if step[1:3] == ["gpen_cli.py", "restore"])
+    model = Path(restore[restore.index("--model") + 1])
+    output = Path(restore[restore.index("-o") + 1])
+    import gpen_cli
+
+    download = gpen_cli.build_parser().parse_args(next(step for step in steps if "download" in step)[2:])
+    assert Path(download.dir) / download.name == model  # the restore reads what the download wrote
+    (tmp_path / model).parent.mkdir(parents=True)
+    (tmp_path / model).write_bytes(S256_MODEL_FILE.read_bytes())  # a real GPEN layout, random weights
+    (tmp_path / "samples").symlink_to(ROOT / "samples")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "2",
+           "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}  # nowhere: offline
+    done = subprocess.run([sys.executable, str(ROOT / "gpen_cli.py"), *restore[2:]], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"{output}: 1 face(s) restored\n"
+    sample, result = load_rgb(ROOT / restore[3]), load_rgb(tmp_path / output)
+    assert sample.shape == result.shape == (512, 512, 3)
+    changed = np.any(sample != result, axis=2)
+    assert changed[80:200, 170:290].mean() > 0.5  # the face
+    assert not changed[:, :100].any() and not changed[350:].any()  # the flag side and the suit
