@@ -12,10 +12,9 @@
    what to download, from where, and where to put it.
 
 Only the standard library is imported here (plus packaging/tqdm when present), so
-it runs before torch exists. Exit status: 0 on success, and when no download was
-asked for (the model is then only described); 1 when a required package could not
-be installed or an asked-for download did not complete (no network, or refused as
-corrupt); 2 for a model name that is not in the catalogue.
+it runs before torch exists. Exit status: 0 on success or when no download was asked
+for; 1 when a required package could not be installed or an asked-for download did not
+complete (no network, or refused as corrupt); 2 for a model name not in the catalogue.
 """
 from __future__ import annotations
 
@@ -27,7 +26,6 @@ import subprocess
 import sys
 import tempfile
 import types
-import urllib.parse
 from pathlib import Path
 from typing import Iterable, List, Optional, Sequence
 
@@ -294,22 +292,16 @@ def _progress_bar(name: str):
 
 def print_download_hint(models: Iterable, models_dir: Path, url_base: Optional[str], resolve_url,
                         failed: bool = False) -> None:
-    """Where to get each model and where it goes; then the command that downloads it, which after a
-    failed download (`failed`) is worth running again only once the server can be reached."""
-    hosts = []
     for model in models:
         size = f" ({model.size_bytes / 1e6:.0f} MB)" if model.size_bytes else ""
-        url = resolve_url(model, url_base)
-        hosts.append(urllib.parse.urlsplit(url).netloc)
         say(f"model {model.name}{size} is not downloaded.")
-        say(f"  get it from: {url}")
+        say(f"  get it from: {resolve_url(model, url_base)}")
         say(f"  and put it in: {models_dir}")
         say(f"  licence: {model.licence_note}")
     command = f"{sys.executable} {PACK_DIR / 'install.py'} --download"
-    if failed:
-        say(f"or run '{command}' again once {' and '.join(dict.fromkeys(hosts))} can be reached from this machine.")
-    else:
-        say(f"or run: {command}")
+    # After a failed download the same command helps only once the server answers.
+    hosts = " and ".join(dict.fromkeys(resolve_url(m, url_base).split("/")[2] for m in models))
+    say(f"or run '{command}' again once {hosts} can be reached from this machine." if failed else f"or run: {command}")
 
 
 def handle_models(args: argparse.Namespace) -> int:
@@ -348,12 +340,9 @@ def handle_models(args: argparse.Namespace) -> int:
             )
         except download.DownloadError as exc:
             close()
-            if exc.network:
-                say(f"ERROR: {exc}")
-                print_download_hint([model], models_dir, args.url_base, download.resolve_url, failed=True)
-                status = 1
-                continue
             say(f"ERROR: {exc}")
+            if exc.network:
+                print_download_hint([model], models_dir, args.url_base, download.resolve_url, failed=True)
             status = 1
             continue
         except KeyboardInterrupt:
