@@ -304,7 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-gray", choices=KEEP_GRAY, default=paste.keep_gray,
                    help="keep black-and-white photos black-and-white (default: %(default)s, detect them)")
     order_option(p)
-    p.add_argument("--faces", default="", help='which faces by their --order number, e.g. "0,2" or "1-3" (default: all)')
+    p.add_argument("--faces", default="",
+                   help='which faces by their --order number, e.g. "0,2" or "1-3" (default: all)')
     p.add_argument("--min-size", type=float, default=select.min_size,
                    help="ignore faces smaller than this, px (default: %(default)s)")
     p.add_argument("--max-faces", type=int, default=select.max_count,
@@ -364,6 +365,9 @@ def main(argv: list[str] | None = None) -> int:
         close_all()
         print(f"gpen {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`gpen doctor | head`): nothing left to tell anyone
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush cannot fail again
+        return 1
     # ModelLoadError, ImageFileError and the detectors' errors are ValueErrors, DownloadError a RuntimeError.
     except (CliError, ValueError, OSError, ImportError, RuntimeError) as exc:
         close_all()
@@ -380,9 +384,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _one_line(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+    if isinstance(exc, OSError) and exc.strerror:
         # The system's words and the file, without Python's "[Errno 13]" in front.
-        return f"{exc.strerror}: {exc.filename}" + (f" -> {exc.filename2}" if exc.filename2 else "")
+        files = [str(name) for name in (exc.filename, exc.filename2) if name is not None]
+        return exc.strerror + (f": {' -> '.join(files)}" if files else "")
     return " ".join(str(exc).split()) or type(exc).__name__
 
 

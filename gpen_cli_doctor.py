@@ -42,15 +42,21 @@ def _default_model_roots() -> list[Path]:
 
 
 def _pack_rows() -> list[tuple[str, str]]:
+    import importlib.metadata
     import re
     import subprocess
 
     root = Path(__file__).resolve().parent  # the pack: this file sits beside gpen_cli.py
     rows = [("location", str(root))]
     pyproject = root / "pyproject.toml"
-    found = re.search(r'^version = "([^"]+)"', pyproject.read_text(encoding="utf-8"), re.M) if pyproject.is_file() else None
-    if found:
-        rows.insert(0, ("version", found.group(1)))
+    if pyproject.is_file():  # a clone, as ComfyUI and the README use it
+        found = re.search(r'^version = "([^"]+)"', pyproject.read_text(encoding="utf-8"), re.M)
+        rows.insert(0, ("version", found.group(1) if found else "unknown"))
+    else:  # installed with pip
+        try:
+            rows.insert(0, ("version", importlib.metadata.version("gpen-face-restore")))
+        except importlib.metadata.PackageNotFoundError:
+            pass
     try:
         commit = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty"], capture_output=True,
                                 text=True, timeout=10).stdout.strip()

@@ -324,3 +324,14 @@ def test_the_readme_first_command_restores_the_sample_photo_offline(tmp_path):
     changed = np.any(sample != result, axis=2)
     assert changed[80:200, 170:290].mean() > 0.5  # the face
     assert not changed[:, :100].any() and not changed[350:].any()  # the flag side and the suit
+
+
+def test_a_reader_that_stops_early_gets_no_error_message():
+    """`gpen download --list | head -1`: the reader is gone before the list is written."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen([sys.executable, str(ROOT / "gpen_cli.py"), "download", "--list"], cwd=ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # before the interpreter has even started
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 1
+    assert stderr == ""
