@@ -6,17 +6,23 @@
     python gpen_cli.py info GPEN-BFR-512.pth --json
     python gpen_cli.py convert GPEN-BFR-512.pth -o GPEN-BFR-512-fp16.safetensors --fp16
     python gpen_cli.py download GPEN-BFR-512.pth --dir models/facerestore
+    python gpen_cli.py doctor
+
+torch, OpenCV and the pipeline are imported only once a command starts its work, so --help and
+argument errors answer at once.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
 import sys
 from pathlib import Path
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+import gpen_cli_args
+from gpen_cli_doctor import cmd_doctor
+from gpen_cli_progress import RestoreProgress, close_all, say
+from gpen_pipeline.names import IMAGE_SUFFIXES
 
 
 def keep_freed_memory() -> bool:
@@ -42,13 +48,8 @@ class CliError(Exception):
     """A problem the user can fix; printed as one line."""
 
 
-def _say(message: str) -> None:
-    print(message, file=sys.stderr)
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line instead of usage + message
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+def _say(message: str, file=None) -> None:
+    say(message, file)
 
 
 # --- subcommands -------------------------------------------------------------------------------
@@ -169,13 +170,14 @@ def _inputs_and_outputs(args) -> list[tuple[Path, Path]]:
 
 
 def cmd_restore(args) -> int:
+    progress = RestoreProgress("starting torch")
     import gpen_arch
-    from tqdm import tqdm
 
     from gpen_pipeline import EnhanceOptions, PasteOptions, SelectOptions, enhance_image
     from gpen_pipeline.image_files import read_image, read_mask, write_image
 
     pairs = _inputs_and_outputs(args)
+    progress.stage(f"loading {Path(args.model).name}")
     model = gpen_arch.load_model(args.model, device=None if args.device == "auto" else args.device,
                                  dtype=None if args.precision == "fp32" else args.precision,
                                  task=None if args.task == "auto" else args.task)
@@ -198,18 +200,19 @@ def cmd_restore(args) -> int:
         parser = load_parser("auto", args.parser_dir)
     elif args.mask == "parse":
         raise CliError("--mask parse needs --parser-dir with parsing_parsenet.pth or parsing_bisenet.pth")
+    progress.stage("loading the face detector")
     detector = _load_detector(args)
     restored, said = 0, set()
-    for source, target in tqdm(pairs, desc="restoring", unit="image", disable=True if len(pairs) < 2 else None):
+    for source, target in progress.over(pairs, lambda pair: pair[0].name):
         image = read_image(source, _say)
         extra = {}
         if task == "inpaint":
             extra["inpaint_mask"] = read_mask(Path(args.inpaint_mask), image.shape[:2], _say)
-        result = enhance_image(image, model, detector, options, parser=parser, **extra)
+        result = enhance_image(image, model, detector, options, parser=parser, progress=progress.steps, **extra)
         for note in result.notes:
             if note not in said:
                 said.add(note)
-                print(f"{source.name}: {note}" if len(pairs) > 1 else note, file=sys.stderr)
+                _say(f"{source.name}: {note}" if len(pairs) > 1 else note)
         if not result.faces and source.suffix.lower() == target.suffix.lower():
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, target)  # no face: the very same file
@@ -217,125 +220,54 @@ def cmd_restore(args) -> int:
             write_image(target, result.image)
         restored += len(result.faces)
         if len(pairs) == 1:
-            print(f"{target}: {len(result.faces)} face(s) restored")
+            _say(f"{target}: {len(result.faces)} face(s) restored", file=sys.stdout)
+    progress.close()
     if len(pairs) > 1:
         print(f"{len(pairs)} image(s), {restored} face(s) restored -> {args.output}")
     return 0
 
 
-# --- argument parsing ----------------------------------------------------------------------------
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from gpen_pipeline import (BLENDS, COLORIZE_MODES, DEFAULT_DETECTOR, DETECTOR_NAMES, KEEP_GRAY, MASK_MODES, ORDERS,
-                               EnhanceOptions, PasteOptions, SelectOptions)
-    from gpen_pipeline.selection import LARGEST
-
-    select, paste = SelectOptions(), PasteOptions()  # the defaults every front end shares
-
-    parser = _Parser(prog="gpen", description="GPEN face restoration.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    def detector_options(p):
-        p.add_argument("--detector", choices=DETECTOR_NAMES, default=DEFAULT_DETECTOR,
-                       help="face detector (default: the bundled offline RetinaFace)")
-        p.add_argument("--detector-dir", action="append", default=[],
-                       help="folder with detector weights (facexlib .pth / insightface .onnx); repeatable")
-        p.add_argument("--threshold", type=float, default=select.threshold,
-                       help=f"minimum face score, 0-1 (default {select.threshold})")
-        p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-
-    def order_option(p):
-        p.add_argument("--order", choices=ORDERS + (LARGEST,), default=select.order,
-                       help=f"face order for --faces (default {select.order}: 0 is the largest face)")
-
-    p = sub.add_parser("restore", help="restore the faces of an image or a folder of images")
-    p.add_argument("input", help="an image file or a folder of images")
-    p.add_argument("--model", required=True, help="GPEN model file (.pth, .safetensors, .onnx)")
-    p.add_argument("-o", "--output", required=True, help="output file (for a file) or folder (for a folder)")
-    detector_options(p)
-    p.add_argument("--task", choices=("auto", "restore", "colorize", "inpaint"), default="auto",
-                   help="auto: from the model file name")
-    p.add_argument("--colorize", choices=COLORIZE_MODES, default=EnhanceOptions().colorize,
-                   help="colorization models: keep-luminance (the photo's own tones, only colour added; default) "
-                        "or official (the official script's output at the model size: the network's tones)")
-    p.add_argument("--inpaint-mask", help="image marking damaged areas in white (inpainting)")
-    p.add_argument("--strength", type=float, default=paste.strength, help="0 = original, 1 = fully restored")
-    p.add_argument("--mask", choices=MASK_MODES, default=paste.mask_mode,
-                   help="paste mask: official (GPEN recipe; a blurred rectangle without a face parser), parse, box")
-    p.add_argument("--parser-dir", action="append", default=[],
-                   help="folder with parsing_parsenet.pth / parsing_bisenet.pth (parse and official masks)")
-    p.add_argument("--feather", type=float, default=paste.feather,
-                   help="soft edge of the paste mask in %% of the face crop (default: the mask mode's own)")
-    p.add_argument("--grow", type=float, default=paste.grow, help="grow (+) or shrink (-) the mask, %% of the crop")
-    p.add_argument("--color-match", action="store_true",
-                   help="give the restored faces the photo's colour, judged on their skin (not the official recipe)")
-    p.add_argument("--blend", choices=BLENDS, default=paste.blend,
-                   help="feather: one soft edge for everything; multiband: tone over the whole soft edge, "
-                        "detail over its middle (default: %(default)s)")
-    p.add_argument("--grain", action="store_true",
-                   help="give the restored faces the grain the photo has there (for grainy or JPEG photos)")
-    p.add_argument("--keep-gray", choices=KEEP_GRAY, default=paste.keep_gray,
-                   help="keep black-and-white photos black-and-white (auto: detect them)")
-    order_option(p)
-    p.add_argument("--faces", default="", help='which faces, e.g. "0,2" (default: all)')
-    p.add_argument("--min-size", type=float, default=select.min_size, help="ignore faces smaller than this (px)")
-    p.add_argument("--max-faces", type=int, default=select.max_count, help="restore at most this many faces (0 = all)")
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
-    p.set_defaults(func=cmd_restore)
-
-    p = sub.add_parser("detect", help="list the faces in an image, numbered as restore's --faces counts them")
-    p.add_argument("image")
-    p.add_argument("--json", action="store_true", help="print a JSON list of {box, score, landmarks}")
-    detector_options(p)
-    order_option(p)
-    p.set_defaults(func=cmd_detect)
-
-    p = sub.add_parser("info", help="describe a model file")
-    p.add_argument("model")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_info)
-
-    p = sub.add_parser("convert", help="save a model as .safetensors")
-    p.add_argument("model")
-    p.add_argument("-o", "--output", required=True, help="the .safetensors file to write")
-    p.add_argument("--fp16", action="store_true", help="store fp16 tensors (half the size)")
-    p.set_defaults(func=cmd_convert)
-
-    p = sub.add_parser("download", help="download a released GPEN model")
-    p.add_argument("name", nargs="?", help="e.g. GPEN-BFR-512.pth (see --list)")
-    p.add_argument("--dir", default="models/facerestore", help="where to put it (default models/facerestore)")
-    p.add_argument("--url-base", help="download from this mirror instead (URL = BASE/NAME)")
-    p.add_argument("--list", action="store_true", help="list the downloadable models")
-    p.add_argument("--timeout", type=float, default=60, help="seconds without data before giving up (default 60)")
-    p.set_defaults(func=cmd_download)
-    return parser
+def build_parser():
+    """The command line's parser, each command bound to the function that runs it."""
+    return gpen_cli_args.build_parser({"restore": cmd_restore, "detect": cmd_detect, "info": cmd_info,
+                                       "convert": cmd_convert, "download": cmd_download, "doctor": cmd_doctor})
 
 
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     args = build_parser().parse_args(argv)
     keep_freed_memory()
-    from gpen_arch import ModelLoadError
-    from gpen_pipeline.download import DownloadError
-
     try:
         return args.func(args)
     except KeyboardInterrupt:
         # Ctrl-C: whatever was being written is removed by its writer (downloads) or never begun.
+        close_all()
         print(f"gpen {args.command}: interrupted", file=sys.stderr)
         return 130
-    except (CliError, ModelLoadError, DownloadError, ValueError, OSError, ImportError, RuntimeError) as exc:
-        message = " ".join(str(exc).split()) or type(exc).__name__
-        print(f"gpen {args.command}: error: {message}", file=sys.stderr)
+    except BrokenPipeError:  # the reader went away (`gpen doctor | head`): nothing left to tell anyone
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush cannot fail again
+        return 1
+    # ModelLoadError, ImageFileError and the detectors' errors are ValueErrors, DownloadError a RuntimeError.
+    except (CliError, ValueError, OSError, ImportError, RuntimeError) as exc:
+        close_all()
+        print(f"gpen {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 1
     except Exception as exc:  # a bug of ours: still one line; GPEN_DEBUG=1 shows where
+        close_all()
         if os.environ.get("GPEN_DEBUG"):
             raise
         message = " ".join(str(exc).split())
         print(f"gpen {args.command}: error: unexpected {type(exc).__name__}: {message} "
               "(set GPEN_DEBUG=1 for the traceback, and please report it)", file=sys.stderr)
         return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        # The system's words and the file, without Python's "[Errno 13]" in front.
+        files = [str(name) for name in (exc.filename, exc.filename2) if name is not None]
+        return exc.strerror + (f": {' -> '.join(files)}" if files else "")
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 if __name__ == "__main__":

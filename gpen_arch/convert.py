@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -66,10 +66,17 @@ def save_safetensors(model: GPENModel | GPEN, path: str | Path, half: bool = Fal
     tensors = {k: v.detach().to("cpu", target).contiguous() for k, v in sd.items()}
     config = infer_config(tensors)
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(suffix=".safetensors", dir=path.parent)
-    os.close(fd)
+    # The file gets the mode of the user's other files, 0666 less the umask: the kernel applies the umask
+    # to this placeholder, and its mode is given back after safetensors (which writes 0600) replaced it.
+    tmp = str(path.with_name(f".{path.name}.{secrets.token_hex(6)}.part"))
     try:
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except OSError as exc:  # said of the file asked for, not of our temporary name
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
+    try:
+        mode = os.stat(tmp).st_mode & 0o777
         save_file(tensors, tmp, metadata={"format": "pt", "gpen_config": json.dumps(config.to_dict())})
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

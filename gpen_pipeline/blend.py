@@ -19,8 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .color import gaussian_blur
-
-BLENDS = ("feather", "multiband")
+from .names import BLENDS
 
 # Band edges as fractions of the face's size in the photo: detail finer than 1 % of the face, the
 # middle band up to 4 %, tone and colour above that.

@@ -14,9 +14,7 @@ import numpy as np
 
 from .color import check_crop
 from .face import AlignedFace
-
-# How a face's paste mask is made (see paste_masks).
-MASK_MODES = ("official", "parse", "box")
+from .names import MASK_MODES
 
 # The official recipe is defined on a 512x512 parse map.
 OFFICIAL_SIZE = 512

@@ -7,15 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .blend import BLENDS
-from .masks import MASK_MODES
-from .parsing import PARSE_REGIONS
-from .paste import KEEP_GRAY
+from .names import BLENDS, COLORIZE_MODES, KEEP_GRAY, MASK_MODES, PARSE_REGIONS
 from .selection import LARGEST, ORDERS, parse_indices
 
 TASKS = ("restore", "colorize", "inpaint")
-# Colorize: keep the photo's luminance (the default), or the official script's output at the model's size.
-COLORIZE_MODES = ("keep-luminance", "official")
 TEMPLATES = ("gpen", "ffhq")
 # Faces cut, restored and held at once: bounds memory on long frame batches.
 FACES_HELD = 16

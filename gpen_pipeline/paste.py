@@ -27,11 +27,10 @@ from .cut import check_image_tensor, cut_crops, sample, sampling_grid
 from .face import AlignedFace
 from .blend import BLENDS, add_grain, mix
 from .geometry import Roi, crop_to_target, face_box, face_size_in, inside_source, is_small_in_target
-from .masks import MASK_MODES, skin_weight
+from .masks import skin_weight
+from .names import KEEP_GRAY, MASK_MODES
 
 __all__ = ["KEEP_GRAY", "MASK_MODES", "PasteResult", "paste_faces", "pastes_gray"]
-
-KEEP_GRAY = ("auto", "on", "off")
 
 @dataclass(frozen=True)
 class PasteResult:
