@@ -69,12 +69,11 @@ def cmd_detect(args) -> int:
     faces = numbered_faces(detect_faces(_load_detector(args), read_image(Path(args.image), _say), args.threshold),
                            args.order, 0.0)
     if args.json:
-        print(json.dumps([f.to_json() for f in faces]))
+        _report(json.dumps([f.to_json() for f in faces]))
     else:
-        for i, face in enumerate(faces):
-            box = ", ".join(f"{v:.0f}" for v in face.box)
-            print(f"face {i}: score {face.score:.3f}, box [{box}]")
-        print(f"{len(faces)} face(s)")
+        lines = [f"face {i}: score {face.score:.3f}, box [{', '.join(f'{v:.0f}' for v in face.box)}]"
+                 for i, face in enumerate(faces)]
+        _report("\n".join(lines + [f"{len(faces)} face(s)"]))
     return 0
 
 
@@ -94,11 +93,12 @@ def cmd_info(args) -> int:
 
 def cmd_convert(args) -> int:
     import gpen_arch
+    from gpen_arch.files import same_file
 
     out = Path(args.output)
     if out.suffix.lower() != ".safetensors":
         raise CliError(f"output {out} must end in .safetensors")
-    if out.resolve() == Path(args.model).resolve():
+    if same_file(out, args.model):
         raise CliError("output and input are the same file; choose another output name")
     model = gpen_arch.load_model(args.model, device="cpu")
     if model.backend == "onnx":
@@ -302,6 +302,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _report(text: str | None = None) -> None:
+    """Print `text` (None: nothing more) and flush the standard output, so that a report redirected
+    onto a full disk is an error in words and exit 1, not a traceback or a report lost at exit."""
+    from gpen_arch.files import write_error
+
+    try:
+        if text is not None:
+            print(text)
+        sys.stdout.flush()
+    except OSError as exc:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the flush at exit finds nowhere to fail
+        raise write_error("the standard output", exc) from exc
+
+
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     args = build_parser().parse_args(argv)
@@ -310,9 +324,12 @@ def main(argv: list[str] | None = None) -> int:
     from gpen_pipeline.download import DownloadError
 
     try:
-        return args.func(args)
+        status = args.func(args)
+        _report()
+        return status
     except KeyboardInterrupt:
-        # Ctrl-C: whatever was being written is removed by its writer (downloads) or never begun.
+        # Ctrl-C: whatever was being written is removed by its writer (every file goes through
+        # gpen_arch.files, which renames only complete files into place) or never begun.
         print(f"gpen {args.command}: interrupted", file=sys.stderr)
         return 130
     except (CliError, ModelLoadError, DownloadError, ValueError, OSError, ImportError, RuntimeError) as exc:
