@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -62,12 +61,12 @@ def _load_detector(args):
 
 def cmd_detect(args) -> int:
     from gpen_pipeline.detection import detect_faces
-    from gpen_pipeline.image_files import read_image
+    from gpen_pipeline.image_files import detection_view, read_pixels
     from gpen_pipeline.preview import numbered_faces
 
-    # Numbered as `restore --faces` counts them with the same --order.
-    faces = numbered_faces(detect_faces(_load_detector(args), read_image(Path(args.image), _say), args.threshold),
-                           args.order, 0.0)
+    # Numbered as `restore --faces` counts them with the same --order, in the upright image.
+    image = detection_view(read_pixels(Path(args.image), _say).pixels)
+    faces = numbered_faces(detect_faces(_load_detector(args), image, args.threshold), args.order, 0.0)
     if args.json:
         _report(json.dumps([f.to_json() for f in faces]))
     else:
@@ -143,6 +142,8 @@ def _progress_bar(name):
 
 
 def _inputs_and_outputs(args) -> list[tuple[Path, Path]]:
+    from gpen_arch.files import identity
+
     source, output = Path(args.input), Path(args.output)
     if source.is_dir():
         files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
@@ -161,21 +162,27 @@ def _inputs_and_outputs(args) -> list[tuple[Path, Path]]:
         raise CliError(f"input {source} is not an image file or a folder")
     else:
         raise CliError(f"input {source} does not exist")
-    inputs = {p.resolve() for p, _ in pairs}
+    # By identity, not by name: a hard link or a symlink to an input is that input.
+    inputs = {identity(p) for p in [p for p, _ in pairs] + [args.model, args.inpaint_mask] if p} - {None}
     for _, out in pairs:
-        if out.resolve() in inputs:
+        if identity(out) in inputs:
             raise CliError(f"refusing to overwrite the input {out}; choose another output")
     return pairs
 
 
 def cmd_restore(args) -> int:
     import gpen_arch
-    from tqdm import tqdm
 
-    from gpen_pipeline import EnhanceOptions, PasteOptions, SelectOptions, enhance_image
-    from gpen_pipeline.image_files import read_image, read_mask, write_image
+    from gpen_pipeline import EnhanceOptions, PasteOptions, SelectOptions
+    from gpen_pipeline.file_restore import restore_file
 
     pairs = _inputs_and_outputs(args)
+    todo = pairs if args.overwrite else [(s, t) for s, t in pairs if not t.exists()]
+    if len(todo) < len(pairs):  # complete, as every output is written whole or not at all
+        kept = pairs[0][1] if len(pairs) == 1 else f"{len(pairs) - len(todo)} of {len(pairs)} outputs"
+        print(f"{kept} already there, kept (--overwrite redoes {'it' if len(pairs) == 1 else 'them'})")
+    if not todo:
+        return 0
     model = gpen_arch.load_model(args.model, device=None if args.device == "auto" else args.device,
                                  dtype=None if args.precision == "fp32" else args.precision,
                                  task=None if args.task == "auto" else args.task)
@@ -198,28 +205,42 @@ def cmd_restore(args) -> int:
     elif args.mask == "parse":
         raise CliError("--mask parse needs --parser-dir with parsing_parsenet.pth or parsing_bisenet.pth")
     detector = _load_detector(args)
-    restored, said = 0, set()
-    for source, target in tqdm(pairs, desc="restoring", unit="image", disable=True if len(pairs) < 2 else None):
-        image = read_image(source, _say)
-        extra = {}
-        if task == "inpaint":
-            extra["inpaint_mask"] = read_mask(Path(args.inpaint_mask), image.shape[:2], _say)
-        result = enhance_image(image, model, detector, options, parser=parser, **extra)
+    damage = Path(args.inpaint_mask) if args.inpaint_mask else None
+    return _restore_files(todo, Path(args.input).is_dir(), args.output, lambda source, target: restore_file(
+        source, target, model, detector, options, parser, damage, _say))
+
+
+def _restore_files(todo, folder: bool, output, restore) -> int:
+    """restore(source, target) for each pair; in a folder run a file that fails is reported and the
+    others go on (a full disk stops the run). The exit status: 1 if any failed."""
+    import torch
+    from tqdm import tqdm
+
+    from gpen_arch.files import FULL_DISK, WriteError
+
+    restored, said, failed = 0, set(), []
+    for source, target in tqdm(todo, desc="restoring", unit="image", disable=True if len(todo) < 2 else None):
+        try:
+            result = restore(source, target)
+        except (ValueError, OSError, MemoryError, torch.OutOfMemoryError) as exc:
+            if not folder or (isinstance(exc, WriteError) and exc.errno in FULL_DISK):
+                raise
+            _say(f"{source.name}: skipped: {' '.join(str(exc).split()) or type(exc).__name__}")
+            failed.append(source.name)
+            continue
         for note in result.notes:
             if note not in said:
                 said.add(note)
-                print(f"{source.name}: {note}" if len(pairs) > 1 else note, file=sys.stderr)
-        if not result.faces and source.suffix.lower() == target.suffix.lower():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, target)  # no face: the very same file
-        else:
-            write_image(target, result.image)
-        restored += len(result.faces)
-        if len(pairs) == 1:
-            print(f"{target}: {len(result.faces)} face(s) restored")
-    if len(pairs) > 1:
-        print(f"{len(pairs)} image(s), {restored} face(s) restored -> {args.output}")
-    return 0
+                _say(f"{source.name}: {note}" if folder else note)
+        restored += result.faces
+        if not folder:
+            print(f"{target}: {result.faces} face(s) restored")
+    if folder:
+        print(f"{len(todo) - len(failed)} image(s), {restored} face(s) restored -> {output}")
+    if failed:
+        _say(f"{len(failed)} image(s) failed: {', '.join(failed)}; fix or remove them and run again "
+             "(finished outputs are kept)")
+    return 1 if failed else 0
 
 
 # --- argument parsing ----------------------------------------------------------------------------
@@ -272,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-size", type=float, default=select.min_size, help="ignore faces smaller than this (px)")
     p.add_argument("--max-faces", type=int, default=select.max_count, help="restore at most this many faces (0 = all)")
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
+    p.add_argument("--overwrite", action="store_true",
+                   help="redo outputs that already exist (default: keep them, so a rerun resumes)")
     p.set_defaults(func=cmd_restore)
 
     p = sub.add_parser("detect", help="list the faces in an image, numbered as restore's --faces counts them")
