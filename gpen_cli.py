@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -63,19 +62,18 @@ def _load_detector(args):
 
 def cmd_detect(args) -> int:
     from gpen_pipeline.detection import detect_faces
-    from gpen_pipeline.image_files import read_image
+    from gpen_pipeline.image_files import detection_view, read_pixels
     from gpen_pipeline.preview import numbered_faces
 
-    # Numbered as `restore --faces` counts them with the same --order.
-    faces = numbered_faces(detect_faces(_load_detector(args), read_image(Path(args.image), _say), args.threshold),
-                           args.order, 0.0)
+    # Numbered as `restore --faces` counts them with the same --order, in the upright image.
+    image = detection_view(read_pixels(Path(args.image), _say).pixels)
+    faces = numbered_faces(detect_faces(_load_detector(args), image, args.threshold), args.order, 0.0)
     if args.json:
-        print(json.dumps([f.to_json() for f in faces]))
+        _report(json.dumps([f.to_json() for f in faces]))
     else:
-        for i, face in enumerate(faces):
-            box = ", ".join(f"{v:.0f}" for v in face.box)
-            print(f"face {i}: score {face.score:.3f}, box [{box}]")
-        print(f"{len(faces)} face(s)")
+        lines = [f"face {i}: score {face.score:.3f}, box [{', '.join(f'{v:.0f}' for v in face.box)}]"
+                 for i, face in enumerate(faces)]
+        _report("\n".join(lines + [f"{len(faces)} face(s)"]))
     return 0
 
 
@@ -95,11 +93,12 @@ def cmd_info(args) -> int:
 
 def cmd_convert(args) -> int:
     import gpen_arch
+    from gpen_arch.files import same_file
 
     out = Path(args.output)
     if out.suffix.lower() != ".safetensors":
         raise CliError(f"output {out} must end in .safetensors")
-    if out.resolve() == Path(args.model).resolve():
+    if same_file(out, args.model):
         raise CliError("output and input are the same file; choose another output name")
     model = gpen_arch.load_model(args.model, device="cpu")
     if model.backend == "onnx":
@@ -144,6 +143,8 @@ def _progress_bar(name):
 
 
 def _inputs_and_outputs(args) -> list[tuple[Path, Path]]:
+    from gpen_arch.files import identity
+
     source, output = Path(args.input), Path(args.output)
     if source.is_dir():
         files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
@@ -162,9 +163,10 @@ def _inputs_and_outputs(args) -> list[tuple[Path, Path]]:
         raise CliError(f"input {source} is not an image file or a folder")
     else:
         raise CliError(f"input {source} does not exist")
-    inputs = {p.resolve() for p, _ in pairs}
+    # By identity, not by name: a hard link or a symlink to an input is that input.
+    inputs = {identity(p) for p in [p for p, _ in pairs] + [args.model, args.inpaint_mask] if p} - {None}
     for _, out in pairs:
-        if out.resolve() in inputs:
+        if identity(out) in inputs:
             raise CliError(f"refusing to overwrite the input {out}; choose another output")
     return pairs
 
@@ -173,10 +175,17 @@ def cmd_restore(args) -> int:
     progress = RestoreProgress("starting torch")
     import gpen_arch
 
-    from gpen_pipeline import EnhanceOptions, PasteOptions, SelectOptions, enhance_image
-    from gpen_pipeline.image_files import read_image, read_mask, write_image
+    from gpen_pipeline import EnhanceOptions, PasteOptions, SelectOptions
+    from gpen_pipeline.file_restore import restore_file
 
     pairs = _inputs_and_outputs(args)
+    todo = pairs if args.overwrite else [(s, t) for s, t in pairs if not t.exists()]
+    if len(todo) < len(pairs):  # complete, as every output is written whole or not at all
+        kept = pairs[0][1] if len(pairs) == 1 else f"{len(pairs) - len(todo)} of {len(pairs)} outputs"
+        _say(f"{kept} already there, kept (--overwrite redoes {'it' if len(pairs) == 1 else 'them'})", file=sys.stdout)
+    if not todo:
+        progress.close()
+        return 0
     progress.stage(f"loading {Path(args.model).name}")
     model = gpen_arch.load_model(args.model, device=None if args.device == "auto" else args.device,
                                  dtype=None if args.precision == "fp32" else args.precision,
@@ -202,29 +211,42 @@ def cmd_restore(args) -> int:
         raise CliError("--mask parse needs --parser-dir with parsing_parsenet.pth or parsing_bisenet.pth")
     progress.stage("loading the face detector")
     detector = _load_detector(args)
-    restored, said = 0, set()
-    for source, target in progress.over(pairs, lambda pair: pair[0].name):
-        image = read_image(source, _say)
-        extra = {}
-        if task == "inpaint":
-            extra["inpaint_mask"] = read_mask(Path(args.inpaint_mask), image.shape[:2], _say)
-        result = enhance_image(image, model, detector, options, parser=parser, progress=progress.steps, **extra)
+    damage = Path(args.inpaint_mask) if args.inpaint_mask else None
+    return _restore_files(todo, Path(args.input).is_dir(), args.output, progress, lambda source, target: restore_file(
+        source, target, model, detector, options, parser, damage, _say, progress.steps))
+
+
+def _restore_files(todo, folder: bool, output, progress: RestoreProgress, restore) -> int:
+    """restore(source, target) for each pair; in a folder run a file that fails is reported and the
+    others go on (a full disk stops the run). The exit status: 1 if any failed."""
+    import torch
+
+    from gpen_arch.files import FULL_DISK, WriteError
+
+    restored, said, failed = 0, set(), []
+    for source, target in progress.over(todo, lambda pair: pair[0].name):
+        try:
+            result = restore(source, target)
+        except (ValueError, OSError, MemoryError, torch.OutOfMemoryError) as exc:
+            if not folder or (isinstance(exc, WriteError) and exc.errno in FULL_DISK):
+                raise
+            _say(f"{source.name}: skipped: {' '.join(str(exc).split()) or type(exc).__name__}")
+            failed.append(source.name)
+            continue
         for note in result.notes:
             if note not in said:
                 said.add(note)
-                _say(f"{source.name}: {note}" if len(pairs) > 1 else note)
-        if not result.faces and source.suffix.lower() == target.suffix.lower():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, target)  # no face: the very same file
-        else:
-            write_image(target, result.image)
-        restored += len(result.faces)
-        if len(pairs) == 1:
-            _say(f"{target}: {len(result.faces)} face(s) restored", file=sys.stdout)
+                _say(f"{source.name}: {note}" if folder else note)
+        restored += result.faces
+        if not folder:
+            _say(f"{target}: {result.faces} face(s) restored", file=sys.stdout)
     progress.close()
-    if len(pairs) > 1:
-        print(f"{len(pairs)} image(s), {restored} face(s) restored -> {args.output}")
-    return 0
+    if folder:
+        print(f"{len(todo) - len(failed)} image(s), {restored} face(s) restored -> {output}")
+    if failed:
+        _say(f"{len(failed)} image(s) failed: {', '.join(failed)}; fix or remove them and run again "
+             "(finished outputs are kept)")
+    return 1 if failed else 0
 
 
 def build_parser():
@@ -233,15 +255,31 @@ def build_parser():
                                        "convert": cmd_convert, "download": cmd_download, "doctor": cmd_doctor})
 
 
+def _report(text: str | None = None) -> None:
+    """Print `text` (None: nothing more) and flush the standard output, so that a report redirected
+    onto a full disk is an error in words and exit 1, not a traceback or a report lost at exit."""
+    from gpen_arch.files import write_error
+
+    try:
+        if text is not None:
+            print(text)
+        sys.stdout.flush()
+    except OSError as exc:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the flush at exit finds nowhere to fail
+        raise write_error("the standard output", exc) from exc
+
+
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     args = build_parser().parse_args(argv)
     keep_freed_memory()
     try:
-        return args.func(args)
+        status = args.func(args)
+        _report()
+        return status
     except KeyboardInterrupt:
-        # Ctrl-C: whatever was being written is removed by its writer (downloads) or never begun.
-        close_all()
+        # Ctrl-C: whatever was being written is removed by its writer (every file goes through
+        # gpen_arch.files, which renames only complete files into place) or never begun.
         print(f"gpen {args.command}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # the reader went away (`gpen doctor | head`): nothing left to tell anyone

@@ -103,6 +103,8 @@ def build_parser(commands: dict[str, Callable]) -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
                    help="the network's number format (default: %(default)s). On a CPU bf16 is about twice as fast "
                         "only where the CPU has AMX, and fp16 is very slow; both are for GPUs")
+    p.add_argument("--overwrite", action="store_true",
+                   help="redo outputs that already exist (default: keep them, so a rerun resumes)")
     p.set_defaults(func=commands["restore"])
 
     p = sub.add_parser("detect", help="list the faces in an image, numbered as restore's --faces counts them")

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -11,6 +9,7 @@ import torch
 
 from .checkpoint import read_weights
 from .config import GPENConfig, infer_config, task_hint
+from .files import write_bytes
 from .loader import checked_config
 from .model import PRECISIONS, GPENModel
 from .network import GPEN
@@ -56,7 +55,7 @@ def describe(path: str | Path) -> ModelInfo:
 
 def save_safetensors(model: GPENModel | GPEN, path: str | Path, half: bool = False) -> Path:
     """Write a torch GPEN (loaded, or the module) as .safetensors, optionally in fp16; atomic."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     network = model.network if isinstance(model, GPENModel) else model
     if not isinstance(network, GPEN):
@@ -65,20 +64,8 @@ def save_safetensors(model: GPENModel | GPEN, path: str | Path, half: bool = Fal
     target = torch.float16 if half else torch.float32
     tensors = {k: v.detach().to("cpu", target).contiguous() for k, v in sd.items()}
     config = infer_config(tensors)
-    path = Path(path)
-    # The file gets the mode of the user's other files, 0666 less the umask: the kernel applies the umask
-    # to this placeholder, and its mode is given back after safetensors (which writes 0600) replaced it.
-    tmp = str(path.with_name(f".{path.name}.{secrets.token_hex(6)}.part"))
-    try:
-        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    except OSError as exc:  # said of the file asked for, not of our temporary name
-        raise OSError(exc.errno, exc.strerror, str(path)) from None
-    try:
-        mode = os.stat(tmp).st_mode & 0o777
-        save_file(tensors, tmp, metadata={"format": "pt", "gpen_config": json.dumps(config.to_dict())})
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    # Serialised here and written by write_bytes: safetensors' own writer reports a full disk as an
+    # opaque SafetensorError, ours says so in words and keeps the previous file.
+    data = save(tensors, metadata={"format": "pt", "gpen_config": json.dumps(config.to_dict())})
+    del tensors
+    return write_bytes(path, data)

@@ -263,10 +263,14 @@ def test_a_file_that_is_no_weights_file_is_named_as_such_not_by_a_byte_value(tmp
 
 
 def test_a_system_error_is_told_in_words_with_the_file_and_no_error_number(tmp_path):
-    done = gpen("convert", S64_MODEL_FILE, "-o", tmp_path / "no-such-folder" / "model.safetensors", check=False)
+    (tmp_path / "a-file").write_text("not a folder")
+    target = tmp_path / "a-file" / "model.safetensors"
+    done = gpen("convert", S64_MODEL_FILE, "-o", target, check=False)
     assert done.returncode == 1
-    assert done.stderr.strip() == (f"gpen convert: error: No such file or directory: "
-                                   f"{tmp_path / 'no-such-folder' / 'model.safetensors'}")
+    message = done.stderr.strip()
+    assert message == (f"gpen convert: error: cannot write {target}: {tmp_path / 'a-file'} is a file, not a folder; "
+                       "choose another output")
+    assert "Errno" not in message and len(message.splitlines()) == 1
 
 
 def test_doctor_reports_versions_devices_model_files_and_detectors(tmp_path):
