@@ -2,6 +2,7 @@
 
     python gpen_cli.py restore photo.jpg --model GPEN-BFR-512.pth -o restored.png
     python gpen_cli.py restore photos/ --model GPEN-BFR-512.pth -o restored/
+    python gpen_cli.py restore clip.mp4 --model GPEN-BFR-512.pth -o restored.mp4
     python gpen_cli.py detect photo.jpg --json
     python gpen_cli.py info GPEN-BFR-512.pth --json
     python gpen_cli.py convert GPEN-BFR-512.pth -o GPEN-BFR-512-fp16.safetensors --fp16
@@ -65,6 +66,10 @@ def cmd_detect(args) -> int:
     from gpen_pipeline.image_files import read_image
     from gpen_pipeline.preview import numbered_faces
 
+    import gpen_video_cli
+
+    if gpen_video_cli.is_video(args.image):
+        return gpen_video_cli.detect_video(args, _load_detector(args))
     # Numbered as `restore --faces` counts them with the same --order.
     faces = numbered_faces(detect_faces(_load_detector(args), read_image(Path(args.image), _say), args.threshold),
                            args.order, 0.0)
@@ -175,7 +180,10 @@ def cmd_restore(args) -> int:
     from gpen_pipeline import EnhanceOptions, PasteOptions, SelectOptions, enhance_image
     from gpen_pipeline.image_files import read_image, read_mask, write_image
 
-    pairs = _inputs_and_outputs(args)
+    import gpen_video_cli
+
+    video = gpen_video_cli.video_paths(args.input, args.output) if gpen_video_cli.is_video(args.input) else None
+    pairs = _inputs_and_outputs(args) if video is None else []
     model = gpen_arch.load_model(args.model, device=None if args.device == "auto" else args.device,
                                  dtype=None if args.precision == "fp32" else args.precision,
                                  task=None if args.task == "auto" else args.task)
@@ -198,6 +206,8 @@ def cmd_restore(args) -> int:
     elif args.mask == "parse":
         raise CliError("--mask parse needs --parser-dir with parsing_parsenet.pth or parsing_bisenet.pth")
     detector = _load_detector(args)
+    if video is not None:
+        return gpen_video_cli.restore_video(args, *video, model, detector, options, parser, _say)
     restored, said = 0, set()
     for source, target in tqdm(pairs, desc="restoring", unit="image", disable=True if len(pairs) < 2 else None):
         image = read_image(source, _say)
@@ -227,8 +237,10 @@ def cmd_restore(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from gpen_pipeline import (COLORIZE_MODES, DEFAULT_DETECTOR, DETECTOR_NAMES, KEEP_GRAY, MASK_MODES, ORDERS,
-                               EnhanceOptions, PasteOptions, SelectOptions)
+                               EnhanceOptions, PasteOptions, SelectOptions, TrackOptions)
     from gpen_pipeline.selection import LARGEST
+
+    import gpen_video_cli
 
     select, paste = SelectOptions(), PasteOptions()  # the defaults every front end shares
 
@@ -275,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-size", type=float, default=select.min_size, help="ignore faces smaller than this (px)")
     p.add_argument("--max-faces", type=int, default=select.max_count, help="restore at most this many faces (0 = all)")
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
+    gpen_video_cli.add_video_options(p, TrackOptions())
     p.set_defaults(func=cmd_restore)
 
     p = sub.add_parser("detect", help="list the faces in an image, numbered as restore's --faces counts them")
@@ -282,6 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON list of {box, score, landmarks}")
     detector_options(p)
     order_option(p)
+    p.add_argument("--smoothing", type=float, default=TrackOptions().smoothing,
+                   help="videos: how much each face track is smoothed, 0 (off) to 1")
     p.set_defaults(func=cmd_detect)
 
     p = sub.add_parser("info", help="describe a model file")

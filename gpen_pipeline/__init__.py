@@ -11,12 +11,13 @@ from .face import AlignedFace, Face, RestoredFace
 from .options import COLORIZE_MODES, KEEP_GRAY, MASK_MODES, TASKS, EnhanceOptions, PasteOptions, SelectOptions
 from .paste import PasteResult
 from .selection import ORDERS, select_faces
-from .stages import FoundFaces, align_faces, find_faces, paste_back, restore_faces
+from .stages import FoundFaces, align_faces, find_clip_faces, find_faces, paste_back, restore_faces
+from .tracking import TrackOptions
 
 __all__ = [
     "COLORIZE_MODES", "DEFAULT_DETECTOR", "DETECTOR_NAMES", "KEEP_GRAY", "MASK_MODES", "ORDERS", "TASKS",
     "AlignedFace", "DegenerateLandmarks", "EnhanceOptions", "EnhanceResult", "Face", "FoundFaces", "PasteOptions",
-    "PasteResult", "RestoredFace", "SelectOptions",
-    "align_faces", "detect_faces", "enhance_image", "enhance_images", "ffhq_template", "find_faces",
+    "PasteResult", "RestoredFace", "SelectOptions", "TrackOptions",
+    "align_faces", "detect_faces", "enhance_image", "enhance_images", "ffhq_template", "find_clip_faces", "find_faces",
     "gpen_template", "load_detector", "paste_back", "restore_faces", "select_faces",
 ]

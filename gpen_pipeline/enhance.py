@@ -20,7 +20,7 @@ from .detection import Detector
 from .face import AlignedFace, RestoredFace
 from .options import FACES_HELD, EnhanceOptions
 from .parsing import FaceParser
-from .stages import Image, align_faces, find_faces, paste_back, restore_faces
+from .stages import FoundFaces, Image, align_faces, find_faces, paste_back, restore_faces
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,8 @@ def enhance_images(images: Sequence[Image], model: GPENModel, detector: Detector
                    parser: FaceParser | None = None, inpaint_masks: Sequence[Image] | None = None,
                    targets: Sequence[Image] | None = None, region_masks: Sequence[Image | None] | None = None,
                    progress: Callable[[int, int], None] | None = None,
-                   check_interrupt: Callable[[], None] | None = None) -> list[EnhanceResult]:
+                   check_interrupt: Callable[[], None] | None = None,
+                   tracked: Sequence[FoundFaces] | None = None) -> list[EnhanceResult]:
     """Restore every selected face of every image.
 
     images: HxWx3/4 RGB, uint8 or float32 [0,1], numpy arrays or tensors (the
@@ -53,9 +54,12 @@ def enhance_images(images: Sequence[Image], model: GPENModel, detector: Detector
     masks, one per image (task "inpaint"). region_masks: HxW weights limiting
     where faces are pasted, one (or None) per image. progress(done, total) counts
     steps (each image's detection, each face restored, each image pasted);
-    check_interrupt() before each image and each chunk of faces may raise to stop.
+    check_interrupt() before each image and each chunk of faces may raise to stop. tracked: each image's
+    faces found beforehand (a clip's tracked faces, stages.find_clip_faces), not detected again.
     """
     _check_inputs(images, targets)
+    if tracked is not None and len(tracked) != len(images):
+        raise ValueError(f"tracked faces for {len(tracked)} images, but {len(images)} images")
     if region_masks is not None and len(region_masks) != len(images):
         raise ValueError(f"{len(region_masks)} region masks for {len(images)} images")
     if options.task == "inpaint" and (inpaint_masks is None or len(inpaint_masks) != len(images)):
@@ -74,10 +78,10 @@ def enhance_images(images: Sequence[Image], model: GPENModel, detector: Detector
 
     found: list[list[AlignedFace]] = []
     notes: list[list[str]] = []
-    for image in images:
+    for index, image in enumerate(images):
         if check_interrupt is not None:
             check_interrupt()
-        faces = find_faces(image, detector, options.select).selected
+        faces = (find_faces(image, detector, options.select) if tracked is None else tracked[index]).selected
         aligned, image_notes = align_faces(image, faces, model.size, options.template)
         if options.paste.mask_mode == "official" and parser is None and aligned:
             image_notes.append("no face parser found: pasted with GPEN's rectangle mask")
