@@ -2,6 +2,7 @@
 
     python gpen_cli.py restore photo.jpg --model GPEN-BFR-512.pth -o restored.png
     python gpen_cli.py restore photos/ --model GPEN-BFR-512.pth -o restored/
+    python gpen_cli.py restore clip.mp4 --model GPEN-BFR-512.pth -o restored.mp4
     python gpen_cli.py detect photo.jpg --json
     python gpen_cli.py info GPEN-BFR-512.pth --json
     python gpen_cli.py convert GPEN-BFR-512.pth -o GPEN-BFR-512-fp16.safetensors --fp16
@@ -65,6 +66,10 @@ def cmd_detect(args) -> int:
     from gpen_pipeline.image_files import detection_view, read_pixels
     from gpen_pipeline.preview import numbered_faces
 
+    import gpen_video_cli
+
+    if gpen_video_cli.is_video(args.image):
+        return gpen_video_cli.detect_video(args, _load_detector(args))
     # Numbered as `restore --faces` counts them with the same --order, in the upright image.
     image = detection_view(read_pixels(Path(args.image), _say).pixels)
     faces = numbered_faces(detect_faces(_load_detector(args), image, args.threshold), args.order, 0.0)
@@ -178,12 +183,15 @@ def cmd_restore(args) -> int:
     from gpen_pipeline import EnhanceOptions, PasteOptions, SelectOptions
     from gpen_pipeline.file_restore import restore_file
 
-    pairs = _inputs_and_outputs(args)
-    todo = pairs if args.overwrite else [(s, t) for s, t in pairs if not t.exists()]
+    import gpen_video_cli
+
+    video = gpen_video_cli.video_paths(args.input, args.output) if gpen_video_cli.is_video(args.input) else None
+    pairs = _inputs_and_outputs(args) if video is None else []
+    todo = pairs if args.overwrite or video is not None else [(s, t) for s, t in pairs if not t.exists()]
     if len(todo) < len(pairs):  # complete, as every output is written whole or not at all
         kept = pairs[0][1] if len(pairs) == 1 else f"{len(pairs) - len(todo)} of {len(pairs)} outputs"
         _say(f"{kept} already there, kept (--overwrite redoes {'it' if len(pairs) == 1 else 'them'})", file=sys.stdout)
-    if not todo:
+    if not todo and video is None:
         progress.close()
         return 0
     progress.stage(f"loading {Path(args.model).name}")
@@ -211,6 +219,9 @@ def cmd_restore(args) -> int:
         raise CliError("--mask parse needs --parser-dir with parsing_parsenet.pth or parsing_bisenet.pth")
     progress.stage("loading the face detector")
     detector = _load_detector(args)
+    if video is not None:
+        progress.close()
+        return gpen_video_cli.restore_video(args, *video, model, detector, options, parser, _say)
     damage = Path(args.inpaint_mask) if args.inpaint_mask else None
     return _restore_files(todo, Path(args.input).is_dir(), args.output, progress, lambda source, target: restore_file(
         source, target, model, detector, options, parser, damage, _say, progress.steps))

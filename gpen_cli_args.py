@@ -27,11 +27,11 @@ class Parser(argparse.ArgumentParser):
 def build_parser(commands: dict[str, Callable]) -> argparse.ArgumentParser:
     """The parser of every command; `commands` names the function that runs each."""
     from gpen_pipeline import (BLENDS, COLORIZE_MODES, DEFAULT_DETECTOR, DETECTOR_NAMES, KEEP_GRAY, MASK_MODES, ORDERS,
-                               EnhanceOptions, PasteOptions, SelectOptions)
+                               EnhanceOptions, PasteOptions, SelectOptions, TrackOptions)
     from gpen_pipeline.names import IMAGE_SUFFIXES
     from gpen_pipeline.selection import LARGEST
 
-    select, paste = SelectOptions(), PasteOptions()  # the defaults every front end shares
+    select, paste, track = SelectOptions(), PasteOptions(), TrackOptions()  # the defaults every front end shares
 
     parser = Parser(prog="gpen", description="GPEN face restoration. `gpen COMMAND --help` tells more of each.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -48,6 +48,11 @@ def build_parser(commands: dict[str, Callable]) -> argparse.ArgumentParser:
         p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                        help="where the network and the detector run; auto: CUDA when torch sees a GPU, else the CPU "
                             "(default: %(default)s)")
+
+    def smoothing_option(p):
+        p.add_argument("--smoothing", type=float, default=track.smoothing,
+                       help="videos: how much each face's alignment is smoothed over time, 0 (off) to 1 (default: "
+                            "%(default)s)")
 
     def order_option(p):
         p.add_argument("--order", choices=ORDERS + (LARGEST,), default=select.order,
@@ -105,14 +110,24 @@ def build_parser(commands: dict[str, Callable]) -> argparse.ArgumentParser:
                         "only where the CPU has AMX, and fp16 is very slow; both are for GPUs")
     p.add_argument("--overwrite", action="store_true",
                    help="redo outputs that already exist (default: keep them, so a rerun resumes)")
+    smoothing_option(p)
+    p.add_argument("--max-gap", type=int, default=track.max_gap,
+                   help="videos: frames a face may be missed and still be restored, interpolated (default: "
+                        "%(default)s)")
+    p.add_argument("--video-codec", default="auto",
+                   help="videos: the encoder (e.g. libx264, libx265, ffv1); auto: the input's codec, lossless for a "
+                        "lossless input (default: %(default)s)")
+    p.add_argument("--quality", type=int, default=None,
+                   help="videos: the encoder's CRF, lower is better (default: visually lossless)")
     p.set_defaults(func=commands["restore"])
 
     p = sub.add_parser("detect", help="list the faces in an image, numbered as restore's --faces counts them")
-    p.add_argument("image", help="the image file")
+    p.add_argument("image", help="the image file, or a video (its faces are tracked: each gets a track id)")
     p.add_argument("--json", action="store_true",
                    help="print a JSON list of {box, score, landmarks} (default: one line per face)")
     detector_options(p)
     order_option(p)
+    smoothing_option(p)
     p.set_defaults(func=commands["detect"])
 
     p = sub.add_parser("info", help="describe a model file")

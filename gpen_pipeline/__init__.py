@@ -16,10 +16,10 @@ _HOMES = {
     "face": ("AlignedFace", "Face", "RestoredFace"),
     "names": ("BLENDS", "COLORIZE_MODES", "DEFAULT_DETECTOR", "DETECTOR_FOLDERS", "DETECTOR_NAMES", "KEEP_GRAY",
               "MASK_MODES", "RESTORER_FOLDERS"),
-    "options": ("TASKS", "EnhanceOptions", "PasteOptions", "SelectOptions"),
+    "options": ("TASKS", "EnhanceOptions", "PasteOptions", "SelectOptions", "TrackOptions"),
     "paste": ("PasteResult",),
     "selection": ("ORDERS", "select_faces"),
-    "stages": ("FoundFaces", "align_faces", "find_faces", "paste_back", "restore_faces"),
+    "stages": ("FoundFaces", "align_faces", "find_clip_faces", "find_faces", "paste_back", "restore_faces"),
 }
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
 

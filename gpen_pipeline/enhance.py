@@ -56,8 +56,9 @@ def enhance_images(images: Sequence[Image], model: GPENModel, detector: Detector
     where faces are pasted, one (or None) per image. progress(done, total) counts
     steps (each image's detection, each face restored, each image pasted);
     check_interrupt() before each image and each chunk of faces may raise to stop.
-    faces: per image, the faces to restore (already selected, in its pixels) instead of
-    detecting and selecting them; `detector` is then not used (regions.py).
+    faces: per image, the faces to restore (already selected, in its pixels: a file's regions,
+    a clip's tracked faces from stages.find_clip_faces) instead of detecting and selecting
+    them; `detector` is then not used.
     """
     _check_inputs(images, targets)
     if region_masks is not None and len(region_masks) != len(images):

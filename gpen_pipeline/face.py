@@ -22,6 +22,8 @@ class Face:
     box: tuple[float, float, float, float]  # x1, y1, x2, y2 in image pixels
     score: float
     landmarks: np.ndarray = field(repr=False)  # (5, 2) float32, x/y in image pixels
+    # Which face of a clip this is (tracking.py), the same number in every frame; None for a still image.
+    track: int | None = None
 
     @property
     def width(self) -> float:
@@ -52,11 +54,14 @@ class Face:
         )
 
     def to_json(self) -> dict:
-        return {
+        out = {
             "box": [round(float(v), 2) for v in self.box],
             "score": round(float(self.score), 4),
             "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in self.landmarks],
         }
+        if self.track is not None:
+            out["track"] = self.track
+        return out
 
 
 @dataclass(frozen=True)

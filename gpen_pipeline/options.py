@@ -82,3 +82,23 @@ class EnhanceOptions:
         _choice("template", self.template, TEMPLATES)
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1 (or None), got {self.batch_size}")
+
+
+# The most missed frames a face track bridges.
+MAX_GAP_LIMIT = 100
+
+
+@dataclass(frozen=True)
+class TrackOptions:
+    """How a clip's faces are followed (tracking.py). smoothing: 0 leaves each frame's detection as it
+    is, 1 smooths the most; max_gap: missed frames bridged by interpolation."""
+    smoothing: float = 0.5
+    max_gap: int = 5
+
+    def __post_init__(self):
+        if not 0.0 <= float(self.smoothing) <= 1.0:
+            raise ValueError(f"smoothing must be within [0, 1] (0: off), got {self.smoothing}")
+        if isinstance(self.max_gap, bool) or not isinstance(self.max_gap, int) \
+                or not 0 <= self.max_gap <= MAX_GAP_LIMIT:
+            raise ValueError(f"max_gap must be a whole number of frames within [0, {MAX_GAP_LIMIT}], "
+                             f"got {self.max_gap}")

@@ -18,7 +18,10 @@ DROPPED_RGB = (150, 150, 150)
 
 
 def numbered_faces(found: Sequence[Face], order: str, min_size: float) -> list[Face]:
-    """The faces in the order that `indices` counts them (position 0 first)."""
+    """The faces in the order that `indices` counts them (position 0 first); a clip's tracked faces
+    by their track numbers, which `indices` counts."""
+    if found and all(face.track is not None for face in found):
+        return sorted(found, key=lambda face: face.track)
     return select_faces(found, order="large-small" if order == LARGEST else order, min_size=min_size)
 
 
@@ -30,7 +33,7 @@ def draw_numbers(rgb: np.ndarray, faces: Sequence[Face], kept: Sequence[bool], s
         x0, y0, x1, y1 = (int(round(v * scale)) for v in face.box)
         colour = KEPT_RGB if keep else DROPPED_RGB
         cv2.rectangle(out, (x0, y0), (x1, y1), colour, thickness)
-        label = str(index)
+        label = str(index if face.track is None else face.track)
         font_scale = max(0.4, min(1.5, (x1 - x0) / 80))
         (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)
         top = max(0, y0 - th - base - 2)
@@ -56,6 +59,6 @@ def numbered_preview(image: np.ndarray | torch.Tensor, detected: Sequence[Face],
     if scale < 1.0:
         rgb = cv2.resize(rgb, (max(1, round(width * scale)), max(1, round(height * scale))),
                          interpolation=cv2.INTER_AREA)
-    faces = [{"index": i, "box": [round(float(v), 1) for v in face.box], "score": round(float(face.score), 3),
+    faces = [{"index": i if face.track is None else face.track, "box": [round(float(v), 1) for v in face.box], "score": round(float(face.score), 3),
               "selected": keep} for i, (face, keep) in enumerate(zip(ranked, kept))]
     return draw_numbers(rgb, ranked, kept, scale), faces

@@ -12,7 +12,7 @@ restore, the command line, the benchmarks) calls them all.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -30,6 +30,7 @@ from .parsing import FaceParser, parse_mask_fn
 from .paste import PasteResult, paste_faces, pastes_gray
 from .restore import restore_tensor_crops
 from .selection import select_faces
+from .tracking import TrackOptions, track_clip
 
 Image = np.ndarray | torch.Tensor  # HxWx3/4, uint8 or float32 in [0, 1]
 
@@ -45,6 +46,22 @@ def find_faces(image: Image, detector: Detector, select: SelectOptions = SelectO
     selected = select_faces(detected, order=select.order, indices=select.indices or None,
                             min_size=select.min_size, max_count=select.max_count)
     return FoundFaces(tuple(detected), tuple(selected))
+
+
+def find_clip_faces(frames: Iterable[Image], detector: Detector, select: SelectOptions = SelectOptions(),
+                    track: TrackOptions = TrackOptions(), progress: Callable[[int], None] | None = None,
+                    check_interrupt: Callable[[], None] | None = None) -> list[FoundFaces]:
+    """find_faces for the frames of a clip, in order (any iterable: a video is decoded as it goes):
+    every face above the threshold gets its track's number and the selection picks whole tracks
+    (tracking.track_clip). progress(1) after each frame; check_interrupt() before each may raise."""
+    detected = []
+    for frame in frames:
+        if check_interrupt is not None:
+            check_interrupt()
+        detected.append(detect_faces(detector, _host_array(frame), select.threshold))
+        if progress is not None:
+            progress(1)
+    return [FoundFaces(tuple(every), tuple(chosen)) for every, chosen in track_clip(detected, select, track)]
 
 
 def align_faces(image: Image, faces: Sequence[Face], size: int,

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from gpen_pipeline import DEFAULT_DETECTOR, DETECTOR_NAMES, ORDERS, SelectOptions, find_faces
+from gpen_pipeline import (DEFAULT_DETECTOR, DETECTOR_NAMES, ORDERS, SelectOptions, TrackOptions, find_clip_faces,
+                           find_faces)
 from gpen_pipeline.selection import LARGEST, parse_indices
 
 from . import common, face_helpers, face_preview, tensors
@@ -11,12 +12,30 @@ from . import common, face_helpers, face_preview, tensors
 ORDER_OPTIONS = (*ORDERS, LARGEST)
 
 
+SMOOTHING_INPUT = ("FLOAT", {
+    "default": TrackOptions().smoothing, "min": 0.0, "max": 1.0, "step": 0.05,
+    "tooltip": "Batches of video frames: each face is followed from frame to frame as a track (numbered as "
+               "'indices' counts them, the same person in every frame; a face missed for a few frames is "
+               "filled in) and its alignment smoothed over time against flicker, 0 off to 1 strongest. "
+               "A single image is never smoothed; 0 treats every image on its own."})
+
+
+def tracks_clip(image: torch.Tensor, smoothing: float) -> bool:
+    """Whether a batch is followed as a clip: more than one frame and smoothing on."""
+    return image.shape[0] > 1 and smoothing > 0
+
+
 def detect_batch(image: torch.Tensor, detector: str = DEFAULT_DETECTOR, select: SelectOptions = SelectOptions(),
-                 pbar=None) -> tuple[common.DetectedFaces, list]:
-    """The find stage on every image of an IMAGE batch: (the selected faces, every image's FoundFaces)."""
+                 pbar=None, smoothing: float = 0.0) -> tuple[common.DetectedFaces, list]:
+    """The find stage on every image of an IMAGE batch: (the selected faces, every image's FoundFaces);
+    a clip's faces tracked and smoothed (tracks_clip)."""
     tensors.check_image_batch(image)
     found_by = face_helpers.get_detector(detector)
     pbar = pbar or common.progress_bar(image.shape[0])
+    if tracks_clip(image, smoothing):
+        found = find_clip_faces([image[i] for i in range(image.shape[0])], found_by, select,
+                                TrackOptions(smoothing=smoothing), pbar.update, common.check_interrupt)
+        return common.DetectedFaces(tuple(f.selected for f in found), (int(image.shape[1]), int(image.shape[2]))), found
     found = []
     for index in range(image.shape[0]):
         common.check_interrupt()
@@ -81,7 +100,10 @@ class DetectFaces:
                 "max_faces": ("INT", {
                     "default": 0, "min": 0, "max": 1000, "step": 1,
                     "tooltip": "Keep at most this many faces per image (0: no limit)."}),
-            }
+            },
+            "optional": {
+                "smoothing": SMOOTHING_INPUT,
+            },
         }
 
     @classmethod
@@ -89,10 +111,10 @@ class DetectFaces:
         return index_error(indices) or True
 
     def detect(self, image, detector=DEFAULT_DETECTOR, threshold=0.5, order="large-small", indices="",
-               min_size=0, max_faces=0):
+               min_size=0, max_faces=0, smoothing=SMOOTHING_INPUT[1]["default"]):
         select = SelectOptions(threshold=threshold, order=order, indices=indices, min_size=min_size,
                                max_count=max_faces)
-        faces, found = detect_batch(image, detector, select)
+        faces, found = detect_batch(image, detector, select, smoothing=smoothing)
         # The preview numbers every candidate the way `indices` counts them; the editor makes them clickable.
         images, boxes = face_preview.face_previews(image, found, order, min_size)
         return {"ui": {"text": [detection_summary(faces)], "images": images, "gpen_faces": boxes},

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import torch
 
-from gpen_pipeline import (DEFAULT_DETECTOR, DETECTOR_NAMES, MASK_MODES, EnhanceOptions, SelectOptions,
-                           enhance_images)
+from gpen_pipeline import (DEFAULT_DETECTOR, DETECTOR_NAMES, MASK_MODES, EnhanceOptions, SelectOptions, TrackOptions,
+                           enhance_images, find_clip_faces)
 
 from . import common, face_helpers, tensors
-from .detect_faces import DetectFaces
+from .detect_faces import SMOOTHING_INPUT, DetectFaces, tracks_clip
 from .load_model import LoadGPENModel
 from .paste_back import BLEND_INPUTS, PasteBack, paste_options
 from .restore_faces import COLORIZE_INPUT, check_task
@@ -53,6 +53,7 @@ class FaceRestore:
             "optional": {
                 "region_mask": ("MASK", {"tooltip": _tooltip(PasteBack, "region_mask")}),
                 "colorize": COLORIZE_INPUT,
+                "smoothing": SMOOTHING_INPUT,
                 **BLEND_INPUTS,
             },
         }
@@ -67,7 +68,8 @@ class FaceRestore:
 
     def restore(self, image, model_name, strength=1.0, detector=DEFAULT_DETECTOR, threshold=0.5, max_faces=0,
                 mask_mode="official", color_match=False, device="auto", precision="auto", region_mask=None,
-                colorize=COLORIZE_INPUT[1]["default"], blend="feather", match_grain=False):
+                colorize=COLORIZE_INPUT[1]["default"], smoothing=SMOOTHING_INPUT[1]["default"], blend="feather",
+                match_grain=False):
         tensors.check_image_batch(image)
         handle = common.load_gpen_model(common.require_model_path(model_name), device, precision)
         check_task(handle, None)
@@ -79,10 +81,15 @@ class FaceRestore:
         masks = [tensors.mask_for_image(region_mask, i, image.shape[1:3], "region_mask") for i in range(batch)]
         parser = face_helpers.get_parser(required=mask_mode == "parse") if mask_mode != "box" else None
         pbar = common.progress_bar(batch)  # re-sized once the number of faces is known
+        detector_model = face_helpers.get_detector(detector)
+        tracked = None
+        if tracks_clip(image, smoothing):
+            tracked = find_clip_faces([image[i] for i in range(batch)], detector_model, options.select,
+                                      TrackOptions(smoothing=smoothing), pbar.update, common.check_interrupt)
         results = enhance_images([image[i] for i in range(batch)], common.ready_model(handle),
-                                 face_helpers.get_detector(detector), options, parser=parser, region_masks=masks,
+                                 detector_model, options, parser=parser, region_masks=masks,
                                  progress=lambda done, total: pbar.update_absolute(done, max(total, 1)),
-                                 check_interrupt=common.check_interrupt)
+                                 check_interrupt=common.check_interrupt, faces=None if tracked is None else [found.selected for found in tracked])
         common.log_notes([result.notes for result in results])
         out_image = torch.stack([result.image for result in results]).to(tensors.output_device())
         out_mask = torch.stack([result.mask for result in results]).to(tensors.output_device())

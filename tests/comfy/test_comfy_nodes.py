@@ -257,3 +257,38 @@ def test_faces_found_on_a_small_copy_restore_the_large_image(comfy, gpen, photo)
     assert out.shape == large.shape and mask[0].any()
     with pytest.raises(ValueError, match="not a resized copy"):
         node(comfy, "GPENRestoreFaces").restore(gpen, as_image(photo[:, :200]), faces)
+
+
+# --------------------------------------------------------------------------- frame batches
+
+
+def noisy_frames(photo: np.ndarray, count: int) -> list[np.ndarray]:
+    """The photo `count` times, each with its own sensor noise: a still shot from a video."""
+    rng = np.random.default_rng(7)
+    return [np.clip(photo + rng.normal(0, 4, photo.shape), 0, 255).astype(np.uint8) for _ in range(count)]
+
+
+def test_a_frame_batch_is_tracked_and_smoothed_and_a_single_image_is_not(comfy, photo):
+    detect = node(comfy, "GPENDetectFaces")
+    clip = as_image(*noisy_frames(photo, 6))
+    smoothed = detect.detect(clip, smoothing=1.0)
+    apart = detect.detect(clip, smoothing=0.0)
+    assert all([f.track for f in faces] == [0] for faces in smoothed["result"][0])
+    assert all([f.track for f in faces] == [None] for faces in apart["result"][0])
+    assert all([face["index"] for face in shown["faces"]] == [0] for shown in smoothed["ui"]["gpen_faces"])
+
+    def shake(faces):
+        return np.abs(np.diff([found[0].landmarks for found in faces], axis=0)).mean()
+
+    assert shake(smoothed["result"][0]) < shake(apart["result"][0]) / 2
+
+    alone = as_image(photo)
+    one = detect.detect(alone, smoothing=1.0)["result"][0][0][0]
+    assert one.track is None and np.array_equal(one.landmarks, detect.detect(alone, smoothing=0.0)["result"][0][0][0].landmarks)
+
+
+def test_the_one_node_restores_a_still_clip_the_same_in_every_frame(comfy, photo):
+    restore = node(comfy, "GPENFaceRestore")
+    out, mask = restore.restore(as_image(photo, photo, photo), MODEL, mask_mode="box", smoothing=0.5)["result"]
+    single, _ = restore.restore(as_image(photo), MODEL, mask_mode="box", smoothing=0.5)["result"]
+    assert mask.amax() > 0.9 and all(torch.equal(frame, single[0]) for frame in out)

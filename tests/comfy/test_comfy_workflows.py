@@ -11,7 +11,9 @@ import comfy_harness as harness
 
 EXAMPLES = harness.example_paths()
 REQUIRED_EXAMPLES = {"gpen_face_restore", "gpen_four_node_chain", "gpen_old_photo_colorize",
-                     "gpen_inpaint_with_mask", "gpen_video_frames_batch"}
+                     "gpen_inpaint_with_mask", "gpen_video_frames_batch", "gpen_video_clip"}
+CLIP_EXAMPLE = "gpen_video_clip"  # reads a video file: run by its own test
+IMAGE_EXAMPLES = [path for path in EXAMPLES if path.stem != CLIP_EXAMPLE]
 SMALL = "GPEN-tiny-64.pth"  # installed by the `server` fixture
 SIZE = 192
 DAMAGE = (0.36, 0.18, 0.52, 0.30)  # over the astronaut's eyes, as fractions of the image
@@ -26,10 +28,12 @@ def load(path):
 @pytest.fixture(scope="module")
 def classes(comfy):
     """ComfyUI's node classes: nodes.py, our pack, and the core extras the examples use
-    (RepeatImageBatch lives in comfy_extras, which the in-process ComfyUI does not load)."""
+    (RepeatImageBatch and the video nodes live in comfy_extras, which the in-process ComfyUI does not load)."""
     import comfy_extras.nodes_images as images
+    import comfy_extras.nodes_video as video
 
-    return {**images.NODE_CLASS_MAPPINGS, **comfy.nodes.NODE_CLASS_MAPPINGS}
+    videos = {name: getattr(video, name) for name in ("LoadVideo", "GetVideoComponents", "CreateVideo", "SaveVideo")}
+    return {**images.NODE_CLASS_MAPPINGS, **videos, **comfy.nodes.NODE_CLASS_MAPPINGS}
 
 
 def test_the_required_examples_exist():
@@ -43,7 +47,7 @@ def test_links_join_matching_slots(classes, path):
     assert workflow["version"] == 0.4 and workflow["last_node_id"] == max(nodes)
     assert workflow["last_link_id"] == max(link[0] for link in workflow["links"])
     used = {n["type"] for n in workflow["nodes"]}
-    assert any(t.startswith("GPEN") for t in used) and {"LoadImage"} <= used
+    assert any(t.startswith("GPEN") for t in used) and used & {"LoadImage", "LoadVideo"}
     for link_id, (src, src_slot, dst, dst_slot, kind) in harness.link_table(workflow).items():
         source, target = nodes[src], nodes[dst]
         assert link_id in source["outputs"][src_slot]["links"]
@@ -130,7 +134,7 @@ def run_example(server, workflow: dict, image_name: str) -> tuple[dict, dict]:
     return graph, entry
 
 
-@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", IMAGE_EXAMPLES, ids=lambda p: p.stem)
 def test_example_runs_and_changes_only_the_faces(example_server, path):
     server, workflow = example_server, load(path)
     image_name = INPUT_OF.get(path.stem, "wf_photo.png")
@@ -166,6 +170,44 @@ def test_example_runs_and_changes_only_the_faces(example_server, path):
         damage = harness.read_png(server.base / "input" / image_name)[..., 3] == 0
         assert (masks[0][damage] > 0.5).mean() > 0.9
         assert (np.abs(images[0].astype(int) - original).max(axis=-1)[damage] > 2).mean() > 0.5
+
+
+def test_the_clip_example_restores_every_frame_of_a_video_and_keeps_its_frame_rate(example_server, astronaut):
+    """The clip workflow on a 12-frame clip with a face drifting across (made with PyAV): Save Video
+    writes as many frames at the same rate, and the face changed in every frame while the margins
+    kept their grey (within the video codec's error)."""
+    import av
+    import cv2
+
+    server, workflow = example_server, load(harness.EXAMPLES / f"{CLIP_EXAMPLE}.json")
+    face = cv2.resize(astronaut[0:400, 60:460], (96, 96), interpolation=cv2.INTER_AREA)
+    frames = []
+    with av.open(str(server.base / "input" / "wf_clip.mp4"), "w") as out:
+        stream = out.add_stream("libx264", rate=12, options={"qp": "0"})
+        stream.width, stream.height, stream.pix_fmt = 160, 96, "yuv420p"
+        for index in range(12):
+            rgb = np.full((96, 160, 3), 90, np.uint8)
+            rgb[:, 20 + 2 * index: 116 + 2 * index] = face
+            frames.append(rgb)
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts = index
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    info = server.get("/object_info")
+    overrides = {**harness.example_overrides(workflow, "unused.png", SMALL),
+                 (int(harness.node_of(workflow, "LoadVideo")), "file"): "wf_clip.mp4"}
+    entry = server.run(harness.ui_to_api(workflow, lambda t: info[t]["input"], overrides), timeout=300)
+    assert entry["status"]["status_str"] == "success", harness.history_error(entry)
+    saved = harness.saved_images(entry, harness.node_of(workflow, "SaveVideo"))
+    with av.open(str(server.output_file(saved[0]))) as result:
+        stream = result.streams.video[0]
+        assert stream.average_rate == 12
+        restored = [f.to_ndarray(format="rgb24").astype(int) for f in result.decode(stream)]
+    assert len(restored) == len(frames)
+    for index, (before, after) in enumerate(zip(frames, restored)):
+        face_cols = slice(30 + 2 * index, 106 + 2 * index)
+        assert np.abs(after[:, face_cols] - before[:, face_cols]).mean() > 4, f"frame {index}: face unchanged"
+        assert np.abs(after[:, :12] - 90).max() <= 6 and np.abs(after[:, -12:] - 90).max() <= 6
 
 
 def test_a_second_run_reuses_the_loaded_model(example_server):
