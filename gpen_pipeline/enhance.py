@@ -17,10 +17,11 @@ from gpen_arch import GPENModel
 
 from .color import check_image
 from .detection import Detector
-from .face import AlignedFace, RestoredFace
+from .face import AlignedFace, PastedFace, RestoredFace
+from .identity import IdentityCheck, matching_faces, paste_with_identity
 from .options import FACES_HELD, EnhanceOptions
 from .parsing import FaceParser
-from .stages import Image, align_faces, find_faces, paste_back, restore_faces
+from .stages import Image, align_faces, find_faces, restore_faces
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class EnhanceResult:
     mask: Image  # HxW float32, the paste weight used
     restored: tuple[RestoredFace, ...] = ()
     notes: tuple[str, ...] = ()
+    pasted: tuple[PastedFace, ...] = ()  # per restored face: the strength used and the identity kept
 
     @property
     def faces(self) -> tuple[AlignedFace, ...]:
@@ -44,7 +46,8 @@ def enhance_images(images: Sequence[Image], model: GPENModel, detector: Detector
                    parser: FaceParser | None = None, inpaint_masks: Sequence[Image] | None = None,
                    targets: Sequence[Image] | None = None, region_masks: Sequence[Image | None] | None = None,
                    progress: Callable[[int, int], None] | None = None,
-                   check_interrupt: Callable[[], None] | None = None) -> list[EnhanceResult]:
+                   check_interrupt: Callable[[], None] | None = None,
+                   identity: IdentityCheck | None = None) -> list[EnhanceResult]:
     """Restore every selected face of every image.
 
     images: HxWx3/4 RGB, uint8 or float32 [0,1], numpy arrays or tensors (the
@@ -54,6 +57,8 @@ def enhance_images(images: Sequence[Image], model: GPENModel, detector: Detector
     where faces are pasted, one (or None) per image. progress(done, total) counts
     steps (each image's detection, each face restored, each image pasted);
     check_interrupt() before each image and each chunk of faces may raise to stop.
+    identity: scores each pasted face, guards the scores and restores only faces like its references
+    (identity.py); without it the faces are pasted at the strength asked and unscored.
     """
     _check_inputs(images, targets)
     if region_masks is not None and len(region_masks) != len(images):
@@ -77,7 +82,7 @@ def enhance_images(images: Sequence[Image], model: GPENModel, detector: Detector
     for image in images:
         if check_interrupt is not None:
             check_interrupt()
-        faces = find_faces(image, detector, options.select).selected
+        faces = matching_faces(identity, image, find_faces(image, detector, options.select).selected)
         aligned, image_notes = align_faces(image, faces, model.size, options.template)
         if options.paste.mask_mode == "official" and parser is None and aligned:
             image_notes.append("no face parser found: pasted with GPEN's rectangle mask")
@@ -98,12 +103,12 @@ def enhance_images(images: Sequence[Image], model: GPENModel, detector: Detector
             check_interrupt()
         target = images[index] if targets is None else targets[index]
         if faces:
-            pasted = paste_back(target, faces, options.paste, parser,
-                                None if region_masks is None else region_masks[index])
+            pasted, how = paste_with_identity(target, faces, options.paste, parser,
+                                              None if region_masks is None else region_masks[index], identity)
             image, mask = _like(pasted.image, target), _like(pasted.mask, target)
         else:  # no face: the very same target and an empty mask
-            image, mask = target, _like(torch.zeros(target.shape[:2], dtype=torch.float32), target)
-        results.append(EnhanceResult(image, mask, tuple(faces), tuple(notes[index])))
+            image, mask, how = target, _like(torch.zeros(target.shape[:2], dtype=torch.float32), target), ()
+        results.append(EnhanceResult(image, mask, tuple(faces), tuple(notes[index]), how))
         advance(1)
     return results
 
