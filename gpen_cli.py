@@ -16,6 +16,8 @@ import shutil
 import sys
 from pathlib import Path
 
+import gpen_cli_identity
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 
@@ -198,13 +200,18 @@ def cmd_restore(args) -> int:
     elif args.mask == "parse":
         raise CliError("--mask parse needs --parser-dir with parsing_parsenet.pth or parsing_bisenet.pth")
     detector = _load_detector(args)
+    identity = gpen_cli_identity.identity_check(args, detector, lambda path: read_image(path, _say))
+    report = gpen_cli_identity.Report(args.report, pairs)
     restored, said = 0, set()
     for source, target in tqdm(pairs, desc="restoring", unit="image", disable=True if len(pairs) < 2 else None):
         image = read_image(source, _say)
         extra = {}
         if task == "inpaint":
             extra["inpaint_mask"] = read_mask(Path(args.inpaint_mask), image.shape[:2], _say)
-        result = enhance_image(image, model, detector, options, parser=parser, **extra)
+        result = enhance_image(image, model, detector, options, parser=parser, identity=identity, **extra)
+        report.add(source, target, result)
+        for line in gpen_cli_identity.guard_notes(result):
+            _say(f"{source.name}: {line}" if len(pairs) > 1 else line)
         for note in result.notes:
             if note not in said:
                 said.add(note)
@@ -217,6 +224,7 @@ def cmd_restore(args) -> int:
         restored += len(result.faces)
         if len(pairs) == 1:
             print(f"{target}: {len(result.faces)} face(s) restored")
+    report.write()
     if len(pairs) > 1:
         print(f"{len(pairs)} image(s), {restored} face(s) restored -> {args.output}")
     return 0
@@ -275,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-size", type=float, default=select.min_size, help="ignore faces smaller than this (px)")
     p.add_argument("--max-faces", type=int, default=select.max_count, help="restore at most this many faces (0 = all)")
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
+    gpen_cli_identity.add_arguments(p)
     p.set_defaults(func=cmd_restore)
 
     p = sub.add_parser("detect", help="list the faces in an image, numbered as restore's --faces counts them")

@@ -24,10 +24,11 @@ import numpy as np
 
 from .detection import Detector
 from .face import Face, PastedFace, RestoredFace
-from .options import PasteOptions, SelectOptions
+from .options import DEFAULT_REFERENCE_THRESHOLD, PasteOptions, SelectOptions
 from .parsing import FaceParser
 from .paste import PasteResult
-from .recognition import FILE_NAMES, Recognizer, RecognizerInvalid, RecognizerMissing, embed_faces, find_recognizer, load_recognizer
+from .recognition import (FILE_NAMES, Recognizer, RecognizerInvalid, RecognizerMissing, embed_faces, find_recognizer,
+                          load_recognizer)
 from .selection import LARGEST
 from .stages import Image, find_faces, paste_back
 
@@ -37,8 +38,6 @@ __all__ = ["DEFAULT_REFERENCE_THRESHOLD", "FILE_NAMES", "GUARD_STEPS", "Identity
            "reference_similarities"]
 
 GUARD_STEPS = 7  # the strength is found to 1/128 of the one asked
-# FaceFusion's default reference distance (0.6) as a similarity.
-DEFAULT_REFERENCE_THRESHOLD = 0.4
 
 
 class NoReferenceFace(ValueError):

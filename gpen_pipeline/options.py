@@ -83,3 +83,8 @@ class EnhanceOptions:
         _choice("template", self.template, TEMPLATES)
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1 (or None), got {self.batch_size}")
+
+
+# Identity (identity.py): the similarity a face needs to a reference face to be restored, FaceFusion's
+# default reference distance (0.6) as a similarity. Here so that front ends show it without loading torch.
+DEFAULT_REFERENCE_THRESHOLD = 0.4

@@ -1,0 +1,105 @@
+"""The command line's identity options and its JSON report.
+
+    gpen restore IN -o OUT --model M --recognizer w600k_r50.onnx [--min-identity 0.6]
+                 [--reference me.jpg ...] [--reference-threshold 0.4] [--report report.json]
+
+The report (a stable contract): {"images": [{"input", "output", "faces": [{"box", "score",
+"landmarks", "identity", "strength", "strength_asked", "lowered"}]}]}, one entry per image in the
+order restored; "identity" is null without --recognizer. Nothing heavy is imported until used.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable, Sequence
+
+
+def add_arguments(parser) -> None:
+    from gpen_pipeline.options import DEFAULT_REFERENCE_THRESHOLD
+
+    parser.add_argument("--recognizer", metavar="ARCFACE.onnx",
+                        help="ArcFace recognition model (w600k_r50.onnx of insightface's buffalo_l pack, "
+                             "glintr100.onnx of antelopev2; non-commercial): scores how much of each face's "
+                             "identity the restoration kept")
+    parser.add_argument("--min-identity", type=float, default=0.0, metavar="X",
+                        help="identity guard, 0-1 (0 = off): a face scoring below X is pasted at a lower "
+                             "strength until it reaches X; needs --recognizer")
+    parser.add_argument("--reference", action="append", default=[], metavar="FACE_IMAGE",
+                        help="restore only faces of this person (the largest face of the photo); repeatable; "
+                             "needs --recognizer")
+    parser.add_argument("--reference-threshold", type=float, default=DEFAULT_REFERENCE_THRESHOLD, metavar="T",
+                        help=f"similarity, 0-1, a face needs to a reference face (default {DEFAULT_REFERENCE_THRESHOLD})")
+    parser.add_argument("--report", metavar="REPORT.json",
+                        help="write what was done to every face (box, score, identity, strength) as JSON")
+
+
+def identity_check(args, detector, read_image: Callable[[Path], object]):
+    """The IdentityCheck the options ask for, or None without --recognizer."""
+    if not args.recognizer:
+        if args.min_identity or args.reference:
+            raise ValueError("--min-identity and --reference need --recognizer PATH_TO_ARCFACE.onnx "
+                             "(w600k_r50.onnx of insightface's buffalo_l pack)")
+        return None
+    from gpen_pipeline.identity import IdentityCheck, load_recognizer, reference_embeddings
+
+    recognizer = load_recognizer(args.recognizer, device=None if args.device == "auto" else args.device)
+    references = None
+    if args.reference:
+        references = reference_embeddings(recognizer, detector, [read_image(Path(p)) for p in args.reference],
+                                          args.threshold, names=args.reference)
+    return IdentityCheck(recognizer, min_identity=args.min_identity, references=references,
+                         reference_threshold=args.reference_threshold)
+
+
+def guard_notes(result) -> list[str]:
+    """One line per face whose strength the guard lowered."""
+    return [f"face at {[round(v) for v in face.face.box]}: strength lowered from {face.asked:g} to "
+            f"{face.strength:.3f} to keep its identity ({face.identity:.3f})"
+            for face in result.pasted if face.lowered]
+
+
+class Report:
+    """The --report file: filled image by image, written once at the end through a temporary name
+    and a rename, so a reader never sees half a report."""
+
+    def __init__(self, path: str | None, pairs: Sequence[tuple[Path, Path]]):
+        self.path = Path(path) if path else None
+        self.images: list[dict] = []
+        if self.path is not None:
+            taken = {p.resolve() for pair in pairs for p in pair}
+            if self.path.resolve() in taken:
+                raise ValueError(f"the report {self.path} would overwrite an input or output image; "
+                                 "give it another name")
+
+    def add(self, source: Path, target: Path, result) -> None:
+        self.images.append({"input": str(source), "output": str(target),
+                            "faces": [face.to_json() for face in result.pasted]})
+
+    def write(self) -> None:
+        if self.path is None:
+            return
+        write_text_atomically(self.path, json.dumps({"images": self.images}, indent=1) + "\n")
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """`text` into `path` by way of a temporary file in the same folder, renamed over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temporary, 0o666 & ~_umask())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
