@@ -30,7 +30,8 @@ def add_arguments(parser) -> None:
                         help="restore only faces of this person (the largest face of the photo); repeatable; "
                              "needs --recognizer")
     parser.add_argument("--reference-threshold", type=float, default=DEFAULT_REFERENCE_THRESHOLD, metavar="T",
-                        help=f"similarity, 0-1, a face needs to a reference face (default {DEFAULT_REFERENCE_THRESHOLD})")
+                        help="similarity, 0-1, a face needs to a reference face "
+                             f"(default {DEFAULT_REFERENCE_THRESHOLD})")
     parser.add_argument("--report", metavar="REPORT.json",
                         help="write what was done to every face (box, score, identity, strength) as JSON")
 

@@ -1,26 +1,31 @@
 """GPENDetectFaces: IMAGE -> GPEN_FACES (per image, the selected faces with 5 landmarks)."""
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from gpen_pipeline import DEFAULT_DETECTOR, DETECTOR_NAMES, ORDERS, SelectOptions, find_faces
+from gpen_pipeline.identity import IdentityCheck, matching_faces
 from gpen_pipeline.selection import LARGEST, parse_indices
 
-from . import common, face_helpers, face_preview, tensors
+from . import common, face_helpers, face_preview, identity_inputs, tensors
 
 ORDER_OPTIONS = (*ORDERS, LARGEST)
 
 
 def detect_batch(image: torch.Tensor, detector: str = DEFAULT_DETECTOR, select: SelectOptions = SelectOptions(),
-                 pbar=None) -> tuple[common.DetectedFaces, list]:
-    """The find stage on every image of an IMAGE batch: (the selected faces, every image's FoundFaces)."""
+                 pbar=None, identity: IdentityCheck | None = None) -> tuple[common.DetectedFaces, list]:
+    """The find stage on every image of an IMAGE batch: (the selected faces, every image's FoundFaces).
+    With `identity` references, only the selected faces like a reference stay selected."""
     tensors.check_image_batch(image)
     found_by = face_helpers.get_detector(detector)
     pbar = pbar or common.progress_bar(image.shape[0])
     found = []
     for index in range(image.shape[0]):
         common.check_interrupt()
-        found.append(find_faces(image[index], found_by, select))
+        faces = find_faces(image[index], found_by, select)
+        found.append(dataclasses.replace(faces, selected=tuple(matching_faces(identity, image[index], faces.selected))))
         if not found[-1].selected:
             common.LOG.info("[GPEN] image %d: no face selected (%d found above threshold %.2f)",
                             index, len(found[-1].detected), select.threshold)
@@ -81,7 +86,12 @@ class DetectFaces:
                 "max_faces": ("INT", {
                     "default": 0, "min": 0, "max": 1000, "step": 1,
                     "tooltip": "Keep at most this many faces per image (0: no limit)."}),
-            }
+            },
+            "optional": {
+                "reference": identity_inputs.REFERENCE_INPUT,
+                "reference_threshold": identity_inputs.REFERENCE_THRESHOLD_INPUT,
+                "recognizer": identity_inputs.recognizer_input(identity_inputs.RECOGNIZER_CHOICES[1]),
+            },
         }
 
     @classmethod
@@ -89,11 +99,19 @@ class DetectFaces:
         return index_error(indices) or True
 
     def detect(self, image, detector=DEFAULT_DETECTOR, threshold=0.5, order="large-small", indices="",
-               min_size=0, max_faces=0):
+               min_size=0, max_faces=0, reference=None, reference_threshold=identity_inputs.DEFAULT_REFERENCE_THRESHOLD,
+               recognizer=identity_inputs.RECOGNIZER_CHOICES[1]):
         select = SelectOptions(threshold=threshold, order=order, indices=indices, min_size=min_size,
                                max_count=max_faces)
-        faces, found = detect_batch(image, detector, select)
+        identity = None
+        if reference is not None:
+            identity = identity_inputs.identity_check(recognizer, reference=reference,
+                                                      reference_threshold=reference_threshold, detector=detector)
+        faces, found = detect_batch(image, detector, select, identity=identity)
         # The preview numbers every candidate the way `indices` counts them; the editor makes them clickable.
         images, boxes = face_preview.face_previews(image, found, order, min_size)
-        return {"ui": {"text": [detection_summary(faces)], "images": images, "gpen_faces": boxes},
+        text = detection_summary(faces)
+        if identity is not None:
+            text += f"; only faces like the reference kept (similarity >= {reference_threshold:.2f})"
+        return {"ui": {"text": [text], "images": images, "gpen_faces": boxes},
                 "result": (faces,)}
