@@ -1,6 +1,7 @@
 """Every benchmark in one command, each in a fresh process (so one's memory peak is not another's).
 
-    .venv/bin/python bench/run.py            # network (512/1024/2048), pipeline (48 frames), precision on a GPU
+    .venv/bin/python bench/run.py            # network (512/1024/2048), pipeline (48 frames), precision on a GPU,
+                                             # identity (ArcFace-R50 beside GPEN-512)
     .venv/bin/python bench/run.py --quick    # fewer repeats, BFR-512 only, 12 frames: minutes on 2 cores
 
 Results go to bench/results/*.json; each script's own --help lists its options.
@@ -24,6 +25,7 @@ def main() -> None:
         ["network.py", *repeats, *(["--rss-sizes"] if args.quick else ["--sizes", "512", "1024", "2048"])],
         ["pipeline.py", *repeats, "--frames", "12" if args.quick else "48"],
         ["precision.py", *repeats],
+        ["identity.py", *repeats],
     ]
     failed = []
     for script, *options in runs:

@@ -93,8 +93,15 @@ def load_recognizer(path: str | os.PathLike, device: str | None = None) -> Recog
     path = Path(path)
     if not path.is_file():
         raise RecognizerMissing(f"The face recognition model {path} does not exist. {_WHERE_TO_GET}")
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    # Its threads would otherwise spin after each run and slow the torch work that follows (the paste,
+    # the next network call) by a third on a 2-core machine.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
-        session = onnx_session(str(path), device)
+        session = onnx_session(str(path), device, options)
     except Exception as exc:  # onnxruntime's errors are untyped
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise RecognizerInvalid(f"{path.name} is not a readable ONNX model ({first}); give an ArcFace "
