@@ -6,19 +6,23 @@
     python gpen_cli.py info GPEN-BFR-512.pth --json
     python gpen_cli.py convert GPEN-BFR-512.pth -o GPEN-BFR-512-fp16.safetensors --fp16
     python gpen_cli.py download GPEN-BFR-512.pth --dir models/facerestore
+    python gpen_cli.py doctor
+
+torch, OpenCV and the pipeline are imported only once a command starts its work, so --help and
+argument errors answer at once.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 
+import gpen_cli_args
 import gpen_cli_identity
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+from gpen_cli_doctor import cmd_doctor
+from gpen_cli_progress import RestoreProgress, close_all, say
+from gpen_pipeline.names import IMAGE_SUFFIXES
 
 
 def keep_freed_memory() -> bool:
@@ -44,13 +48,8 @@ class CliError(Exception):
     """A problem the user can fix; printed as one line."""
 
 
-def _say(message: str) -> None:
-    print(message, file=sys.stderr)
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line instead of usage + message
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+def _say(message: str, file=None) -> None:
+    say(message, file)
 
 
 # --- subcommands -------------------------------------------------------------------------------
@@ -64,19 +63,18 @@ def _load_detector(args):
 
 def cmd_detect(args) -> int:
     from gpen_pipeline.detection import detect_faces
-    from gpen_pipeline.image_files import read_image
+    from gpen_pipeline.image_files import detection_view, read_pixels
     from gpen_pipeline.preview import numbered_faces
 
-    # Numbered as `restore --faces` counts them with the same --order.
-    faces = numbered_faces(detect_faces(_load_detector(args), read_image(Path(args.image), _say), args.threshold),
-                           args.order, 0.0)
+    # Numbered as `restore --faces` counts them with the same --order, in the upright image.
+    image = detection_view(read_pixels(Path(args.image), _say).pixels)
+    faces = numbered_faces(detect_faces(_load_detector(args), image, args.threshold), args.order, 0.0)
     if args.json:
-        print(json.dumps([f.to_json() for f in faces]))
+        _report(json.dumps([f.to_json() for f in faces]))
     else:
-        for i, face in enumerate(faces):
-            box = ", ".join(f"{v:.0f}" for v in face.box)
-            print(f"face {i}: score {face.score:.3f}, box [{box}]")
-        print(f"{len(faces)} face(s)")
+        lines = [f"face {i}: score {face.score:.3f}, box [{', '.join(f'{v:.0f}' for v in face.box)}]"
+                 for i, face in enumerate(faces)]
+        _report("\n".join(lines + [f"{len(faces)} face(s)"]))
     return 0
 
 
@@ -96,11 +94,12 @@ def cmd_info(args) -> int:
 
 def cmd_convert(args) -> int:
     import gpen_arch
+    from gpen_arch.files import same_file
 
     out = Path(args.output)
     if out.suffix.lower() != ".safetensors":
         raise CliError(f"output {out} must end in .safetensors")
-    if out.resolve() == Path(args.model).resolve():
+    if same_file(out, args.model):
         raise CliError("output and input are the same file; choose another output name")
     model = gpen_arch.load_model(args.model, device="cpu")
     if model.backend == "onnx":
@@ -145,6 +144,8 @@ def _progress_bar(name):
 
 
 def _inputs_and_outputs(args) -> list[tuple[Path, Path]]:
+    from gpen_arch.files import identity
+
     source, output = Path(args.input), Path(args.output)
     if source.is_dir():
         files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
@@ -163,21 +164,30 @@ def _inputs_and_outputs(args) -> list[tuple[Path, Path]]:
         raise CliError(f"input {source} is not an image file or a folder")
     else:
         raise CliError(f"input {source} does not exist")
-    inputs = {p.resolve() for p, _ in pairs}
+    # By identity, not by name: a hard link or a symlink to an input is that input.
+    inputs = {identity(p) for p in [p for p, _ in pairs] + [args.model, args.inpaint_mask] if p} - {None}
     for _, out in pairs:
-        if out.resolve() in inputs:
+        if identity(out) in inputs:
             raise CliError(f"refusing to overwrite the input {out}; choose another output")
     return pairs
 
 
 def cmd_restore(args) -> int:
+    progress = RestoreProgress("starting torch")
     import gpen_arch
-    from tqdm import tqdm
 
-    from gpen_pipeline import EnhanceOptions, PasteOptions, SelectOptions, enhance_image
-    from gpen_pipeline.image_files import read_image, read_mask, write_image
+    from gpen_pipeline import EnhanceOptions, PasteOptions, SelectOptions
+    from gpen_pipeline.file_restore import restore_file
 
     pairs = _inputs_and_outputs(args)
+    todo = pairs if args.overwrite else [(s, t) for s, t in pairs if not t.exists()]
+    if len(todo) < len(pairs):  # complete, as every output is written whole or not at all
+        kept = pairs[0][1] if len(pairs) == 1 else f"{len(pairs) - len(todo)} of {len(pairs)} outputs"
+        _say(f"{kept} already there, kept (--overwrite redoes {'it' if len(pairs) == 1 else 'them'})", file=sys.stdout)
+    if not todo:
+        progress.close()
+        return 0
+    progress.stage(f"loading {Path(args.model).name}")
     model = gpen_arch.load_model(args.model, device=None if args.device == "auto" else args.device,
                                  dtype=None if args.precision == "fp32" else args.precision,
                                  task=None if args.task == "auto" else args.task)
@@ -189,7 +199,8 @@ def cmd_restore(args) -> int:
         select=SelectOptions(threshold=args.threshold, order=args.order, indices=args.faces, min_size=args.min_size,
                              max_count=args.max_faces),
         paste=PasteOptions(mask_mode=args.mask, strength=args.strength, feather=args.feather, grow=args.grow,
-                           color_match=args.color_match, keep_gray=args.keep_gray))
+                           color_match=args.color_match, keep_gray=args.keep_gray, blend=args.blend,
+                           grain=args.grain))
     if task == "inpaint" and not args.inpaint_mask:
         raise CliError("the inpainting model needs --inpaint-mask (white = damaged)")
     parser = None
@@ -199,145 +210,115 @@ def cmd_restore(args) -> int:
         parser = load_parser("auto", args.parser_dir)
     elif args.mask == "parse":
         raise CliError("--mask parse needs --parser-dir with parsing_parsenet.pth or parsing_bisenet.pth")
+    progress.stage("loading the face detector")
     detector = _load_detector(args)
-    identity = gpen_cli_identity.identity_check(args, detector, lambda path: read_image(path, _say))
-    report = gpen_cli_identity.Report(args.report, pairs)
-    restored, said = 0, set()
-    for source, target in tqdm(pairs, desc="restoring", unit="image", disable=True if len(pairs) < 2 else None):
-        image = read_image(source, _say)
-        extra = {}
-        if task == "inpaint":
-            extra["inpaint_mask"] = read_mask(Path(args.inpaint_mask), image.shape[:2], _say)
-        result = enhance_image(image, model, detector, options, parser=parser, identity=identity, **extra)
+    damage = Path(args.inpaint_mask) if args.inpaint_mask else None
+    identity = gpen_cli_identity.identity_check(args, detector, _say)
+    report = gpen_cli_identity.Report(args.report, todo)
+
+    def restore(source: Path, target: Path):
+        result = restore_file(source, target, model, detector, options, parser, damage, _say, progress.steps,
+                              identity=identity)
         report.add(source, target, result)
         for line in gpen_cli_identity.guard_notes(result):
-            _say(f"{source.name}: {line}" if len(pairs) > 1 else line)
+            _say(f"{source.name}: {line}" if len(todo) > 1 else line)
+        return result
+
+    done = _restore_files(todo, Path(args.input).is_dir(), args.output, progress, restore)
+    report.write()
+    return done
+
+
+def _restore_files(todo, folder: bool, output, progress: RestoreProgress, restore) -> int:
+    """restore(source, target) for each pair; in a folder run a file that fails is reported and the
+    others go on (a full disk stops the run). The exit status: 1 if any failed."""
+    import torch
+
+    from gpen_arch.files import FULL_DISK, WriteError
+
+    restored, said, failed = 0, set(), []
+    for source, target in progress.over(todo, lambda pair: pair[0].name):
+        try:
+            result = restore(source, target)
+        except (ValueError, OSError, MemoryError, torch.OutOfMemoryError) as exc:
+            if not folder or (isinstance(exc, WriteError) and exc.errno in FULL_DISK):
+                raise
+            _say(f"{source.name}: skipped: {' '.join(str(exc).split()) or type(exc).__name__}")
+            failed.append(source.name)
+            continue
         for note in result.notes:
             if note not in said:
                 said.add(note)
-                print(f"{source.name}: {note}" if len(pairs) > 1 else note, file=sys.stderr)
-        if not result.faces and source.suffix.lower() == target.suffix.lower():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, target)  # no face: the very same file
-        else:
-            write_image(target, result.image)
-        restored += len(result.faces)
-        if len(pairs) == 1:
-            print(f"{target}: {len(result.faces)} face(s) restored")
-    report.write()
-    if len(pairs) > 1:
-        print(f"{len(pairs)} image(s), {restored} face(s) restored -> {args.output}")
-    return 0
+                _say(f"{source.name}: {note}" if folder else note)
+        restored += result.faces
+        if not folder:
+            _say(f"{target}: {result.faces} face(s) restored", file=sys.stdout)
+    progress.close()
+    if folder:
+        print(f"{len(todo) - len(failed)} image(s), {restored} face(s) restored -> {output}")
+    if failed:
+        _say(f"{len(failed)} image(s) failed: {', '.join(failed)}; fix or remove them and run again "
+             "(finished outputs are kept)")
+    return 1 if failed else 0
 
 
-# --- argument parsing ----------------------------------------------------------------------------
+def build_parser():
+    """The command line's parser, each command bound to the function that runs it."""
+    return gpen_cli_args.build_parser({"restore": cmd_restore, "detect": cmd_detect, "info": cmd_info,
+                                       "convert": cmd_convert, "download": cmd_download, "doctor": cmd_doctor})
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from gpen_pipeline import (COLORIZE_MODES, DEFAULT_DETECTOR, DETECTOR_NAMES, KEEP_GRAY, MASK_MODES, ORDERS,
-                               EnhanceOptions, PasteOptions, SelectOptions)
-    from gpen_pipeline.selection import LARGEST
+def _report(text: str | None = None) -> None:
+    """Print `text` (None: nothing more) and flush the standard output, so that a report redirected
+    onto a full disk is an error in words and exit 1, not a traceback or a report lost at exit."""
+    from gpen_arch.files import write_error
 
-    select, paste = SelectOptions(), PasteOptions()  # the defaults every front end shares
-
-    parser = _Parser(prog="gpen", description="GPEN face restoration.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    def detector_options(p):
-        p.add_argument("--detector", choices=DETECTOR_NAMES, default=DEFAULT_DETECTOR,
-                       help="face detector (default: the bundled offline RetinaFace)")
-        p.add_argument("--detector-dir", action="append", default=[],
-                       help="folder with detector weights (facexlib .pth / insightface .onnx); repeatable")
-        p.add_argument("--threshold", type=float, default=select.threshold,
-                       help=f"minimum face score, 0-1 (default {select.threshold})")
-        p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-
-    def order_option(p):
-        p.add_argument("--order", choices=ORDERS + (LARGEST,), default=select.order,
-                       help=f"face order for --faces (default {select.order}: 0 is the largest face)")
-
-    p = sub.add_parser("restore", help="restore the faces of an image or a folder of images")
-    p.add_argument("input", help="an image file or a folder of images")
-    p.add_argument("--model", required=True, help="GPEN model file (.pth, .safetensors, .onnx)")
-    p.add_argument("-o", "--output", required=True, help="output file (for a file) or folder (for a folder)")
-    detector_options(p)
-    p.add_argument("--task", choices=("auto", "restore", "colorize", "inpaint"), default="auto",
-                   help="auto: from the model file name")
-    p.add_argument("--colorize", choices=COLORIZE_MODES, default=EnhanceOptions().colorize,
-                   help="colorization models: keep-luminance (the photo's own tones, only colour added; default) "
-                        "or official (the official script's output at the model size: the network's tones)")
-    p.add_argument("--inpaint-mask", help="image marking damaged areas in white (inpainting)")
-    p.add_argument("--strength", type=float, default=paste.strength, help="0 = original, 1 = fully restored")
-    p.add_argument("--mask", choices=MASK_MODES, default=paste.mask_mode,
-                   help="paste mask: official (GPEN recipe; a blurred rectangle without a face parser), parse, box")
-    p.add_argument("--parser-dir", action="append", default=[],
-                   help="folder with parsing_parsenet.pth / parsing_bisenet.pth (parse and official masks)")
-    p.add_argument("--feather", type=float, default=paste.feather,
-                   help="soft edge of the paste mask in %% of the face crop (default: the mask mode's own)")
-    p.add_argument("--grow", type=float, default=paste.grow, help="grow (+) or shrink (-) the mask, %% of the crop")
-    p.add_argument("--color-match", action="store_true", help="match the restored faces' colours to the photo")
-    p.add_argument("--keep-gray", choices=KEEP_GRAY, default=paste.keep_gray,
-                   help="keep black-and-white photos black-and-white (auto: detect them)")
-    order_option(p)
-    p.add_argument("--faces", default="", help='which faces, e.g. "0,2" (default: all)')
-    p.add_argument("--min-size", type=float, default=select.min_size, help="ignore faces smaller than this (px)")
-    p.add_argument("--max-faces", type=int, default=select.max_count, help="restore at most this many faces (0 = all)")
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
-    gpen_cli_identity.add_arguments(p)
-    p.set_defaults(func=cmd_restore)
-
-    p = sub.add_parser("detect", help="list the faces in an image, numbered as restore's --faces counts them")
-    p.add_argument("image")
-    p.add_argument("--json", action="store_true", help="print a JSON list of {box, score, landmarks}")
-    detector_options(p)
-    order_option(p)
-    p.set_defaults(func=cmd_detect)
-
-    p = sub.add_parser("info", help="describe a model file")
-    p.add_argument("model")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_info)
-
-    p = sub.add_parser("convert", help="save a model as .safetensors")
-    p.add_argument("model")
-    p.add_argument("-o", "--output", required=True, help="the .safetensors file to write")
-    p.add_argument("--fp16", action="store_true", help="store fp16 tensors (half the size)")
-    p.set_defaults(func=cmd_convert)
-
-    p = sub.add_parser("download", help="download a released GPEN model")
-    p.add_argument("name", nargs="?", help="e.g. GPEN-BFR-512.pth (see --list)")
-    p.add_argument("--dir", default="models/facerestore", help="where to put it (default models/facerestore)")
-    p.add_argument("--url-base", help="download from this mirror instead (URL = BASE/NAME)")
-    p.add_argument("--list", action="store_true", help="list the downloadable models")
-    p.add_argument("--timeout", type=float, default=60, help="seconds without data before giving up (default 60)")
-    p.set_defaults(func=cmd_download)
-    return parser
+    try:
+        if text is not None:
+            print(text)
+        sys.stdout.flush()
+    except OSError as exc:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the flush at exit finds nowhere to fail
+        raise write_error("the standard output", exc) from exc
 
 
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     args = build_parser().parse_args(argv)
     keep_freed_memory()
-    from gpen_arch import ModelLoadError
-    from gpen_pipeline.download import DownloadError
-
     try:
-        return args.func(args)
+        status = args.func(args)
+        _report()
+        return status
     except KeyboardInterrupt:
-        # Ctrl-C: whatever was being written is removed by its writer (downloads) or never begun.
+        # Ctrl-C: whatever was being written is removed by its writer (every file goes through
+        # gpen_arch.files, which renames only complete files into place) or never begun.
         print(f"gpen {args.command}: interrupted", file=sys.stderr)
         return 130
-    except (CliError, ModelLoadError, DownloadError, ValueError, OSError, ImportError, RuntimeError) as exc:
-        message = " ".join(str(exc).split()) or type(exc).__name__
-        print(f"gpen {args.command}: error: {message}", file=sys.stderr)
+    except BrokenPipeError:  # the reader went away (`gpen doctor | head`): nothing left to tell anyone
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush cannot fail again
+        return 1
+    # ModelLoadError, ImageFileError and the detectors' errors are ValueErrors, DownloadError a RuntimeError.
+    except (CliError, ValueError, OSError, ImportError, RuntimeError) as exc:
+        close_all()
+        print(f"gpen {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 1
     except Exception as exc:  # a bug of ours: still one line; GPEN_DEBUG=1 shows where
+        close_all()
         if os.environ.get("GPEN_DEBUG"):
             raise
         message = " ".join(str(exc).split())
         print(f"gpen {args.command}: error: unexpected {type(exc).__name__}: {message} "
               "(set GPEN_DEBUG=1 for the traceback, and please report it)", file=sys.stderr)
         return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        # The system's words and the file, without Python's "[Errno 13]" in front.
+        files = [str(name) for name in (exc.filename, exc.filename2) if name is not None]
+        return exc.strerror + (f": {' -> '.join(files)}" if files else "")
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 if __name__ == "__main__":

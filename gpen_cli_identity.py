@@ -10,8 +10,6 @@ order restored; "identity" is null without --recognizer. Nothing heavy is import
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -22,21 +20,21 @@ def add_arguments(parser) -> None:
     parser.add_argument("--recognizer", metavar="ARCFACE.onnx",
                         help="ArcFace recognition model (w600k_r50.onnx of insightface's buffalo_l pack, "
                              "glintr100.onnx of antelopev2; non-commercial): scores how much of each face's "
-                             "identity the restoration kept")
+                             "identity the restoration kept (default: none, no scores)")
     parser.add_argument("--min-identity", type=float, default=0.0, metavar="X",
-                        help="identity guard, 0-1 (0 = off): a face scoring below X is pasted at a lower "
-                             "strength until it reaches X; needs --recognizer")
+                        help="identity guard, 0-1: a face scoring below X is pasted at a lower strength until it "
+                             "reaches X; needs --recognizer (default: %(default)s, off)")
     parser.add_argument("--reference", action="append", default=[], metavar="FACE_IMAGE",
                         help="restore only faces of this person (the largest face of the photo); repeatable; "
-                             "needs --recognizer")
+                             "needs --recognizer (default: every face selected)")
     parser.add_argument("--reference-threshold", type=float, default=DEFAULT_REFERENCE_THRESHOLD, metavar="T",
-                        help="similarity, 0-1, a face needs to a reference face "
-                             f"(default {DEFAULT_REFERENCE_THRESHOLD})")
+                        help="similarity, 0-1, a face needs to a reference face (default: %(default)s)")
     parser.add_argument("--report", metavar="REPORT.json",
-                        help="write what was done to every face (box, score, identity, strength) as JSON")
+                        help="write what was done to every face (box, score, identity, strength) as JSON "
+                             "(default: none)")
 
 
-def identity_check(args, detector, read_image: Callable[[Path], object]):
+def identity_check(args, detector, warn: Callable[[str], None] | None = None):
     """The IdentityCheck the options ask for, or None without --recognizer."""
     if not args.recognizer:
         if args.min_identity or args.reference:
@@ -44,12 +42,13 @@ def identity_check(args, detector, read_image: Callable[[Path], object]):
                              "(w600k_r50.onnx of insightface's buffalo_l pack)")
         return None
     from gpen_pipeline.identity import IdentityCheck, load_recognizer, reference_embeddings
+    from gpen_pipeline.image_files import detection_view, read_pixels
 
     recognizer = load_recognizer(args.recognizer, device=None if args.device == "auto" else args.device)
     references = None
     if args.reference:
-        references = reference_embeddings(recognizer, detector, [read_image(Path(p)) for p in args.reference],
-                                          args.threshold, names=args.reference)
+        photos = [detection_view(read_pixels(Path(p), warn).pixels) for p in args.reference]
+        references = reference_embeddings(recognizer, detector, photos, args.threshold, names=args.reference)
     return IdentityCheck(recognizer, min_identity=args.min_identity, references=references,
                          reference_threshold=args.reference_threshold)
 
@@ -62,8 +61,8 @@ def guard_notes(result) -> list[str]:
 
 
 class Report:
-    """The --report file: filled image by image, written once at the end through a temporary name
-    and a rename, so a reader never sees half a report."""
+    """The --report file: filled image by image, written once at the end through the pack's one
+    writer (a temporary name renamed into place), so a reader never sees half a report."""
 
     def __init__(self, path: str | None, pairs: Sequence[tuple[Path, Path]]):
         self.path = Path(path) if path else None
@@ -81,26 +80,6 @@ class Report:
     def write(self) -> None:
         if self.path is None:
             return
-        write_text_atomically(self.path, json.dumps({"images": self.images}, indent=1) + "\n")
+        from gpen_arch.files import write_bytes
 
-
-def write_text_atomically(path: Path, text: str) -> None:
-    """`text` into `path` by way of a temporary file in the same folder, renamed over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(temporary, 0o666 & ~_umask())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+        write_bytes(self.path, (json.dumps({"images": self.images}, indent=1) + "\n").encode("utf-8"))

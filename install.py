@@ -11,10 +11,9 @@
    GPEN_AUTO_DOWNLOAD=1), downloads GPEN-BFR-512.pth there; otherwise it prints
    what to download, from where, and where to put it.
 
-Only the standard library is imported here (plus packaging/tqdm when present), so
-it runs before torch exists; torch only reads a model file that has no published
-hash, to check it. Exit status: 0 on success or when offline; 1 when a required
-package could not be installed or a download was refused as corrupt.
+Only the standard library (plus packaging/tqdm when present) is imported: it runs before torch
+exists (torch only checks a model file that has no published hash). Exit status: 0 on success or when no download was asked for; 1 when a required package could
+not be installed or an asked-for download did not complete; 2 for a model not in the catalogue.
 """
 from __future__ import annotations
 
@@ -290,14 +289,18 @@ def _progress_bar(name: str):
     return update_plain, lambda: None
 
 
-def print_download_hint(models: Iterable, models_dir: Path, url_base: Optional[str], resolve_url) -> None:
+def print_download_hint(models: Iterable, models_dir: Path, url_base: Optional[str], resolve_url,
+                        failed: bool = False) -> None:
     for model in models:
         size = f" ({model.size_bytes / 1e6:.0f} MB)" if model.size_bytes else ""
         say(f"model {model.name}{size} is not downloaded.")
         say(f"  get it from: {resolve_url(model, url_base)}")
         say(f"  and put it in: {models_dir}")
         say(f"  licence: {model.licence_note}")
-    say(f"or run: {Path(sys.executable).name} install.py --download  (from {PACK_DIR})")
+    command = f"{sys.executable} {PACK_DIR / 'install.py'} --download"
+    # After a failed download the same command helps only once the server answers.
+    hosts = " and ".join(dict.fromkeys(resolve_url(m, url_base).split("/")[2] for m in models))
+    say(f"or run '{command}' again once {hosts} can be reached from this machine." if failed else f"or run: {command}")
 
 
 def handle_models(args: argparse.Namespace) -> int:
@@ -335,11 +338,9 @@ def handle_models(args: argparse.Namespace) -> int:
             )
         except download.DownloadError as exc:
             close()
-            if exc.network:
-                say(f"offline? {exc}")
-                print_download_hint([model], models_dir, args.url_base, download.resolve_url)
-                continue
             say(f"ERROR: {exc}")
+            if exc.network:
+                print_download_hint([model], models_dir, args.url_base, download.resolve_url, failed=True)
             status = 1
             continue
         except KeyboardInterrupt:

@@ -131,7 +131,10 @@ def _corrupt(path: Path, exc: BaseException, label: str) -> ModelLoadError:
 
 def _reason(exc: BaseException) -> str:
     # torch's weights-only refusal is a paragraph about its own defaults; the user needs none of it.
-    if isinstance(exc, pickle.UnpicklingError) and "weights only load failed" in str(exc).lower():
+    # Bytes that are no pickle at all make its unpickler fail on a lookup: a KeyError of the byte's
+    # value ("105") or an IndexError ("pop from empty list"), which mean nothing to the user either.
+    if (isinstance(exc, pickle.UnpicklingError) and "weights only load failed" in str(exc).lower()) \
+            or isinstance(exc, (KeyError, IndexError)):
         return "not a PyTorch or safetensors weights file"
     return _first_line(exc)
 

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -11,6 +9,7 @@ import torch
 
 from .checkpoint import read_weights
 from .config import GPENConfig, infer_config, task_hint
+from .files import write_bytes
 from .loader import checked_config
 from .model import PRECISIONS, GPENModel
 from .network import GPEN
@@ -56,7 +55,7 @@ def describe(path: str | Path) -> ModelInfo:
 
 def save_safetensors(model: GPENModel | GPEN, path: str | Path, half: bool = False) -> Path:
     """Write a torch GPEN (loaded, or the module) as .safetensors, optionally in fp16; atomic."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     network = model.network if isinstance(model, GPENModel) else model
     if not isinstance(network, GPEN):
@@ -65,13 +64,8 @@ def save_safetensors(model: GPENModel | GPEN, path: str | Path, half: bool = Fal
     target = torch.float16 if half else torch.float32
     tensors = {k: v.detach().to("cpu", target).contiguous() for k, v in sd.items()}
     config = infer_config(tensors)
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(suffix=".safetensors", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"format": "pt", "gpen_config": json.dumps(config.to_dict())})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    # Serialised here and written by write_bytes: safetensors' own writer reports a full disk as an
+    # opaque SafetensorError, ours says so in words and keeps the previous file.
+    data = save(tensors, metadata={"format": "pt", "gpen_config": json.dumps(config.to_dict())})
+    del tensors
+    return write_bytes(path, data)

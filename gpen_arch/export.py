@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -11,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .files import replacing
 from .model import GPENModel
 from .onnx_model import CONFIG_KEY
 
@@ -61,9 +60,7 @@ def export_onnx(model: GPENModel | nn.Module, path: str | Path) -> Path:
     path = Path(path)
     x = torch.zeros(1, 3, model.size, model.size, dtype=torch.float32)
     model = model.float().eval()
-    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=path.parent)
-    os.close(fd)
-    try:
+    with replacing(path) as tmp:
         # The tracer warns about every channel count made constant; they are constant by design.
         with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -78,8 +75,4 @@ def export_onnx(model: GPENModel | nn.Module, path: str | Path) -> Path:
         entry = graph.metadata_props.add()
         entry.key, entry.value = CONFIG_KEY, json.dumps(model.config.to_dict())
         onnx.save(graph, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path

@@ -26,9 +26,10 @@ _FIR = (1.0, 3.0, 3.0, 1.0)
 
 
 def _fir_kernel(gain: float) -> torch.Tensor:
-    k = torch.tensor(_FIR, dtype=torch.float32)
-    k = k[:, None] * k[None, :]
-    return k / k.sum() * gain
+    # Made from Python numbers (all exact in float32): tensor arithmetic on the meta device would
+    # import torch's compiler.
+    total = sum(_FIR) ** 2
+    return torch.tensor([[a * b / total * gain for b in _FIR] for a in _FIR], dtype=torch.float32)
 
 
 def wide(x: torch.Tensor) -> torch.Tensor:
@@ -49,11 +50,14 @@ class PixelNorm(nn.Module):
 class EqualLinear(nn.Module):
     def __init__(self, in_dim: int, out_dim: int, lr_mul: float = 1.0, activate: bool = False, bias_init: float = 0.0):
         super().__init__()
-        self.weight = nn.Parameter(torch.randn(out_dim, in_dim) / lr_mul)
+        self.weight = nn.Parameter(torch.empty(out_dim, in_dim))
         self.bias = nn.Parameter(torch.full((out_dim,), float(bias_init)))
         self.scale = lr_mul / math.sqrt(in_dim)
         self.lr_mul = lr_mul
         self.activate = activate
+
+    def reset_parameters(self) -> None:
+        self.weight.normal_().div_(self.lr_mul)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.linear(x, self.weight.to(x.dtype) * self.scale)
@@ -102,9 +106,12 @@ class EqualConv2d(nn.Module):
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1):
         super().__init__()
-        self.weight = nn.Parameter(torch.randn(out_ch, in_ch, kernel, kernel))
+        self.weight = nn.Parameter(torch.empty(out_ch, in_ch, kernel, kernel))
         self.scale = 1 / math.sqrt(in_ch * kernel * kernel)
         self.stride = stride  # unpadded: a downsampling layer's blur pads its input
+
+    def reset_parameters(self) -> None:
+        self.weight.normal_()
 
 
 class FusedLeakyReLU(nn.Module):
@@ -156,7 +163,7 @@ class ModulatedConv2d(nn.Module):
     def __init__(self, in_ch: int, out_ch: int, kernel: int, style_dim: int, demodulate: bool = True,
                  upsample: bool = False):
         super().__init__()
-        self.weight = nn.Parameter(torch.randn(1, out_ch, in_ch, kernel, kernel))
+        self.weight = nn.Parameter(torch.empty(1, out_ch, in_ch, kernel, kernel))
         if upsample:
             # Registered before `modulation` so the state_dict order matches the releases.
             self.blur = Blur(1, gain=4.0)
@@ -165,6 +172,9 @@ class ModulatedConv2d(nn.Module):
         self.padding = kernel // 2
         self.demodulate = demodulate
         self.upsample = upsample
+
+    def reset_parameters(self) -> None:
+        self.weight.normal_()
 
     @property
     def kernel(self) -> torch.Tensor:
@@ -334,7 +344,10 @@ class ToRGB(nn.Module):
 class ConstantInput(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
-        self.input = nn.Parameter(torch.randn(1, channels, 4, 4))
+        self.input = nn.Parameter(torch.empty(1, channels, 4, 4))
+
+    def reset_parameters(self) -> None:
+        self.input.normal_()
 
     def forward(self, batch: int, dtype: torch.dtype) -> torch.Tensor:
         return self.input.to(dtype).expand(batch, -1, -1, -1).contiguous(memory_format=torch.channels_last)

@@ -1,6 +1,8 @@
 """`load_model`: one entry point for every GPEN file we accept."""
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 from typing import Mapping
 
@@ -30,7 +32,7 @@ def resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype:
 def expected_layout(cfg: GPENConfig) -> dict[str, tuple[int, ...]]:
     """Ordered name -> shape of every tensor a GPEN of this config stores."""
     with torch.device("meta"):
-        model = GPEN(cfg)
+        model = GPEN(cfg, random_init=False)
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
@@ -61,10 +63,16 @@ def checked_config(sd: Mapping[str, torch.Tensor], name: str = "state_dict") -> 
     except ModelLoadError as exc:
         raise ModelLoadError(f"{name} is not a usable GPEN model: {exc}") from None
     check_layout(sd, cfg, name)
-    bad = [k for k, v in sd.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    bad = [k for k, v in sd.items() if v.is_floating_point() and not _all_finite(v)]
     if bad:
         raise ModelLoadError(f"{name} has NaN or infinite weights (in {', '.join(bad[:_SHOWN])}); get the file again.")
     return cfg
+
+
+def _all_finite(tensor: torch.Tensor) -> bool:
+    # A finite sum means every value is finite (NaN and infinity carry through a sum), and the sum needs no
+    # tensor-sized temporary as isfinite() does; only a sum that overflows on large values is checked again.
+    return math.isfinite(float(tensor.sum())) or bool(torch.isfinite(tensor).all())
 
 
 def build_model(sd: Mapping[str, torch.Tensor], device=None, dtype=None, name: str = "state_dict") -> GPEN:
@@ -72,7 +80,7 @@ def build_model(sd: Mapping[str, torch.Tensor], device=None, dtype=None, name: s
     cfg = checked_config(sd, name)
     dtype = resolve_dtype(dtype)
     with torch.device("meta"):
-        model = GPEN(cfg)
+        model = GPEN(cfg, random_init=False)
     model.load_state_dict({k: v.to(dtype) for k, v in sd.items()}, strict=True, assign=True)
     model.requires_grad_(False).eval()
     return model.to(device or "cpu")

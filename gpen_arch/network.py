@@ -68,7 +68,10 @@ class StyleDecoder(nn.Module):
 class GPEN(nn.Module):
     """GPEN `FullGenerator`: (B, 3, S, S) RGB in [-1, 1] -> restored (B, 3, S, S), unclamped."""
 
-    def __init__(self, cfg: GPENConfig):
+    def __init__(self, cfg: GPENConfig, random_init: bool = True):
+        """random_init: the official random weights (what tests and benchmarks run). A network that
+        is about to receive a file's weights skips it: drawn on the meta device, where the loader
+        builds, it would cost most of a cold start."""
         super().__init__()
         self.config = cfg
         self.size = cfg.size
@@ -80,6 +83,11 @@ class GPEN(nn.Module):
             res = cfg.size // 2 ** i
             setattr(self, f"ecd{i}", nn.Sequential(ConvLayer(cfg.channels(res * 2), cfg.channels(res), downsample=True)))
         self.final_linear = nn.Sequential(EqualLinear(cfg.channels(4) * 16, cfg.style_dim, activate=True))
+        if random_init:
+            with torch.no_grad():
+                for module in self.modules():
+                    if module is not self and hasattr(module, "reset_parameters"):
+                        module.reset_parameters()
 
     # On a CPU in float32 without autograd, the forward keeps its activations in one
     # workspace that it reuses (cpu_forward.WorkspaceRunner); False on an instance runs the

@@ -150,10 +150,10 @@ def match_color(restored: torch.Tensor, reference: torch.Tensor, weight: torch.T
     Per channel, the restored face keeps its detail (its own high frequencies)
     and takes the reference's blurred colour: out = R + blur(O) - blur(R),
     blurred with sigma S * `sigma_fraction`. `weight` (SxS, [0,1]) says which
-    reference pixels are real (a crop cut by the image border is black
-    outside it): the blurs are normalised by it so the black does not leak
-    in, and where no real pixel is near, the face is left as it is. Returns
-    whole grey levels, clipped to 0..255.
+    pixels to judge the colour on (the skin; and a crop cut by the image
+    border is black outside it): the blurs are normalised by it so nothing
+    else leaks in, and where no weighted pixel is near, the face takes their
+    mean shift. Returns whole grey levels, clipped to 0..255.
     """
     if restored.ndim != 3 or restored.shape[0] != 3 or reference.shape != restored.shape:
         raise ValueError(f"restored and reference must both be (3,S,S), got {tuple(restored.shape)} "
@@ -167,5 +167,6 @@ def match_color(restored: torch.Tensor, reference: torch.Tensor, weight: torch.T
         blurred = gaussian_blur(torch.cat([(reference - restored) * weight, weight]), sigma)
         shift, density = blurred[:3], blurred[3:]
         trust = (density * 4.0).clamp_(0.0, 1.0)
-        out = restored + shift / density.clamp_min(1e-6) * trust
+        overall = ((reference - restored) * weight).sum((1, 2), keepdim=True) / weight.sum().clamp_min(1e-6)
+        out = restored + torch.lerp(overall, shift / density.clamp_min(1e-6), trust)
     return out.round_().clamp_(0.0, 255.0)

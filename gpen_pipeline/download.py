@@ -281,14 +281,16 @@ def _cancelled(model: ModelFile, dest: Path) -> DownloadCancelled:
 
 def _broken(model: ModelFile, url: str, dest: Path, part: Path, timeout: float, exc: BaseException) -> DownloadError:
     if isinstance(exc, urllib.error.URLError):
-        return _fail(model, url, dest, f"cannot reach the server ({exc.reason})", network=True)
+        # The system's words ("Name or service not known"), without Python's "[Errno -2]" in front.
+        reason = getattr(exc.reason, "strerror", None) or exc.reason
+        return _fail(model, url, dest, f"cannot reach the server ({reason})", network=True)
     if isinstance(exc, TimeoutError):
         return _fail(model, url, dest, f"no data for {timeout:g} s (timed out)", network=True)
     if isinstance(exc, OSError) and (exc.filename is not None or exc.errno in _DISK_ERRNOS):
         return _fail(model, url, dest, f"cannot write {part} ({exc.strerror or exc})")
     if isinstance(exc, OSError):
-        return _fail(model, url, dest, f"the transfer broke off ({exc!r})", network=True)
-    return _fail(model, url, dest, f"the server sent a malformed response ({exc!r})", network=True)
+        return _fail(model, url, dest, f"the transfer broke off ({exc.strerror or type(exc).__name__})", network=True)
+    return _fail(model, url, dest, f"the server sent a malformed response ({type(exc).__name__})", network=True)
 
 
 def _content_length(response: http.client.HTTPResponse) -> Optional[int]:

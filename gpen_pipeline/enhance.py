@@ -17,7 +17,7 @@ from gpen_arch import GPENModel
 
 from .color import check_image
 from .detection import Detector
-from .face import AlignedFace, PastedFace, RestoredFace
+from .face import AlignedFace, Face, PastedFace, RestoredFace
 from .identity import IdentityCheck, matching_faces, paste_with_identity
 from .options import FACES_HELD, EnhanceOptions
 from .parsing import FaceParser
@@ -42,11 +42,13 @@ class EnhanceResult:
         return tuple(face.restored_u8() for face in self.restored)
 
 
-def enhance_images(images: Sequence[Image], model: GPENModel, detector: Detector, options: EnhanceOptions = EnhanceOptions(),
-                   parser: FaceParser | None = None, inpaint_masks: Sequence[Image] | None = None,
-                   targets: Sequence[Image] | None = None, region_masks: Sequence[Image | None] | None = None,
+def enhance_images(images: Sequence[Image], model: GPENModel, detector: Detector | None,
+                   options: EnhanceOptions = EnhanceOptions(), parser: FaceParser | None = None,
+                   inpaint_masks: Sequence[Image] | None = None, targets: Sequence[Image] | None = None,
+                   region_masks: Sequence[Image | None] | None = None,
                    progress: Callable[[int, int], None] | None = None,
                    check_interrupt: Callable[[], None] | None = None,
+                   faces: Sequence[Sequence[Face]] | None = None,
                    identity: IdentityCheck | None = None) -> list[EnhanceResult]:
     """Restore every selected face of every image.
 
@@ -57,6 +59,8 @@ def enhance_images(images: Sequence[Image], model: GPENModel, detector: Detector
     where faces are pasted, one (or None) per image. progress(done, total) counts
     steps (each image's detection, each face restored, each image pasted);
     check_interrupt() before each image and each chunk of faces may raise to stop.
+    faces: per image, the faces to restore (already selected, in its pixels) instead of
+    detecting and selecting them; `detector` is then not used (regions.py).
     identity: scores each pasted face, guards the scores and restores only faces like its references
     (identity.py); without it the faces are pasted at the strength asked and unscored.
     """
@@ -65,6 +69,10 @@ def enhance_images(images: Sequence[Image], model: GPENModel, detector: Detector
         raise ValueError(f"{len(region_masks)} region masks for {len(images)} images")
     if options.task == "inpaint" and (inpaint_masks is None or len(inpaint_masks) != len(images)):
         raise ValueError("task 'inpaint' needs one damage mask per image")
+    if faces is not None and len(faces) != len(images):
+        raise ValueError(f"{len(faces)} face lists for {len(images)} images")
+    if faces is None and detector is None:
+        raise ValueError("enhance_images needs a face detector, or the faces of every image")
     if options.paste.mask_mode == "parse" and parser is None:
         raise ValueError("mask mode 'parse' needs a face parser (parsing_parsenet.pth or parsing_bisenet.pth)")
 
@@ -79,11 +87,13 @@ def enhance_images(images: Sequence[Image], model: GPENModel, detector: Detector
 
     found: list[list[AlignedFace]] = []
     notes: list[list[str]] = []
-    for image in images:
+    for index, image in enumerate(images):
         if check_interrupt is not None:
             check_interrupt()
-        faces = matching_faces(identity, image, find_faces(image, detector, options.select).selected)
-        aligned, image_notes = align_faces(image, faces, model.size, options.template)
+        # Faces given are already selected (by reference too: file_restore.py selects on the whole image).
+        chosen = (matching_faces(identity, image, find_faces(image, detector, options.select).selected)
+                  if faces is None else faces[index])
+        aligned, image_notes = align_faces(image, chosen, model.size, options.template)
         if options.paste.mask_mode == "official" and parser is None and aligned:
             image_notes.append("no face parser found: pasted with GPEN's rectangle mask")
         found.append(aligned)
@@ -98,17 +108,17 @@ def enhance_images(images: Sequence[Image], model: GPENModel, detector: Detector
         # goes first. Rebuilding it on the next call costs well under 1 % of this many faces.
         model.release_workspace()
     results = []
-    for index, faces in enumerate(restored):
+    for index, image_faces in enumerate(restored):
         if check_interrupt is not None:
             check_interrupt()
         target = images[index] if targets is None else targets[index]
-        if faces:
-            pasted, how = paste_with_identity(target, faces, options.paste, parser,
+        if image_faces:
+            pasted, how = paste_with_identity(target, image_faces, options.paste, parser,
                                               None if region_masks is None else region_masks[index], identity)
             image, mask = _like(pasted.image, target), _like(pasted.mask, target)
         else:  # no face: the very same target and an empty mask
             image, mask, how = target, _like(torch.zeros(target.shape[:2], dtype=torch.float32), target), ()
-        results.append(EnhanceResult(image, mask, tuple(faces), tuple(notes[index]), how))
+        results.append(EnhanceResult(image, mask, tuple(image_faces), tuple(notes[index]), how))
         advance(1)
     return results
 

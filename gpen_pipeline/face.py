@@ -43,6 +43,14 @@ class Face:
             landmarks=(self.landmarks * factor).astype(np.float32),
         )
 
+    def moved(self, dx: float, dy: float) -> "Face":
+        """The same face in a region of the image whose top-left corner is at (dx, dy)."""
+        return replace(
+            self,
+            box=(self.box[0] - dx, self.box[1] - dy, self.box[2] - dx, self.box[3] - dy),
+            landmarks=(self.landmarks - np.array([dx, dy], np.float32)).astype(np.float32),
+        )
+
     def to_json(self) -> dict:
         return {
             "box": [round(float(v), 2) for v in self.box],

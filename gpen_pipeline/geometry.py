@@ -97,6 +97,12 @@ def face_box(face: AlignedFace, crop_size: int, target_hw: tuple[int, int]) -> t
     return roi, inverse - np.array([[0, 0, roi.x0], [0, 0, roi.y0]], dtype=np.float64)
 
 
+def face_size_in(face: AlignedFace, target_hw: tuple[int, int]) -> float:
+    """The face's box size (its larger side) as it lands in the target, in pixels."""
+    h_s, w_s = face.image_size or target_hw
+    return max(face.face.width * target_hw[1] / w_s, face.face.height * target_hw[0] / h_s)
+
+
 def is_small_in_target(face: AlignedFace, target_hw: tuple[int, int]) -> bool:
     """Whether the official recipe smooths this face: judged on its box as it lands in the target."""
     h_s, w_s = face.image_size or target_hw

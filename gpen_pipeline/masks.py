@@ -13,9 +13,8 @@ import cv2
 import numpy as np
 
 from .color import check_crop
-
-# How a face's paste mask is made (see paste_masks).
-MASK_MODES = ("official", "parse", "box")
+from .face import AlignedFace
+from .names import MASK_MODES
 
 # The official recipe is defined on a 512x512 parse map.
 OFFICIAL_SIZE = 512
@@ -141,6 +140,22 @@ def soft_parse_mask(parse_mask: np.ndarray, size: int, feather: float | None = N
         mask = cv2.GaussianBlur(mask, (0, 0), max(width_px / 4.0, 0.3))
     window = edge_window(OFFICIAL_SIZE, 2.0, max(width_px, float(OFFICIAL_BORDER_PX)))
     return _to_square(mask * window, size)
+
+
+def skin_weight(aligned: AlignedFace, size: int) -> np.ndarray:
+    """SxS float32 weights over the crop, 1 on an ellipse of skin around the nose (cheeks, forehead,
+    chin; from the face's own landmarks), fading to 0 at its edge: where a face's colour is judged."""
+    scale = size / aligned.size
+    points = (np.c_[aligned.face.landmarks, np.ones(5)] @ aligned.affine.T) * scale + 0.5 * (scale - 1.0)
+    eyes, nose, mouth = points[:2].mean(0), points[2], points[3:].mean(0)
+    across = points[1] - points[0]
+    half_width = 0.95 * np.linalg.norm(across)
+    half_height = 1.25 * np.linalg.norm(mouth - eyes)
+    u = across / max(np.linalg.norm(across), 1e-6)
+    grid = np.stack(np.meshgrid(np.arange(size, dtype=np.float32), np.arange(size, dtype=np.float32)), -1) - nose
+    along, down = grid @ u, grid @ np.array([-u[1], u[0]])
+    radius = np.sqrt((along / half_width) ** 2 + (down / half_height) ** 2)
+    return _smoothstep((1.0 - radius) / 0.2).astype(np.float32)
 
 
 def is_small_face(box_w: float, box_h: float) -> bool:

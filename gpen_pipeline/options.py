@@ -7,14 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .masks import MASK_MODES
-from .parsing import PARSE_REGIONS
-from .paste import KEEP_GRAY
+from .names import BLENDS, COLORIZE_MODES, KEEP_GRAY, MASK_MODES, PARSE_REGIONS
 from .selection import LARGEST, ORDERS, parse_indices
 
 TASKS = ("restore", "colorize", "inpaint")
-# Colorize: keep the photo's luminance (the default), or the official script's output at the model's size.
-COLORIZE_MODES = ("keep-luminance", "official")
 TEMPLATES = ("gpen", "ffhq")
 # Faces cut, restored and held at once: bounds memory on long frame batches.
 FACES_HELD = 16
@@ -55,9 +51,12 @@ class PasteOptions:
     color_match: bool = False
     keep_gray: str = "auto"
     regions: tuple[str, ...] = PARSE_REGIONS  # face-parser regions of the "parse" mask
+    blend: str = "feather"  # see blend.BLENDS
+    grain: bool = False  # give the faces the photo's grain
 
     def __post_init__(self):
         _choice("mask mode", self.mask_mode, MASK_MODES)
+        _choice("blend", self.blend, BLENDS)
         _choice("keep_gray", self.keep_gray, KEEP_GRAY)
         if not 0.0 <= float(self.strength) <= 1.0:
             raise ValueError(f"strength must be within [0, 1], got {self.strength}")

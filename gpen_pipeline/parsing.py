@@ -16,6 +16,8 @@ import torch
 from gpen_arch.checkpoint import read_weights
 
 from .color import check_crop
+from .names import PARSE_REGIONS
+from .names import REGION_CLASSES as _REGION_CLASSES
 
 PARSER_KINDS = ("parsenet", "bisenet")
 WEIGHT_FILES = {"parsenet": "parsing_parsenet.pth", "bisenet": "parsing_bisenet.pth"}
@@ -28,22 +30,6 @@ _CLASSES = {
     "bisenet": ("background", "skin", "l_brow", "r_brow", "l_eye", "r_eye", "eye_g", "l_ear", "r_ear",
                 "ear_r", "nose", "mouth", "u_lip", "l_lip", "neck", "neck_l", "cloth", "hair", "hat"),
 }
-
-# User-facing regions -> classes. All of them together is GPEN's own choice
-# (everything but background, hat and cloth).
-_REGION_CLASSES = {
-    "skin": ("skin",),
-    "brows": ("l_brow", "r_brow"),
-    "eyes": ("l_eye", "r_eye"),
-    "nose": ("nose",),
-    "mouth": ("mouth",),
-    "lips": ("u_lip", "l_lip"),
-    "hair": ("hair",),
-    "ears": ("l_ear", "r_ear", "ear_r"),
-    "neck": ("neck", "neck_l"),
-    "glasses": ("eye_g",),
-}
-PARSE_REGIONS = tuple(_REGION_CLASSES)
 
 # Input normalisation (mean, std) each network was trained with, RGB in [0,1].
 _NORMALISATION = {

@@ -25,12 +25,12 @@ from .align import invert_affine
 from .color import is_grayscale, luma, match_color
 from .cut import check_image_tensor, cut_crops, sample, sampling_grid
 from .face import AlignedFace
-from .geometry import Roi, crop_to_target, face_box, inside_source, is_small_in_target
-from .masks import MASK_MODES
+from .blend import BLENDS, add_grain, mix
+from .geometry import Roi, crop_to_target, face_box, face_size_in, inside_source, is_small_in_target
+from .masks import skin_weight
+from .names import KEEP_GRAY, MASK_MODES
 
 __all__ = ["KEEP_GRAY", "MASK_MODES", "PasteResult", "paste_faces", "pastes_gray"]
-
-KEEP_GRAY = ("auto", "on", "off")
 
 @dataclass(frozen=True)
 class PasteResult:
@@ -49,7 +49,7 @@ def paste_faces(image: torch.Tensor, faces: Sequence[AlignedFace], crops: torch.
                 *, mode: str = "official", strength: float | Sequence[float] = 1.0,
                 originals: torch.Tensor | None = None,
                 keep_gray: bool = False, color_match: bool = False,
-                region_mask: torch.Tensor | None = None) -> PasteResult:
+                region_mask: torch.Tensor | None = None, blend: str = "feather", grain: bool = False) -> PasteResult:
     """Blend restored crops back into `image`, on its device.
 
     image: HxWx3/4 tensor, uint8 or float32 in [0,1]; it may be a resized
@@ -71,10 +71,14 @@ def paste_faces(image: torch.Tensor, faces: Sequence[AlignedFace], crops: torch.
     keep_gray: re-grey the pasted faces (see pastes_gray for "auto").
     region_mask: HxW weights (float [0,1], uint8 or bool) limiting where
       faces go.
+    blend: "feather" or "multiband" (blend.py).
+    grain: give each face the photo's grain, as measured just outside its mask.
     Returns a new image (pixels under a zero mask bit-identical to the input,
     alpha untouched) and the HxW float32 blend weight used.
     """
     _check_args(image, faces, crops, crop_masks, mode, strength, originals, keep_gray, region_mask)
+    if blend not in BLENDS:
+        raise ValueError(f"unknown blend {blend!r}; choose one of {', '.join(BLENDS)}")
     h, w = image.shape[:2]
     device = image.device
     full_mask = torch.zeros((h, w), dtype=torch.float32, device=device)
@@ -97,16 +101,20 @@ def paste_faces(image: torch.Tensor, faces: Sequence[AlignedFace], crops: torch.
                      None if originals is None else originals[index], mode, strengths[index] if crop_blend else 1.0,
                      color_match)
         face_mask, face_px = _warp_face(image, faces[index], planes, crop_to_roi, roi, mode)
+        if grain:
+            face_px = add_grain(face_px, _float_planes(image[roi.slices]), face_mask, seed=index * 7919 + roi.x0,
+                                scale=255.0 if image.dtype == torch.uint8 else 1.0)
         if not crop_blend and strengths[index] != 1.0:
             face_mask = face_mask * strengths[index]  # before faces meet, so each keeps its own strength
         return face_mask, face_px
 
-    def blend(box: Roi, face_px: torch.Tensor, face_mask: torch.Tensor, higher: torch.Tensor | None) -> None:
+    def put(box: Roi, face_px: torch.Tensor, face_mask: torch.Tensor, higher: torch.Tensor | None,
+            size_px: float) -> None:
         weight = _in_region(face_mask, region, box)
         if higher is None and any(box.overlaps(other) for other in pasted):
             higher = face_mask > 0  # pixels of the box an earlier face may have written keep its value
         _blend(out[box.slices], image[box.slices], face_px, weight,
-               None if higher is None else higher & (weight > 0), keep_gray)
+               None if higher is None else higher & (weight > 0), keep_gray, blend, size_px)
 
     # None: the face misses the target, or is pasted at strength 0.
     placed = [face_box(face, size, (h, w)) if strengths[i] > 0 else None for i, face in enumerate(faces)]
@@ -119,7 +127,7 @@ def paste_faces(image: torch.Tensor, faces: Sequence[AlignedFace], crops: torch.
             if any(roi.overlaps(other) for other in pasted):
                 higher = face_mask > sub_mask  # the official rule: the higher mask wins, the first on ties
             torch.maximum(sub_mask, face_mask, out=sub_mask)
-            blend(roi, face_px, face_mask, higher)
+            put(roi, face_px, face_mask, higher, face_size_in(faces[group[0]], (h, w)))
             pasted.append(roi)
             continue
         # Faces whose boxes overlap: mixed by their mask weights, so no seam runs where their masks cross.
@@ -136,7 +144,7 @@ def paste_faces(image: torch.Tensor, faces: Sequence[AlignedFace], crops: torch.
         mixed.div_(total.clamp_min(1e-12))
         sub_mask = full_mask[box.slices]
         torch.maximum(sub_mask, top, out=sub_mask)
-        blend(box, mixed, top, None)
+        put(box, mixed, top, None, max(face_size_in(faces[i], (h, w)) for i in group))
         pasted.extend(placed[i][0] for i in group)
     if pasted:
         touched = functools.reduce(Roi.union, pasted)
@@ -198,8 +206,13 @@ def _fill_planes(planes: torch.Tensor, image: torch.Tensor, face: AlignedFace, c
     planes[3].copy_(crop_mask)
     reference = _reference_levels(image, face, size, original) if color_match or blend < 1.0 else None
     if color_match:
+        # Judged mostly on the skin, so hair and background pull it little; they still count a tenth,
+        # so that far from the skin the colour follows its own surroundings.
+        weight = 0.1 + 0.9 * skin_weight(face, size)
         inside = inside_source(face, size, target_hw)
-        levels.copy_(match_color(levels, reference, None if inside is None else torch.from_numpy(inside)))
+        if inside is not None:
+            weight = weight * inside
+        levels.copy_(match_color(levels, reference, torch.from_numpy(weight)))
     if mode == "official" and is_small_in_target(face, target_hw):
         _smooth_small_face(levels)
     if blend < 1.0:
@@ -301,9 +314,9 @@ def _without_surround(levels: torch.Tensor, inside: torch.Tensor, face_px: torch
 
 
 def _blend(out_box: torch.Tensor, image_box: torch.Tensor, face_px: torch.Tensor, weight: torch.Tensor,
-           write: torch.Tensor | None, keep_gray: bool) -> None:
-    """Write image*(1-weight) + face*weight into `out_box` where `write` is set (None: wherever weight > 0,
-    no earlier face being in the box), in float32.
+           write: torch.Tensor | None, keep_gray: bool, blend: str, face_size: float) -> None:
+    """Write image*(1-weight) + face*weight (blend.mix) into `out_box` where `write` is set (None: wherever
+    weight > 0, no earlier face being in the box), in float32.
 
     Blended from the input image, so a pixel that a later, higher face takes over is blended afresh.
     Worked on contiguous channel-first planes, so the (h,w) weight and write mask broadcast over them."""
@@ -314,9 +327,11 @@ def _blend(out_box: torch.Tensor, image_box: torch.Tensor, face_px: torch.Tensor
         # every face are not touched, invalid or not, so here only the weighted ones are written.
         write = weight > 0 if write is None else write
         torch.nan_to_num_(base, nan=0.0, posinf=1.0, neginf=0.0)
-    blended = torch.lerp(base, face, weight, out=base)  # a zero weight gives back the image's own value
+    blended = mix(base, face, weight, blend, face_size)
     if image_box.dtype == torch.uint8:
-        blended.round_()
+        blended.round_().clamp_(0.0, 255.0)  # bands and grain can overshoot; uint8 would wrap
+    elif blend != "feather" or face is not face_px:
+        blended.clamp_(0.0, 1.0)
     rgb = out_box[..., :3].permute(2, 0, 1)
     if write is not None:
         torch.where(write, blended, _float_planes(out_box), out=blended)

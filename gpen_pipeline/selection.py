@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import operator
 import re
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-from .face import Face
+if TYPE_CHECKING:  # annotations only: the command line's --help reads ORDERS without torch
+    from .face import Face
 
 ORDERS = ("left-right", "right-left", "top-bottom", "bottom-top", "large-small", "small-large", "score")
 LARGEST = "largest"

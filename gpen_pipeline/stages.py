@@ -146,7 +146,7 @@ def paste_back(image: Image, restored: Sequence[RestoredFace], options: PasteOpt
                        strength=strength,
                        originals=torch.stack([face.original for face in restored]),
                        keep_gray=pastes_gray(gray, pixels), color_match=options.color_match,
-                       region_mask=region_mask)
+                       region_mask=region_mask, blend=options.blend, grain=options.grain)
 
 
 def _host_array(image: Image) -> np.ndarray:

@@ -21,7 +21,7 @@ import comfy.utils
 import folder_paths
 
 import gpen_arch
-from gpen_pipeline import Face, RestoredFace
+from gpen_pipeline import DETECTOR_FOLDERS, RESTORER_FOLDERS, Face, RestoredFace
 
 from .file_cache import FileCache, file_identity
 
@@ -33,10 +33,6 @@ RESTORED_TYPE = "GPEN_RESTORED_FACES"
 
 LOG = logging.getLogger("GPEN")
 
-# Primary folder first; ReActor/facerestore_cf users keep GPEN-BFR-*.onnx/.pth in the second.
-RESTORER_FOLDERS = ("facerestore", "facerestore_models")
-# Detector and face-parser weights (facexlib files; insightface's model packs).
-DETECTOR_FOLDERS = ("facedetection", "insightface")
 # Files named after restorers this pack cannot run are not offered in the model list.
 FOREIGN_RESTORERS = ("gfpgan", "codeformer", "restoreformer")
 

@@ -9,7 +9,7 @@ from gpen_pipeline import (DEFAULT_DETECTOR, DETECTOR_NAMES, MASK_MODES, Enhance
 from . import common, face_helpers, identity_inputs, tensors
 from .detect_faces import DetectFaces
 from .load_model import LoadGPENModel
-from .paste_back import PasteBack, paste_options
+from .paste_back import BLEND_INPUTS, PasteBack, paste_options
 from .restore_faces import COLORIZE_INPUT, check_task
 
 
@@ -53,6 +53,7 @@ class FaceRestore:
             "optional": {
                 "region_mask": ("MASK", {"tooltip": _tooltip(PasteBack, "region_mask")}),
                 "colorize": COLORIZE_INPUT,
+                **BLEND_INPUTS,
                 "recognizer": identity_inputs.recognizer_input(),
                 "min_identity": identity_inputs.MIN_IDENTITY_INPUT,
                 "reference": identity_inputs.REFERENCE_INPUT,
@@ -70,14 +71,16 @@ class FaceRestore:
 
     def restore(self, image, model_name, strength=1.0, detector=DEFAULT_DETECTOR, threshold=0.5, max_faces=0,
                 mask_mode="official", color_match=False, device="auto", precision="auto", region_mask=None,
-                colorize=COLORIZE_INPUT[1]["default"], recognizer=identity_inputs.OFF, min_identity=0.0,
-                reference=None, reference_threshold=identity_inputs.DEFAULT_REFERENCE_THRESHOLD):
+                colorize=COLORIZE_INPUT[1]["default"], blend="feather", match_grain=False,
+                recognizer=identity_inputs.OFF, min_identity=0.0, reference=None,
+                reference_threshold=identity_inputs.DEFAULT_REFERENCE_THRESHOLD):
         tensors.check_image_batch(image)
         handle = common.load_gpen_model(common.require_model_path(model_name), device, precision)
         check_task(handle, None)
         options = EnhanceOptions(task=handle.model.task, colorize=colorize,
                                  select=SelectOptions(threshold=threshold, order="large-small", max_count=max_faces),
-                                 paste=paste_options(mask_mode, strength, color_match=color_match))
+                                 paste=paste_options(mask_mode, strength, color_match=color_match, blend=blend,
+                                                     match_grain=match_grain))
         batch = image.shape[0]
         masks = [tensors.mask_for_image(region_mask, i, image.shape[1:3], "region_mask") for i in range(batch)]
         parser = face_helpers.get_parser(required=mask_mode == "parse") if mask_mode != "box" else None

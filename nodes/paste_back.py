@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from gpen_pipeline import KEEP_GRAY, MASK_MODES, PasteOptions
+from gpen_pipeline import BLENDS, KEEP_GRAY, MASK_MODES, PasteOptions
 from gpen_pipeline.identity import IdentityCheck, paste_with_identity
 
 from . import common, face_helpers, identity_inputs, tensors
@@ -13,10 +13,26 @@ _OLD_KEEP_GRAY = {"yes": "on", "no": "off"}
 
 
 def paste_options(mask_mode: str = "official", strength: float = 1.0, feather: float = -1.0, grow: float = 0.0,
-                  color_match: bool = False, keep_gray: str = "auto") -> PasteOptions:
+                  color_match: bool = False, keep_gray: str = "auto", blend: str = "feather",
+                  match_grain: bool = False) -> PasteOptions:
     """The node inputs as the pipeline's options (feather -1: the mask mode's own)."""
     return PasteOptions(mask_mode=mask_mode, strength=strength, feather=None if feather < 0 else feather, grow=grow,
-                        color_match=color_match, keep_gray=_OLD_KEEP_GRAY.get(keep_gray, keep_gray))
+                        color_match=color_match, keep_gray=_OLD_KEEP_GRAY.get(keep_gray, keep_gray), blend=blend,
+                        grain=match_grain)
+
+
+# Appended as optional inputs, so workflows saved before them keep their widget order.
+BLEND_INPUTS = {
+    "blend": (list(BLENDS), {
+        "default": "feather",
+        "tooltip": "feather: one soft edge for everything. multiband: tone and colour fade over the whole "
+                   "soft edge, fine detail over a narrow strip in its middle (no half-transparent double "
+                   "texture)."}),
+    "match_grain": ("BOOLEAN", {
+        "default": False,
+        "tooltip": "Give each restored face the grain the photo has at that place, so a clean face does not "
+                   "look pasted onto a grainy or JPEG photo."}),
+}
 
 
 def paste_batch(image: torch.Tensor, restored: common.RestoredPerImage, options: PasteOptions = PasteOptions(),
@@ -86,8 +102,8 @@ class PasteBack:
                     "tooltip": "Grow (+) or shrink (-) the mask, in % of the face crop."}),
                 "color_match": ("BOOLEAN", {
                     "default": False,
-                    "tooltip": "Give each restored face the overall colour of the original face before "
-                               "blending (helps when the restorer shifts skin tone)."}),
+                    "tooltip": "Give each restored face the colour of the original face, judged on its skin "
+                               "(helps when the restorer shifts skin tone; not the official recipe)."}),
                 "keep_gray": (list(KEEP_GRAY), {
                     "default": "auto",
                     "tooltip": "auto: faces pasted into a black-and-white photo stay black-and-white "
@@ -96,6 +112,7 @@ class PasteBack:
             "optional": {
                 "region_mask": ("MASK", {
                     "tooltip": "Optional: faces are pasted only where this mask is white (same size as the image)."}),
+                **BLEND_INPUTS,
                 "recognizer": identity_inputs.recognizer_input(),
                 "min_identity": identity_inputs.MIN_IDENTITY_INPUT,
             },
@@ -109,9 +126,9 @@ class PasteBack:
         return True
 
     def paste(self, image, restored_faces, mask_mode="official", strength=1.0, feather=-1.0, grow=0.0,
-              color_match=False, keep_gray="auto", region_mask=None, recognizer=identity_inputs.OFF,
-              min_identity=0.0):
-        options = paste_options(mask_mode, strength, feather, grow, color_match, keep_gray)
+              color_match=False, keep_gray="auto", region_mask=None, blend="feather", match_grain=False,
+              recognizer=identity_inputs.OFF, min_identity=0.0):
+        options = paste_options(mask_mode, strength, feather, grow, color_match, keep_gray, blend, match_grain)
         identity = identity_inputs.identity_check(recognizer, min_identity)
         images, masks, pasted = paste_batch(image, restored_faces, options, region_mask, identity=identity)
         return {"ui": {"text": identity_inputs.identity_text(pasted)},

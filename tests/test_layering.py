@@ -5,6 +5,9 @@ they did themselves would be a second implementation beside the pipeline's."""
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -50,9 +53,24 @@ def test_nodes_do_no_pixel_work_of_their_own(path):
                 f"{path.name}:{line} imports {module}: nodes call gpen_pipeline's public stages only"
 
 
-@pytest.mark.parametrize("folder, forbidden", [("gpen_arch", {"gpen_pipeline", "nodes", "comfy", "cv2"}),
-                                               ("gpen_pipeline", {"nodes", "comfy", "folder_paths"})])
+COMMAND_LINE = {"gpen_cli", "gpen_cli_doctor", "gpen_cli_progress", "install"}
+
+
+@pytest.mark.parametrize("folder, forbidden", [("gpen_arch", {"gpen_pipeline", "nodes", "comfy", "cv2"} | COMMAND_LINE),
+                                               ("gpen_pipeline", {"nodes", "comfy", "folder_paths"} | COMMAND_LINE)])
 def test_lower_layers_never_import_higher_ones(folder, forbidden):
     for path in sources(folder):
         for module, line in imports(path):
             assert module.split(".")[0] not in forbidden, f"{path.relative_to(ROOT)}:{line} imports {module}"
+
+
+def test_the_pipeline_names_and_options_load_without_numpy_torch_or_opencv():
+    """What a front end offers and checks before any work (the command line's --help and argument
+    errors) comes from gpen_pipeline.names and .options, which stay light; the rest loads when used."""
+    probe = ("import sys; from gpen_pipeline import DETECTOR_NAMES, MASK_MODES, ORDERS, PasteOptions, SelectOptions; "
+             "PasteOptions(); SelectOptions(indices='0,2'); "
+             "print(sorted(m for m in ('numpy', 'torch', 'cv2', 'onnxruntime') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

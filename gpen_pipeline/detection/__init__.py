@@ -24,11 +24,9 @@ from typing import Sequence
 import numpy as np
 
 from ..face import Face
+from ..names import DEFAULT_DETECTOR, DETECTOR_NAMES
 from .common import (BUNDLED_NAME, Detector, DetectorDependencyMissing, DetectorWeightsInvalid,
                      DetectorWeightsMissing, as_rgb_uint8, working_copy)
-
-DETECTOR_NAMES = (BUNDLED_NAME, "retinaface_resnet50", "retinaface_mobile0.25", "scrfd")
-DEFAULT_DETECTOR = BUNDLED_NAME
 
 __all__ = [
     "DEFAULT_DETECTOR", "DETECTOR_NAMES", "Detector", "DetectorDependencyMissing",

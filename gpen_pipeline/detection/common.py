@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterable, Sequence
 import cv2
 import numpy as np
 
-BUNDLED_NAME = "retinaface_mobile0.25_bundled"
+from ..names import BUNDLED_NAME
 
 # The detectors see images whose long side is within [_MIN_LONG, _MAX_LONG]:
 # larger ones are detected on a copy whose long side is _DOWN_TO, smaller ones

