@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 import gpen_cli_args
+import gpen_cli_identity
 from gpen_cli_doctor import cmd_doctor
 from gpen_cli_progress import RestoreProgress, close_all, say
 from gpen_pipeline.names import IMAGE_SUFFIXES
@@ -223,8 +224,20 @@ def cmd_restore(args) -> int:
         progress.close()
         return gpen_video_cli.restore_video(args, *video, model, detector, options, parser, _say)
     damage = Path(args.inpaint_mask) if args.inpaint_mask else None
-    return _restore_files(todo, Path(args.input).is_dir(), args.output, progress, lambda source, target: restore_file(
-        source, target, model, detector, options, parser, damage, _say, progress.steps))
+    identity = gpen_cli_identity.identity_check(args, detector, _say)
+    report = gpen_cli_identity.Report(args.report, todo)
+
+    def restore(source: Path, target: Path):
+        result = restore_file(source, target, model, detector, options, parser, damage, _say, progress.steps,
+                              identity=identity)
+        report.add(source, target, result)
+        for line in gpen_cli_identity.guard_notes(result):
+            _say(f"{source.name}: {line}" if len(todo) > 1 else line)
+        return result
+
+    done = _restore_files(todo, Path(args.input).is_dir(), args.output, progress, restore)
+    report.write()
+    return done
 
 
 def _restore_files(todo, folder: bool, output, progress: RestoreProgress, restore) -> int:

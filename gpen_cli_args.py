@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 from typing import Callable
 
+import gpen_cli_identity
+
 EXIT_STATUS = """exit status:
   0    done
   1    an error: one line on stderr says what went wrong and what to do
@@ -119,6 +121,7 @@ def build_parser(commands: dict[str, Callable]) -> argparse.ArgumentParser:
                         "lossless input (default: %(default)s)")
     p.add_argument("--quality", type=int, default=None,
                    help="videos: the encoder's CRF, lower is better (default: visually lossless)")
+    gpen_cli_identity.add_arguments(p)
     p.set_defaults(func=commands["restore"])
 
     p = sub.add_parser("detect", help="list the faces in an image, numbered as restore's --faces counts them")

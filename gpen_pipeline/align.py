@@ -61,6 +61,13 @@ def ffhq_template(size: int) -> np.ndarray:
     return _FFHQ_512 * (size / 512.0)
 
 
+def arcface_template(size: int = 112) -> np.ndarray:
+    """The five points ArcFace recognisers were trained on (insightface's norm_crop), for an SxS crop:
+    the 96x112 box made square by 8 px on the left, scaled from 112."""
+    _check_size(size)
+    return (_ARCFACE_96x112 + np.array([8.0, 0.0])) * (size / 112.0)
+
+
 TEMPLATES: dict[str, Callable[[int], np.ndarray]] = {"gpen": gpen_template, "ffhq": ffhq_template}
 
 

@@ -17,10 +17,11 @@ from gpen_arch import GPENModel
 
 from .color import check_image
 from .detection import Detector
-from .face import AlignedFace, Face, RestoredFace
+from .face import AlignedFace, Face, PastedFace, RestoredFace
+from .identity import IdentityCheck, matching_faces, paste_with_identity
 from .options import FACES_HELD, EnhanceOptions
 from .parsing import FaceParser
-from .stages import Image, align_faces, find_faces, paste_back, restore_faces
+from .stages import Image, align_faces, find_faces, restore_faces
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class EnhanceResult:
     mask: Image  # HxW float32, the paste weight used
     restored: tuple[RestoredFace, ...] = ()
     notes: tuple[str, ...] = ()
+    pasted: tuple[PastedFace, ...] = ()  # per restored face: the strength used and the identity kept
 
     @property
     def faces(self) -> tuple[AlignedFace, ...]:
@@ -46,7 +48,8 @@ def enhance_images(images: Sequence[Image], model: GPENModel, detector: Detector
                    region_masks: Sequence[Image | None] | None = None,
                    progress: Callable[[int, int], None] | None = None,
                    check_interrupt: Callable[[], None] | None = None,
-                   faces: Sequence[Sequence[Face]] | None = None) -> list[EnhanceResult]:
+                   faces: Sequence[Sequence[Face]] | None = None,
+                   identity: IdentityCheck | None = None) -> list[EnhanceResult]:
     """Restore every selected face of every image.
 
     images: HxWx3/4 RGB, uint8 or float32 [0,1], numpy arrays or tensors (the
@@ -59,6 +62,8 @@ def enhance_images(images: Sequence[Image], model: GPENModel, detector: Detector
     faces: per image, the faces to restore (already selected, in its pixels: a file's regions,
     a clip's tracked faces from stages.find_clip_faces) instead of detecting and selecting
     them; `detector` is then not used.
+    identity: scores each pasted face, guards the scores and restores only faces like its references
+    (identity.py); without it the faces are pasted at the strength asked and unscored.
     """
     _check_inputs(images, targets)
     if region_masks is not None and len(region_masks) != len(images):
@@ -86,7 +91,9 @@ def enhance_images(images: Sequence[Image], model: GPENModel, detector: Detector
     for index, image in enumerate(images):
         if check_interrupt is not None:
             check_interrupt()
-        chosen = find_faces(image, detector, options.select).selected if faces is None else faces[index]
+        # Faces given are already selected (by reference too: file_restore.py selects on the whole image).
+        chosen = matching_faces(identity, image,
+                                find_faces(image, detector, options.select).selected if faces is None else faces[index])
         aligned, image_notes = align_faces(image, chosen, model.size, options.template)
         if options.paste.mask_mode == "official" and parser is None and aligned:
             image_notes.append("no face parser found: pasted with GPEN's rectangle mask")
@@ -107,12 +114,12 @@ def enhance_images(images: Sequence[Image], model: GPENModel, detector: Detector
             check_interrupt()
         target = images[index] if targets is None else targets[index]
         if image_faces:
-            pasted = paste_back(target, image_faces, options.paste, parser,
-                                None if region_masks is None else region_masks[index])
+            pasted, how = paste_with_identity(target, image_faces, options.paste, parser,
+                                              None if region_masks is None else region_masks[index], identity)
             image, mask = _like(pasted.image, target), _like(pasted.mask, target)
         else:  # no face: the very same target and an empty mask
-            image, mask = target, _like(torch.zeros(target.shape[:2], dtype=torch.float32), target)
-        results.append(EnhanceResult(image, mask, tuple(image_faces), tuple(notes[index])))
+            image, mask, how = target, _like(torch.zeros(target.shape[:2], dtype=torch.float32), target), ()
+        results.append(EnhanceResult(image, mask, tuple(image_faces), tuple(notes[index]), how))
         advance(1)
     return results
 

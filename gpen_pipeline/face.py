@@ -103,3 +103,24 @@ def crops_to_numpy(crop: torch.Tensor) -> np.ndarray:
 def crops_from_numpy(crops: Sequence[np.ndarray], device: torch.device | str = "cpu") -> torch.Tensor:
     """SxSx3 uint8 numpy crops -> an (N, 3, S, S) uint8 tensor on `device`."""
     return torch.from_numpy(np.stack(crops)).to(device).permute(0, 3, 1, 2).contiguous()
+
+
+@dataclass(frozen=True)
+class PastedFace:
+    """How one face went back into the image: the strength used (the identity guard may have lowered
+    the one asked for) and the identity kept, measured on the final image (None without a recognizer)."""
+    face: Face  # in the pixels of the image pasted into
+    strength: float
+    asked: float
+    identity: float | None = None
+
+    @property
+    def lowered(self) -> bool:
+        return self.strength < self.asked
+
+    def to_json(self) -> dict:
+        return {**self.face.to_json(),
+                "identity": None if self.identity is None or not np.isfinite(self.identity)
+                else round(float(self.identity), 4),
+                "strength": round(float(self.strength), 4), "strength_asked": round(float(self.asked), 4),
+                "lowered": self.lowered}

@@ -23,8 +23,9 @@ from .align import DegenerateLandmarks, aligned_record
 from .color import is_grayscale
 from .detection import Detector
 from .enhance import enhance_images
-from .face import Face
+from .face import Face, PastedFace
 from .geometry import Roi, footprint
+from .identity import IdentityCheck, matching_faces
 from .image_files import (Warn, as_colour, copy_file, detection_view, put_back, read_mask, read_pixels, rgb_region,
                           write_image)
 from .options import FACES_HELD, EnhanceOptions
@@ -41,17 +42,20 @@ class PixelsResult:
     pixels: np.ndarray  # the pixels given, changed in place; a colour copy when coloured faces went into grey
     faces: int  # faces restored
     notes: tuple[str, ...] = ()
+    pasted: tuple[PastedFace, ...] = ()  # in the pixels of the whole image
 
 
 def enhance_pixels(pixels: np.ndarray, model: GPENModel, detector: Detector,
                    options: EnhanceOptions = EnhanceOptions(), parser: FaceParser | None = None,
                    damage: np.ndarray | None = None,
-                   progress: Callable[[int, int], None] | None = None) -> PixelsResult:
+                   progress: Callable[[int, int], None] | None = None,
+                   identity: IdentityCheck | None = None) -> PixelsResult:
     """Restore the selected faces of a file's pixels in place. damage: HxW float32 in [0, 1], the
-    damaged areas (task "inpaint"); progress(done, total) as enhance_images tells it, per group of faces."""
+    damaged areas (task "inpaint"); progress(done, total) as enhance_images tells it, per group of faces;
+    identity: as enhance_images takes it (references select on the whole image)."""
     hw = tuple(pixels.shape[:2])
     view = detection_view(pixels)
-    selected = find_faces(view, detector, options.select).selected
+    selected = matching_faces(identity, view, find_faces(view, detector, options.select).selected)
     gray = options.paste.keep_gray
     if gray == "auto" and selected:
         gray = "on" if is_grayscale(view) else "off"  # judged on the whole image, as for a whole image
@@ -61,17 +65,20 @@ def enhance_pixels(pixels: np.ndarray, model: GPENModel, detector: Detector,
     if pixels.ndim == 2 and (gray == "off" or options.task == "colorize"):
         pixels = as_colour(pixels)
     options = replace(options, paste=replace(options.paste, keep_gray=gray))
-    restored, notes = 0, []
+    restored, notes, pasted = 0, [], []
     for batch in _batches(_groups(selected, model.size, hw, options.template)):
         results = enhance_images(
             [rgb_region(pixels[roi.slices]) for roi, _ in batch], model, None, options, parser=parser,
             inpaint_masks=None if damage is None else [damage[roi.slices] for roi, _ in batch],
-            faces=[[face.moved(roi.x0, roi.y0) for face in faces] for roi, faces in batch], progress=progress)
+            faces=[[face.moved(roi.x0, roi.y0) for face in faces] for roi, faces in batch], progress=progress,
+            identity=identity)
         for (roi, _), result in zip(batch, results):
             put_back(pixels[roi.slices], result.image, result.mask > 0)
             restored += len(result.faces)
             notes += [note for note in result.notes if note not in notes]
-    return PixelsResult(pixels, restored, tuple(notes))
+            # A region holds every pixel its faces' crops touch, so each score is the whole image's.
+            pasted += [replace(face, face=face.face.moved(-roi.x0, -roi.y0)) for face in result.pasted]
+    return PixelsResult(pixels, restored, tuple(notes), tuple(pasted))
 
 
 @dataclass(frozen=True)
@@ -79,12 +86,14 @@ class FileResult:
     faces: int
     notes: tuple[str, ...] = ()
     copied: bool = False  # no face: the output is the input file byte for byte
+    pasted: tuple[PastedFace, ...] = ()  # how each face went in (strength, identity), in the file's pixels
 
 
 def restore_file(source: Path, target: Path, model: GPENModel, detector: Detector,
                  options: EnhanceOptions = EnhanceOptions(), parser: FaceParser | None = None,
                  damage: Path | None = None, warn: Warn | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> FileResult:
+                 progress: Callable[[int, int], None] | None = None,
+                 identity: IdentityCheck | None = None) -> FileResult:
     """Restore the faces of image file `source` into `target`, which is replaced only once complete.
 
     Written upright, without an orientation tag, like ComfyUI's LoadImage and SaveImage. A file in
@@ -93,14 +102,14 @@ def restore_file(source: Path, target: Path, model: GPENModel, detector: Detecto
     first is restored and written, and `warn` says so."""
     decoded = read_pixels(source, warn)
     mask = None if damage is None else read_mask(damage, decoded.pixels.shape[:2], warn)
-    result = enhance_pixels(decoded.pixels, model, detector, options, parser, mask, progress)
+    result = enhance_pixels(decoded.pixels, model, detector, options, parser, mask, progress, identity)
     if not result.faces and source.suffix.lower() == target.suffix.lower():
         copy_file(source, target)
         return FileResult(0, result.notes, copied=True)
     if decoded.frames > 1 and warn is not None:
         warn(f"{source.name}: {decoded.frames} frames or pages: only the first is restored and written")
     write_image(target, result.pixels)
-    return FileResult(result.faces, result.notes)
+    return FileResult(result.faces, result.notes, pasted=result.pasted)
 
 
 def _groups(faces: Sequence[Face], size: int, hw: tuple[int, int], template: str) -> list[tuple[Roi, list[Face]]]:

@@ -84,6 +84,11 @@ class EnhanceOptions:
             raise ValueError(f"batch_size must be >= 1 (or None), got {self.batch_size}")
 
 
+# Identity (identity.py): the similarity a face needs to a reference face to be restored, FaceFusion's
+# default reference distance (0.6) as a similarity. Here so that front ends show it without loading torch.
+DEFAULT_REFERENCE_THRESHOLD = 0.4
+
+
 # The most missed frames a face track bridges.
 MAX_GAP_LIMIT = 100
 

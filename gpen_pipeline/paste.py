@@ -46,7 +46,8 @@ def pastes_gray(keep_gray: str, image: torch.Tensor) -> bool:
 
 
 def paste_faces(image: torch.Tensor, faces: Sequence[AlignedFace], crops: torch.Tensor, crop_masks: torch.Tensor,
-                *, mode: str = "official", strength: float = 1.0, originals: torch.Tensor | None = None,
+                *, mode: str = "official", strength: float | Sequence[float] = 1.0,
+                originals: torch.Tensor | None = None,
                 keep_gray: bool = False, color_match: bool = False,
                 region_mask: torch.Tensor | None = None, blend: str = "feather", grain: bool = False) -> PasteResult:
     """Blend restored crops back into `image`, on its device.
@@ -60,9 +61,10 @@ def paste_faces(image: torch.Tensor, faces: Sequence[AlignedFace], crops: torch.
       and keeps GPEN's dark rim where a face is cut by the image border;
       "parse" and "box" warp bicubically and leave the crop's black surround
       out of such faces.
-    strength: 0..1. In "official" mode with `originals` (the crops as cut,
-      (N,3,S',S')) it mixes restored and original crops like the official
-      demo; otherwise it scales the mask. 0 returns a copy of the image.
+    strength: 0..1, for every face or one per face. In "official" mode with
+      `originals` (the crops as cut, (N,3,S',S')) it mixes restored and
+      original crops like the official demo; otherwise it scales the mask.
+      A face at 0 is left out; all at 0 return a copy of the image.
     originals: (N,3,S',S') uint8, the crops as they were cut.
     color_match: give each face the low-frequency colour of its original
       (`originals`, or cut from `image` when None).
@@ -80,8 +82,8 @@ def paste_faces(image: torch.Tensor, faces: Sequence[AlignedFace], crops: torch.
     h, w = image.shape[:2]
     device = image.device
     full_mask = torch.zeros((h, w), dtype=torch.float32, device=device)
-    strength = float(strength)
-    if len(faces) == 0 or strength == 0.0:
+    strengths = _per_face(strength, len(faces))
+    if len(faces) == 0 or not any(strengths):
         return PasteResult(image.clone(), full_mask)
     crops, crop_masks = crops.to(device), crop_masks.to(device=device, dtype=torch.float32)
     if originals is not None:
@@ -89,7 +91,6 @@ def paste_faces(image: torch.Tensor, faces: Sequence[AlignedFace], crops: torch.
     region = None if region_mask is None else region_mask.to(device)
 
     crop_blend = mode == "official" and originals is not None
-    mask_scale = 1.0 if crop_blend else strength
     out = image.clone()
     pasted: list[Roi] = []
     size = crops.shape[-1]
@@ -97,23 +98,26 @@ def paste_faces(image: torch.Tensor, faces: Sequence[AlignedFace], crops: torch.
 
     def warped(index: int, roi: Roi, crop_to_roi: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         _fill_planes(planes, image, faces[index], crops[index], crop_masks[index if len(crop_masks) > 1 else 0],
-                     None if originals is None else originals[index], mode, strength if crop_blend else 1.0,
+                     None if originals is None else originals[index], mode, strengths[index] if crop_blend else 1.0,
                      color_match)
         face_mask, face_px = _warp_face(image, faces[index], planes, crop_to_roi, roi, mode)
         if grain:
             face_px = add_grain(face_px, _float_planes(image[roi.slices]), face_mask, seed=index * 7919 + roi.x0,
                                 scale=255.0 if image.dtype == torch.uint8 else 1.0)
+        if not crop_blend and strengths[index] != 1.0:
+            face_mask = face_mask * strengths[index]  # before faces meet, so each keeps its own strength
         return face_mask, face_px
 
     def put(box: Roi, face_px: torch.Tensor, face_mask: torch.Tensor, higher: torch.Tensor | None,
             size_px: float) -> None:
-        weight = _scaled(face_mask, mask_scale, region, box)
+        weight = _in_region(face_mask, region, box)
         if higher is None and any(box.overlaps(other) for other in pasted):
             higher = face_mask > 0  # pixels of the box an earlier face may have written keep its value
         _blend(out[box.slices], image[box.slices], face_px, weight,
                None if higher is None else higher & (weight > 0), keep_gray, blend, size_px)
 
-    placed = [face_box(face, size, (h, w)) for face in faces]  # None: the face misses the target
+    # None: the face misses the target, or is pasted at strength 0.
+    placed = [face_box(face, size, (h, w)) if strengths[i] > 0 else None for i, face in enumerate(faces)]
     for group in _paste_groups(placed, mode):
         if len(group) == 1:
             roi, crop_to_roi = placed[group[0]]
@@ -145,8 +149,8 @@ def paste_faces(image: torch.Tensor, faces: Sequence[AlignedFace], crops: torch.
     if pasted:
         touched = functools.reduce(Roi.union, pasted)
         sub_mask = full_mask[touched.slices]
-        if mask_scale != 1.0 or region is not None:
-            sub_mask.copy_(_scaled(sub_mask, mask_scale, region, touched))  # the very weights the blends used
+        if region is not None:
+            sub_mask.copy_(_in_region(sub_mask, region, touched))  # the very weights the blends used
         if mode == "official":
             sub_mask.clamp_(max=1.0)  # cv2's warp can read 1 + 1e-7 on a plateau; the blends used it as is
     return PasteResult(out, full_mask)
@@ -167,10 +171,15 @@ def _paste_groups(placed: Sequence[tuple[Roi, np.ndarray] | None], mode: str) ->
     return sorted(groups)
 
 
-def _scaled(mask: torch.Tensor, scale: float, region: torch.Tensor | None, roi: Roi) -> torch.Tensor:
-    """A box's mask times the strength and the region mask (in that order, so every caller rounds alike)."""
-    if scale != 1.0:
-        mask = mask * scale
+def _per_face(strength: float | Sequence[float], count: int) -> list[float]:
+    """One strength per face from one for all or a sequence of them (checked by _check_args)."""
+    if np.ndim(strength) == 0:
+        return [float(strength)] * count
+    return [float(s) for s in strength]
+
+
+def _in_region(mask: torch.Tensor, region: torch.Tensor | None, roi: Roi) -> torch.Tensor:
+    """A box's mask (already times its face's strength) times the region mask."""
     if region is not None:
         mask = mask * _unit(region[roi.slices])
     return mask
@@ -339,7 +348,10 @@ def _check_args(image, faces, crops, crop_masks, mode, strength, originals, keep
     check_image_tensor(image)
     if mode not in MASK_MODES:
         raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MASK_MODES)}")
-    if not 0.0 <= float(strength) <= 1.0:
+    values = _per_face(strength, 1)
+    if np.ndim(strength) != 0 and len(values) != len(faces):
+        raise ValueError(f"got {len(values)} strengths for {len(faces)} faces; give one for all or one per face")
+    if not all(0.0 <= float(s) <= 1.0 for s in values):
         raise ValueError(f"strength must be within [0, 1], got {strength}")
     if not isinstance(keep_gray, bool):
         raise ValueError(f"keep_gray must be True or False, got {keep_gray!r}; resolve 'auto'/'on'/'off' with "

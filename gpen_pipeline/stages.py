@@ -133,10 +133,12 @@ def restore_faces(model: GPENModel, images: Sequence[Image], aligned: Sequence[S
 
 
 def paste_back(image: Image, restored: Sequence[RestoredFace], options: PasteOptions = PasteOptions(),
-               parser: FaceParser | None = None, region_mask: Image | None = None) -> PasteResult:
+               parser: FaceParser | None = None, region_mask: Image | None = None,
+               strengths: Sequence[float] | None = None) -> PasteResult:
     """Blend `restored` into `image` (the image they were cut from, or a resized copy of it) on the
     device the faces are on. Only pixels under the returned mask change; without faces, or at
-    strength 0, the image comes back as it is."""
+    strength 0, the image comes back as it is. `strengths`: one per face instead of the options' one
+    (the identity guard lowers some)."""
     if options.mask_mode == "parse" and parser is None:
         raise ValueError("mask mode 'parse' needs a face parser (parsing_parsenet.pth or parsing_bisenet.pth); "
                          "put one in the face-detection models folder or use mask mode 'box'")
@@ -147,7 +149,8 @@ def paste_back(image: Image, restored: Sequence[RestoredFace], options: PasteOpt
         if tuple(region_mask.shape) != tuple(pixels.shape[:2]):
             raise ValueError(f"region_mask is {region_mask.shape[1]}x{region_mask.shape[0]} but the image is "
                              f"{pixels.shape[1]}x{pixels.shape[0]}; resize the mask to the image first")
-    if not restored or options.strength == 0.0:
+    strength = options.strength if strengths is None else list(strengths)
+    if not restored or max(np.atleast_1d(strength)) == 0.0:
         return PasteResult(pixels, torch.zeros(pixels.shape[:2], dtype=torch.float32, device=pixels.device))
     parse = parse_mask_fn(parser, options.regions) if parser is not None and options.mask_mode != "box" else None
     # Only a parser needs the restored faces on the host; without one, one mask (of the crop size) serves all.
@@ -157,7 +160,7 @@ def paste_back(image: Image, restored: Sequence[RestoredFace], options: PasteOpt
     gray = "off" if any(face.task == "colorize" for face in restored) else options.keep_gray
     return paste_faces(pixels, [face.aligned for face in restored], pasted,
                        torch.from_numpy(crop_masks).to(pixels.device), mode=options.mask_mode,
-                       strength=options.strength,
+                       strength=strength,
                        originals=torch.stack([face.original for face in restored]),
                        keep_gray=pastes_gray(gray, pixels), color_match=options.color_match,
                        region_mask=region_mask, blend=options.blend, grain=options.grain)

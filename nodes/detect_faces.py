@@ -1,13 +1,16 @@
 """GPENDetectFaces: IMAGE -> GPEN_FACES (per image, the selected faces with 5 landmarks)."""
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from gpen_pipeline import (DEFAULT_DETECTOR, DETECTOR_NAMES, ORDERS, SelectOptions, TrackOptions, find_clip_faces,
                            find_faces)
+from gpen_pipeline.identity import IdentityCheck, matching_faces
 from gpen_pipeline.selection import LARGEST, parse_indices
 
-from . import common, face_helpers, face_preview, tensors
+from . import common, face_helpers, face_preview, identity_inputs, tensors
 
 ORDER_OPTIONS = (*ORDERS, LARGEST)
 
@@ -26,24 +29,30 @@ def tracks_clip(image: torch.Tensor, smoothing: float) -> bool:
 
 
 def detect_batch(image: torch.Tensor, detector: str = DEFAULT_DETECTOR, select: SelectOptions = SelectOptions(),
-                 pbar=None, smoothing: float = 0.0) -> tuple[common.DetectedFaces, list]:
+                 pbar=None, smoothing: float = 0.0,
+                 identity: IdentityCheck | None = None) -> tuple[common.DetectedFaces, list]:
     """The find stage on every image of an IMAGE batch: (the selected faces, every image's FoundFaces);
-    a clip's faces tracked and smoothed (tracks_clip)."""
+    a clip's faces tracked and smoothed (tracks_clip). With `identity` references, only the selected
+    faces like a reference stay selected."""
     tensors.check_image_batch(image)
     found_by = face_helpers.get_detector(detector)
     pbar = pbar or common.progress_bar(image.shape[0])
     if tracks_clip(image, smoothing):
         found = find_clip_faces([image[i] for i in range(image.shape[0])], found_by, select,
                                 TrackOptions(smoothing=smoothing), pbar.update, common.check_interrupt)
-        return common.DetectedFaces(tuple(f.selected for f in found), (int(image.shape[1]), int(image.shape[2]))), found
-    found = []
-    for index in range(image.shape[0]):
-        common.check_interrupt()
-        found.append(find_faces(image[index], found_by, select))
-        if not found[-1].selected:
+    else:
+        found = []
+        for index in range(image.shape[0]):
+            common.check_interrupt()
+            found.append(find_faces(image[index], found_by, select))
+            pbar.update(1)
+    # Frame by frame: a track is kept where its face looks like a reference (whole tracks: not yet).
+    found = [dataclasses.replace(faces, selected=tuple(matching_faces(identity, image[index], faces.selected)))
+             for index, faces in enumerate(found)]
+    for index, faces in enumerate(found):
+        if not faces.selected:
             common.LOG.info("[GPEN] image %d: no face selected (%d found above threshold %.2f)",
-                            index, len(found[-1].detected), select.threshold)
-        pbar.update(1)
+                            index, len(faces.detected), select.threshold)
     selected = common.DetectedFaces(tuple(f.selected for f in found), (int(image.shape[1]), int(image.shape[2])))
     return selected, found
 
@@ -103,6 +112,9 @@ class DetectFaces:
             },
             "optional": {
                 "smoothing": SMOOTHING_INPUT,
+                "reference": identity_inputs.REFERENCE_INPUT,
+                "reference_threshold": identity_inputs.REFERENCE_THRESHOLD_INPUT,
+                "recognizer": identity_inputs.recognizer_input(identity_inputs.RECOGNIZER_CHOICES[1]),
             },
         }
 
@@ -111,11 +123,20 @@ class DetectFaces:
         return index_error(indices) or True
 
     def detect(self, image, detector=DEFAULT_DETECTOR, threshold=0.5, order="large-small", indices="",
-               min_size=0, max_faces=0, smoothing=SMOOTHING_INPUT[1]["default"]):
+               min_size=0, max_faces=0, smoothing=SMOOTHING_INPUT[1]["default"], reference=None,
+               reference_threshold=identity_inputs.DEFAULT_REFERENCE_THRESHOLD,
+               recognizer=identity_inputs.RECOGNIZER_CHOICES[1]):
         select = SelectOptions(threshold=threshold, order=order, indices=indices, min_size=min_size,
                                max_count=max_faces)
-        faces, found = detect_batch(image, detector, select, smoothing=smoothing)
+        identity = None
+        if reference is not None:
+            identity = identity_inputs.identity_check(recognizer, reference=reference,
+                                                      reference_threshold=reference_threshold, detector=detector)
+        faces, found = detect_batch(image, detector, select, smoothing=smoothing, identity=identity)
         # The preview numbers every candidate the way `indices` counts them; the editor makes them clickable.
         images, boxes = face_preview.face_previews(image, found, order, min_size)
-        return {"ui": {"text": [detection_summary(faces)], "images": images, "gpen_faces": boxes},
+        text = detection_summary(faces)
+        if identity is not None:
+            text += f"; only faces like the reference kept (similarity >= {reference_threshold:.2f})"
+        return {"ui": {"text": [text], "images": images, "gpen_faces": boxes},
                 "result": (faces,)}

@@ -34,3 +34,14 @@ def get_parser(required: bool):
         if required:
             raise
         return None
+
+
+def get_recognizer(name: str):
+    """An ArcFace recognition model (gpen_pipeline.recognition) by file name, from models/insightface
+    (its models/buffalo_l and antelopev2 sub-folders) or models/facedetection."""
+    from gpen_pipeline.identity import find_recognizer
+
+    dirs = tuple(folder_list(DETECTOR_FOLDERS))
+    device = pipeline_device(model_management.get_torch_device())
+    return HELPERS.get(("recognizer", name, dirs, device),
+                       lambda: find_recognizer(name, dirs, device=device), lambda r: r.source)

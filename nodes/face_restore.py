@@ -6,7 +6,7 @@ import torch
 from gpen_pipeline import (DEFAULT_DETECTOR, DETECTOR_NAMES, MASK_MODES, EnhanceOptions, SelectOptions, TrackOptions,
                            enhance_images, find_clip_faces)
 
-from . import common, face_helpers, tensors
+from . import common, face_helpers, identity_inputs, tensors
 from .detect_faces import SMOOTHING_INPUT, DetectFaces, tracks_clip
 from .load_model import LoadGPENModel
 from .paste_back import BLEND_INPUTS, PasteBack, paste_options
@@ -55,6 +55,10 @@ class FaceRestore:
                 "colorize": COLORIZE_INPUT,
                 "smoothing": SMOOTHING_INPUT,
                 **BLEND_INPUTS,
+                "recognizer": identity_inputs.recognizer_input(),
+                "min_identity": identity_inputs.MIN_IDENTITY_INPUT,
+                "reference": identity_inputs.REFERENCE_INPUT,
+                "reference_threshold": identity_inputs.REFERENCE_THRESHOLD_INPUT,
             },
         }
 
@@ -69,7 +73,8 @@ class FaceRestore:
     def restore(self, image, model_name, strength=1.0, detector=DEFAULT_DETECTOR, threshold=0.5, max_faces=0,
                 mask_mode="official", color_match=False, device="auto", precision="auto", region_mask=None,
                 colorize=COLORIZE_INPUT[1]["default"], smoothing=SMOOTHING_INPUT[1]["default"], blend="feather",
-                match_grain=False):
+                match_grain=False, recognizer=identity_inputs.OFF, min_identity=0.0, reference=None,
+                reference_threshold=identity_inputs.DEFAULT_REFERENCE_THRESHOLD):
         tensors.check_image_batch(image)
         handle = common.load_gpen_model(common.require_model_path(model_name), device, precision)
         check_task(handle, None)
@@ -80,6 +85,7 @@ class FaceRestore:
         batch = image.shape[0]
         masks = [tensors.mask_for_image(region_mask, i, image.shape[1:3], "region_mask") for i in range(batch)]
         parser = face_helpers.get_parser(required=mask_mode == "parse") if mask_mode != "box" else None
+        identity = identity_inputs.identity_check(recognizer, min_identity, reference, reference_threshold, detector)
         pbar = common.progress_bar(batch)  # re-sized once the number of faces is known
         detector_model = face_helpers.get_detector(detector)
         tracked = None
@@ -89,11 +95,14 @@ class FaceRestore:
         results = enhance_images([image[i] for i in range(batch)], common.ready_model(handle),
                                  detector_model, options, parser=parser, region_masks=masks,
                                  progress=lambda done, total: pbar.update_absolute(done, max(total, 1)),
-                                 check_interrupt=common.check_interrupt, faces=None if tracked is None else [found.selected for found in tracked])
+                                 check_interrupt=common.check_interrupt, identity=identity,
+                                 faces=None if tracked is None else [found.selected for found in tracked])
         common.log_notes([result.notes for result in results])
         out_image = torch.stack([result.image for result in results]).to(tensors.output_device())
         out_mask = torch.stack([result.mask for result in results]).to(tensors.output_device())
         counts = [len(result.restored) for result in results]
         text = (f"{handle.describe()}; {sum(counts)} face(s) restored in {batch} image(s): "
                 + ", ".join(map(str, counts)))
-        return {"ui": {"text": [text]}, "result": (out_image, out_mask)}
+        pasted = [result.pasted for result in results]
+        return {"ui": {"text": [text] + identity_inputs.identity_text(pasted)},
+                "result": (out_image, out_mask) + identity_inputs.identity_outputs(pasted)}

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import torch
 
-from gpen_pipeline import BLENDS, KEEP_GRAY, MASK_MODES, PasteOptions, paste_back
+from gpen_pipeline import BLENDS, KEEP_GRAY, MASK_MODES, PasteOptions
+from gpen_pipeline.identity import IdentityCheck, paste_with_identity
 
-from . import common, face_helpers, tensors
+from . import common, face_helpers, identity_inputs, tensors
 
 # Saved workflows from before keep_gray took on/off still say yes/no.
 _OLD_KEEP_GRAY = {"yes": "on", "no": "off"}
@@ -35,8 +36,10 @@ BLEND_INPUTS = {
 
 
 def paste_batch(image: torch.Tensor, restored: common.RestoredPerImage, options: PasteOptions = PasteOptions(),
-                region_mask: torch.Tensor | None = None, pbar=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The paste stage on every image of the batch; images without faces come back bit for bit."""
+                region_mask: torch.Tensor | None = None, pbar=None,
+                identity: IdentityCheck | None = None) -> tuple[torch.Tensor, torch.Tensor, list]:
+    """The paste stage on every image of the batch; images without faces come back bit for bit.
+    Also, per image, how each face went in (PastedFace: strength used, identity kept with `identity`)."""
     tensors.check_image_batch(image)
     tensors.check_faces_batch(restored, image.shape[0], "restored faces")
     parser = None
@@ -51,25 +54,29 @@ def paste_batch(image: torch.Tensor, restored: common.RestoredPerImage, options:
     # Filled image by image: collecting the results and stacking them would hold the batch twice.
     images = torch.empty(image.shape, dtype=image.dtype, device=device)
     masks = torch.zeros(image.shape[:3], dtype=torch.float32, device=device)
+    pasted = []
     for index, faces in enumerate(restored):
         common.check_interrupt()
         if not faces:
             common.LOG.info("[GPEN] image %d: no faces to paste, passed through unchanged", index)
         region = tensors.mask_for_image(region_mask, index, image.shape[1:3], "region_mask")
-        result = paste_back(image[index], faces, options, parser, region)
+        result, how = paste_with_identity(image[index], faces, options, parser, region, identity)
         images[index] = result.image
         masks[index] = result.mask
+        pasted.append(how)
         pbar.update(1)
-    return images, masks
+    return images, masks, pasted
 
 
 class PasteBack:
     DESCRIPTION = ("Blends the restored faces back into the image through a soft mask. Only pixels under the "
                    "mask change; images without faces pass through untouched. Alpha is kept.")
     CATEGORY = common.CATEGORY
-    RETURN_TYPES = ("IMAGE", "MASK")
-    RETURN_NAMES = ("image", "mask")
-    OUTPUT_TOOLTIPS = ("The image with the restored faces.", "Where and how strongly faces were pasted (0..1).")
+    # The identity outputs come last, so links of workflows saved before them keep their slots.
+    RETURN_TYPES = ("IMAGE", "MASK") + tuple(kind for kind, _, _ in identity_inputs.OUTPUTS)
+    RETURN_NAMES = ("image", "mask") + tuple(name for _, name, _ in identity_inputs.OUTPUTS)
+    OUTPUT_TOOLTIPS = (("The image with the restored faces.", "Where and how strongly faces were pasted (0..1).")
+                       + tuple(tip for _, _, tip in identity_inputs.OUTPUTS))
     FUNCTION = "paste"
 
     @classmethod
@@ -106,6 +113,8 @@ class PasteBack:
                 "region_mask": ("MASK", {
                     "tooltip": "Optional: faces are pasted only where this mask is white (same size as the image)."}),
                 **BLEND_INPUTS,
+                "recognizer": identity_inputs.recognizer_input(),
+                "min_identity": identity_inputs.MIN_IDENTITY_INPUT,
             },
         }
 
@@ -117,6 +126,10 @@ class PasteBack:
         return True
 
     def paste(self, image, restored_faces, mask_mode="official", strength=1.0, feather=-1.0, grow=0.0,
-              color_match=False, keep_gray="auto", region_mask=None, blend="feather", match_grain=False):
+              color_match=False, keep_gray="auto", region_mask=None, blend="feather", match_grain=False,
+              recognizer=identity_inputs.OFF, min_identity=0.0):
         options = paste_options(mask_mode, strength, feather, grow, color_match, keep_gray, blend, match_grain)
-        return paste_batch(image, restored_faces, options, region_mask)
+        identity = identity_inputs.identity_check(recognizer, min_identity)
+        images, masks, pasted = paste_batch(image, restored_faces, options, region_mask, identity=identity)
+        return {"ui": {"text": identity_inputs.identity_text(pasted)},
+                "result": (images, masks) + identity_inputs.identity_outputs(pasted)}

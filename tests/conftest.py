@@ -107,3 +107,38 @@ def disk_fills_up(monkeypatch, tmp_path):
         monkeypatch.setattr(os, "write", write)
 
     return fill
+
+
+@pytest.fixture(scope="session")
+def arcface_file(tmp_path_factory) -> Path:
+    """A small random ArcFace-layout recognition model (tests/helpers/recognizer_onnx.py), named as
+    insightface's buffalo_l pack names it, in <folder>/models/buffalo_l/ as users unpack it."""
+    from helpers.recognizer_onnx import make_arcface_onnx
+
+    folder = tmp_path_factory.mktemp("insightface")
+    return make_arcface_onnx(folder / "models" / "buffalo_l" / "w600k_r50.onnx")
+
+
+@pytest.fixture(scope="session")
+def recognizer(arcface_file):
+    from gpen_pipeline.recognition import load_recognizer
+
+    return load_recognizer(arcface_file, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def two_people():
+    """Two different people side by side (scikit-image's astronaut left, matplotlib's Grace Hopper
+    right), 1100x600 RGB uint8, read-only, and the box (x0, y0, x1, y1) each photo was put in."""
+    import cv2
+    import matplotlib.cbook
+    import numpy as np
+    import skimage.data
+
+    hopper = cv2.imread(str(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))
+    hopper = cv2.resize(cv2.cvtColor(hopper, cv2.COLOR_BGR2RGB), (512, 600), interpolation=cv2.INTER_AREA)
+    scene = np.full((600, 1100, 3), 90, np.uint8)
+    scene[44:556, 20:532] = skimage.data.astronaut()
+    scene[:, 560:1072] = hopper
+    scene.setflags(write=False)
+    return scene, {"astronaut": (20, 44, 532, 556), "hopper": (560, 0, 1072, 600)}

@@ -749,3 +749,20 @@ def test_random_landmarks_never_break_the_paste_and_match_the_reference(h, w, si
     assert np.abs(_levels(got) - _levels(want.image)).max() <= 1.0 + 1e-3
     np.testing.assert_allclose(invert_affine(aligned.inverse), aligned.affine, rtol=1e-6, atol=1e-6)
     np.testing.assert_array_equal(warp_crop(image, aligned.affine, size), crop)
+
+
+@pytest.mark.parametrize("mode", ["official", "box"])
+def test_each_face_can_have_its_own_strength(astronaut, mode):
+    """The identity guard lowers one face's strength: a face at 0 is left out, the other pasted as at
+    the strength of them all."""
+    moved = _face(ASTRONAUT_LANDMARKS + [260, 0], tuple(np.add(ASTRONAUT_BOX, [260, 0, 260, 0])))
+    aligned, originals = _identity(astronaut, [_face(), moved], 64)
+    white = [np.full_like(crop, 255) for crop in originals]
+    both = _paste(astronaut, aligned, white, mode, strength=0.7, original_crops=originals).image.numpy()
+    first_only = _paste(astronaut, aligned, white, mode, strength=[0.7, 0.0], original_crops=originals).image.numpy()
+    right, left = slice(int(ASTRONAUT_BOX[2]) + 200, None), slice(0, int(ASTRONAUT_BOX[2]) + 60)
+    np.testing.assert_array_equal(first_only[:, right], astronaut[:, right])
+    assert np.any(both[:, right] != astronaut[:, right])
+    np.testing.assert_array_equal(first_only[:, left], both[:, left])
+    with pytest.raises(ValueError, match="got 3 strengths for 2 faces"):
+        _paste(astronaut, aligned, white, mode, strength=[1.0, 1.0, 1.0])

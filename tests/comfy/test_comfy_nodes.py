@@ -38,7 +38,7 @@ def gpen(comfy):
 def run_chain(comfy, gpen, image, mask_mode="box", **paste):
     faces = node(comfy, "GPENDetectFaces").detect(image)["result"][0]
     restored, crops, originals = node(comfy, "GPENRestoreFaces").restore(gpen, image, faces)["result"]
-    out, mask = node(comfy, "GPENPasteBack").paste(image, restored, mask_mode=mask_mode, **paste)
+    out, mask, *_ = node(comfy, "GPENPasteBack").paste(image, restored, mask_mode=mask_mode, **paste)["result"]
     return faces, restored, crops, originals, out, mask
 
 
@@ -92,7 +92,7 @@ def test_four_node_chain_restores_the_face_and_leaves_the_rest(comfy, gpen, phot
 def test_one_node_matches_the_chain(comfy, gpen, photo):
     image = as_image(photo)
     *_, out, mask = run_chain(comfy, gpen, image, mask_mode="box", strength=0.8)
-    one_out, one_mask = node(comfy, "GPENFaceRestore").restore(
+    one_out, one_mask, *_ = node(comfy, "GPENFaceRestore").restore(
         image, MODEL, strength=0.8, mask_mode="box")["result"]
     assert torch.equal(one_out, out) and torch.equal(one_mask, mask)
 
@@ -101,7 +101,7 @@ def test_image_without_faces_passes_through_bit_exact(comfy, gpen, caplog):
     image = as_image(harness.faceless_image())
     with caplog.at_level(logging.INFO, logger="GPEN"):
         *_, crops, originals, out, mask = run_chain(comfy, gpen, image, mask_mode="official")
-        one_out, one_mask = node(comfy, "GPENFaceRestore").restore(image, MODEL)["result"]
+        one_out, one_mask, *_ = node(comfy, "GPENFaceRestore").restore(image, MODEL)["result"]
     assert crops.shape == (0, 64, 64, 3)
     assert torch.equal(out, image) and torch.equal(one_out, image)
     assert not mask.any() and not one_mask.any()
@@ -253,7 +253,7 @@ def test_faces_found_on_a_small_copy_restore_the_large_image(comfy, gpen, photo)
     direct = node(comfy, "GPENDetectFaces").detect(large)["result"][0]
     scaled_box = np.array(restored[0][0].aligned.face.box)
     assert np.abs(scaled_box - np.array(direct[0][0].box)).max() < 8  # same face, in large-image pixels
-    out, mask = node(comfy, "GPENPasteBack").paste(large, restored, mask_mode="box")
+    out, mask, *_ = node(comfy, "GPENPasteBack").paste(large, restored, mask_mode="box")["result"]
     assert out.shape == large.shape and mask[0].any()
     with pytest.raises(ValueError, match="not a resized copy"):
         node(comfy, "GPENRestoreFaces").restore(gpen, as_image(photo[:, :200]), faces)

@@ -197,5 +197,6 @@ def test_node_skips_degenerate_faces_with_a_warning(comfy, caplog):
         restored = comfy.nodes.NODE_CLASS_MAPPINGS["GPENRestoreFaces"]().restore(handle, image, detected)["result"][0]
     assert len(restored[0]) == 2
     assert caplog.text.count("skipped a face") == 3, caplog.text  # coincident, collinear, NaN
-    out, mask = comfy.nodes.NODE_CLASS_MAPPINGS["GPENPasteBack"]().paste(image, restored, mask_mode="box")
+    out, mask, *_ = comfy.nodes.NODE_CLASS_MAPPINGS["GPENPasteBack"]().paste(image, restored,
+                                                                             mask_mode="box")["result"]
     assert not mask[0, 290:311, 290:311].any() and mask[0].any()
