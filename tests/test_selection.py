@@ -1,6 +1,10 @@
 """Face selection: ordering, index strings, min_size, max_count, "largest"."""
 from __future__ import annotations
 
+import re
+import time
+import tracemalloc
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -90,10 +94,82 @@ def test_bad_arguments(kwargs):
         select_faces(FACES, **kwargs)
 
 
-def test_parse_indices():
-    assert parse_indices("0, 2, 4-6") == [0, 2, 4, 5, 6]
+def test_parse_indices_gives_spans_in_the_order_written():
+    assert parse_indices("0, 2, 4-6") == ((0, 0), (2, 2), (4, 6))
     assert parse_indices("  ") is None
-    assert parse_indices((1, 1, 0)) == [1, 0]
+    assert parse_indices((1, 1, 0)) == ((1, 1), (1, 1), (0, 0))
+
+
+@pytest.mark.parametrize("text", ["0-3000000", "0-99999999999999", "1-" + "9" * 900])
+def test_a_huge_range_costs_what_the_faces_found_cost(text):
+    """The range is cut to the faces there are, never expanded into a list of its numbers."""
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        picked = select_faces(FACES, order="left-right", indices=text)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert picked == ([A, B, C] if text.startswith("0") else [B, C])
+    assert time.perf_counter() - started < 0.1 and peak < 100_000
+
+
+@pytest.mark.parametrize("indices, words", [
+    ("0," * 600, "1200 characters is more than the 1000 accepted"),
+    (list(range(1001)), "1001 positions is more than the 1000 accepted"),
+    (range(10 ** 20), "must be a string like '0,2' or a list of positions"),
+    ((i for i in range(3)), "must be a string like '0,2' or a list of positions"),
+    ([0, float("nan")], "must be whole numbers"),
+    ("1" * 1001, "1001 characters"),
+])
+def test_oversized_indices_are_refused_with_one_sentence(indices, words):
+    with pytest.raises(ValueError, match=re.escape(words)) as info:
+        select_faces(FACES, indices=indices)
+    assert "\n" not in str(info.value) and len(str(info.value)) < 300
+
+
+@pytest.mark.parametrize("kwargs, words", [({"min_size": float("nan")}, "min_size must be a number of at least 0"),
+                                           ({"min_size": float("inf")}, "min_size"),
+                                           ({"max_count": 1.5}, "max_count (0 = no limit) must be a whole number"),
+                                           ({"order": ["score"]}, "unknown face order")])
+def test_nan_and_wrong_types_in_the_selection_are_refused(kwargs, words):
+    with pytest.raises(ValueError, match=re.escape(words)):
+        select_faces(FACES, **kwargs)
+
+
+index_text = st.one_of(
+    st.text(max_size=60),
+    st.lists(st.one_of(st.integers(0, 10 ** 30).map(str),
+                       st.tuples(st.integers(0, 10 ** 30), st.integers(0, 10 ** 30)).map(lambda t: f"{t[0]}-{t[1]}"),
+                       st.text(alphabet=" -,0123456789", max_size=6)), max_size=8).map(",".join),
+    st.integers(1, 3000).map(lambda n: "9" * n),
+)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(text=index_text, count=st.integers(0, 6))
+def test_any_index_text_selects_or_says_why_at_the_cost_of_the_faces(text, count):
+    faces = [face(10 * i, 0, 10 * i + 5, 5) for i in range(count)]
+    started = time.perf_counter()
+    tracemalloc.start()
+    try:
+        picked = select_faces(faces, order="left-right", indices=text)
+    except ValueError as exc:
+        message = str(exc)
+        assert message.startswith("face indices") and "\n" not in message and len(message) < 400, message
+        return
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert time.perf_counter() - started < 0.5 and peak < 200_000
+    spans = parse_indices(text)
+    if spans is None:
+        assert picked == faces
+        return
+    positions = []  # the plain reading, with every range cut to the faces there are
+    for first, last in spans:
+        positions += [i for i in range(first, min(last, count - 1) + 1) if i not in positions]
+    assert picked == [faces[i] for i in positions]
 
 
 def test_inputs_are_not_modified():
