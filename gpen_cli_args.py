@@ -26,10 +26,23 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def option_value(build, number: bool = True):
+    """An argparse type that reads a value through the option group it ends up in, so the command
+    line accepts exactly what the options do (NaN and inf included in what they refuse)."""
+    def parse(text: str):
+        try:
+            return build(float(text) if number else text)
+        except ValueError as exc:
+            message = f"{text[:40]!r} is not a number" if str(exc).startswith("could not convert") else str(exc)
+            raise argparse.ArgumentTypeError(message) from None
+    return parse
+
+
 def build_parser(commands: dict[str, Callable]) -> argparse.ArgumentParser:
     """The parser of every command; `commands` names the function that runs each."""
-    from gpen_pipeline import (BLENDS, COLORIZE_MODES, DEFAULT_DETECTOR, DETECTOR_NAMES, KEEP_GRAY, MASK_MODES, ORDERS,
-                               EnhanceOptions, PasteOptions, SelectOptions, TrackOptions)
+    from gpen_pipeline import (BLENDS, COLORIZE_MODES, DEFAULT_DETECTOR, DETECTOR_NAMES, FEATHER_RANGE, GROW_RANGE,
+                               KEEP_GRAY, MASK_MODES, MAX_FACES, MIN_THRESHOLD, ORDERS, EnhanceOptions, PasteOptions,
+                               SelectOptions, TrackOptions)
     from gpen_pipeline.names import IMAGE_SUFFIXES
     from gpen_pipeline.selection import LARGEST
 
@@ -45,8 +58,10 @@ def build_parser(commands: dict[str, Callable]) -> argparse.ArgumentParser:
         p.add_argument("--detector-dir", action="append", default=[],
                        help="folder with detector weights (facexlib's detection_*.pth, insightface's det_10g.onnx); "
                             "repeatable (default: none)")
-        p.add_argument("--threshold", type=float, default=select.threshold,
-                       help="minimum face score, 0-1 (default: %(default)s)")
+        p.add_argument("--threshold", type=option_value(lambda v: SelectOptions(threshold=v).threshold),
+                       default=select.threshold,
+                       help=f"minimum face score, {MIN_THRESHOLD}-1 (default: %(default)s); at most {MAX_FACES} faces "
+                            "per image are kept, the best first")
         p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                        help="where the network and the detector run; auto: CUDA when torch sees a GPU, else the CPU "
                             "(default: %(default)s)")
@@ -85,10 +100,12 @@ def build_parser(commands: dict[str, Callable]) -> argparse.ArgumentParser:
     p.add_argument("--parser-dir", action="append", default=[],
                    help="folder with facexlib's parsing_parsenet.pth or parsing_bisenet.pth, for the official and "
                         "parse masks; repeatable (default: none)")
-    p.add_argument("--feather", type=float, default=paste.feather,
-                   help="soft edge of the paste mask in %% of the face crop (default: the mask mode's own)")
-    p.add_argument("--grow", type=float, default=paste.grow,
-                   help="grow (+) or shrink (-) the mask, %% of the crop (default: %(default)s)")
+    p.add_argument("--feather", type=option_value(lambda v: PasteOptions(feather=v).feather), default=paste.feather,
+                   help="soft edge of the paste mask in %% of the face crop, "
+                        f"{FEATHER_RANGE[0]:g}-{FEATHER_RANGE[1]:g} (default: the mask mode's own)")
+    p.add_argument("--grow", type=option_value(lambda v: PasteOptions(grow=v).grow), default=paste.grow,
+                   help=f"grow (+) or shrink (-) the mask, %% of the crop, {GROW_RANGE[0]:g} to {GROW_RANGE[1]:g} "
+                        "(default: %(default)s)")
     p.add_argument("--color-match", action="store_true",
                    help="give the restored faces the photo's colour, judged mostly on their skin; not the official "
                         "recipe (default: off)")
@@ -101,8 +118,8 @@ def build_parser(commands: dict[str, Callable]) -> argparse.ArgumentParser:
     p.add_argument("--keep-gray", choices=KEEP_GRAY, default=paste.keep_gray,
                    help="keep black-and-white photos black-and-white (default: %(default)s, detect them)")
     order_option(p)
-    p.add_argument("--faces", default="",
-                   help='which faces by their --order number, e.g. "0,2" or "1-3" (default: all)')
+    p.add_argument("--faces", type=option_value(lambda text: SelectOptions(indices=text).indices, number=False),
+                   default="", help='which faces by their --order number, e.g. "0,2" or "1-3" (default: all)')
     p.add_argument("--min-size", type=float, default=select.min_size,
                    help="ignore faces smaller than this, px (default: %(default)s)")
     p.add_argument("--max-faces", type=int, default=select.max_count,

@@ -9,16 +9,34 @@ from dataclasses import dataclass, field
 
 from .names import BLENDS, COLORIZE_MODES, KEEP_GRAY, MASK_MODES, PARSE_REGIONS
 from .selection import LARGEST, ORDERS, parse_indices
+from .values import number_in, shown, whole_number_in
 
 TASKS = ("restore", "colorize", "inpaint")
 TEMPLATES = ("gpen", "ffhq")
 # Faces cut, restored and held at once: bounds memory on long frame batches.
 FACES_HELD = 16
+# Candidates kept per image, best first (detection.detect_faces). A detector at a very low threshold
+# returns hundreds of specks (750 for one portrait at 0), and each would be restored and pasted:
+# minutes per image. Faces small enough for a photo to hold more are too small to find on the
+# detector's copy anyway.
+MAX_FACES = 100
+# Below this, detectors report textures and noise as faces (every real face we test scores above
+# 0.9; a plain photo of a coffee cup gives 750 candidates at 0 and none from 0.05 on).
+MIN_THRESHOLD = 0.05
+# In % of the face crop: a feather of half the crop already fades the whole face, and a grow of a
+# fifth reaches the crop's edge; beyond them only the cost of the blur and dilation grows.
+FEATHER_RANGE = (0.0, 50.0)
+GROW_RANGE = (-20.0, 20.0)
 
 
 def _choice(name: str, value, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(map(str, choices))}")
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"unknown {name} {shown(value)}; choose one of {', '.join(map(str, choices))}")
+
+
+def _set(options, name: str, value) -> None:
+    """Store the checked value (a plain float or int) on a frozen option group."""
+    object.__setattr__(options, name, value)
 
 
 @dataclass(frozen=True)
@@ -31,14 +49,11 @@ class SelectOptions:
     max_count: int = 0
 
     def __post_init__(self):
-        if not 0.0 <= float(self.threshold) <= 1.0:
-            raise ValueError(f"threshold must be within [0, 1], got {self.threshold}")
+        _set(self, "threshold", number_in("threshold", self.threshold, MIN_THRESHOLD, 1.0))
         _choice("face order", self.order, ORDERS + (LARGEST,))
         parse_indices(self.indices)
-        if self.min_size < 0:
-            raise ValueError(f"min_size must be >= 0, got {self.min_size}")
-        if self.max_count < 0:
-            raise ValueError(f"max_count must be >= 0 (0 = no limit), got {self.max_count}")
+        _set(self, "min_size", number_in("min_size", self.min_size, 0.0))
+        _set(self, "max_count", whole_number_in("max_count (0 = no limit)", self.max_count, 0))
 
 
 @dataclass(frozen=True)
@@ -58,13 +73,20 @@ class PasteOptions:
         _choice("mask mode", self.mask_mode, MASK_MODES)
         _choice("blend", self.blend, BLENDS)
         _choice("keep_gray", self.keep_gray, KEEP_GRAY)
-        if not 0.0 <= float(self.strength) <= 1.0:
-            raise ValueError(f"strength must be within [0, 1], got {self.strength}")
-        if self.feather is not None and self.feather < 0:
-            raise ValueError(f"feather must be >= 0 (or None for the mask mode's own), got {self.feather}")
-        unknown = [r for r in self.regions if r not in PARSE_REGIONS]
+        _set(self, "strength", number_in("strength", self.strength, 0.0, 1.0))
+        if self.feather is not None:
+            _set(self, "feather", number_in("feather (in % of the face; None: the mask mode's own)", self.feather,
+                                            *FEATHER_RANGE))
+        _set(self, "grow", number_in("grow (in % of the face)", self.grow, *GROW_RANGE))
+        for name in ("color_match", "grain"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {shown(getattr(self, name))}")
+        if isinstance(self.regions, str) or not isinstance(self.regions, (tuple, list)):
+            raise ValueError(f"regions must be a list of face regions, got {shown(self.regions)}")
+        unknown = [r for r in self.regions if not isinstance(r, str) or r not in PARSE_REGIONS]
         if unknown:
-            raise ValueError(f"unknown face regions {unknown}; choose from {', '.join(PARSE_REGIONS)}")
+            raise ValueError(f"unknown face regions {shown(unknown)}; choose from {', '.join(PARSE_REGIONS)}")
+        _set(self, "regions", tuple(self.regions))
 
 
 @dataclass(frozen=True)
@@ -80,8 +102,10 @@ class EnhanceOptions:
         _choice("task", self.task, TASKS)
         _choice("colorize mode", self.colorize, COLORIZE_MODES)
         _choice("template", self.template, TEMPLATES)
-        if self.batch_size is not None and self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1 (or None), got {self.batch_size}")
+        if not isinstance(self.select, SelectOptions) or not isinstance(self.paste, PasteOptions):
+            raise ValueError("select and paste must be SelectOptions and PasteOptions")
+        if self.batch_size is not None:
+            _set(self, "batch_size", whole_number_in("batch_size (or None)", self.batch_size, 1))
 
 
 # Identity (identity.py): the similarity a face needs to a reference face to be restored, FaceFusion's
@@ -101,9 +125,5 @@ class TrackOptions:
     max_gap: int = 5
 
     def __post_init__(self):
-        if not 0.0 <= float(self.smoothing) <= 1.0:
-            raise ValueError(f"smoothing must be within [0, 1] (0: off), got {self.smoothing}")
-        if isinstance(self.max_gap, bool) or not isinstance(self.max_gap, int) \
-                or not 0 <= self.max_gap <= MAX_GAP_LIMIT:
-            raise ValueError(f"max_gap must be a whole number of frames within [0, {MAX_GAP_LIMIT}], "
-                             f"got {self.max_gap}")
+        _set(self, "smoothing", number_in("smoothing (0: off)", self.smoothing, 0.0, 1.0))
+        _set(self, "max_gap", whole_number_in("max_gap (missed frames bridged)", self.max_gap, 0, MAX_GAP_LIMIT))

@@ -11,7 +11,7 @@ import logging
 import os
 from collections.abc import Sequence as SequenceABC
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
@@ -250,6 +250,21 @@ def faces_in(faces: Sequence[Sequence[Face]], index: int, hw: tuple[int, int]) -
         raise ValueError(f"the faces were found on {size[1]}x{size[0]} images but this image is {hw[1]}x{hw[0]}, "
                          "which is not a resized copy (the aspect ratio differs); connect the same image")
     return [face.scaled(sx) for face in found]
+
+
+# --------------------------------------------------------------------------- input validation
+
+
+def options_refusal(build: Callable[..., Any], **inputs: Any) -> str | bool:
+    """VALIDATE_INPUTS' answer for inputs checked by building the pipeline's options from them:
+    True, or the options' own sentence. ComfyUI skips its min/max checks for the inputs a node
+    validates itself (they let NaN through), so the options' ranges are the only ones applied.
+    A linked input arrives as None here and is checked by the same options when the node runs."""
+    try:
+        build(**{name: value for name, value in inputs.items() if value is not None})
+    except (ValueError, TypeError) as exc:
+        return str(exc)
+    return True
 
 
 # --------------------------------------------------------------------------- progress, interrupts, notes

@@ -5,10 +5,10 @@ import dataclasses
 
 import torch
 
-from gpen_pipeline import (DEFAULT_DETECTOR, DETECTOR_NAMES, ORDERS, SelectOptions, TrackOptions, find_clip_faces,
-                           find_faces)
+from gpen_pipeline import (DEFAULT_DETECTOR, DETECTOR_NAMES, MAX_FACES, MIN_THRESHOLD, ORDERS, SelectOptions,
+                           TrackOptions, find_clip_faces, find_faces)
 from gpen_pipeline.identity import IdentityCheck, matching_faces
-from gpen_pipeline.selection import LARGEST, parse_indices
+from gpen_pipeline.selection import LARGEST
 
 from . import common, face_helpers, face_preview, identity_inputs, tensors
 
@@ -57,13 +57,9 @@ def detect_batch(image: torch.Tensor, detector: str = DEFAULT_DETECTOR, select: 
     return selected, found
 
 
-def index_error(indices: str) -> str | None:
-    """The selection's own message for a malformed 'indices' string, or None."""
-    try:
-        parse_indices(indices)
-    except ValueError as err:
-        return str(err)
-    return None
+THRESHOLD_TOOLTIP = (f"Minimum detection score, from {MIN_THRESHOLD} (lower finds only noise) to 1. Lower it "
+                     "when faces are missed, raise it when things that are not faces are found. At most "
+                     f"{MAX_FACES} faces per image are kept, the best scores first.")
 
 
 def detection_summary(faces: common.DetectedFaces) -> str:
@@ -93,22 +89,20 @@ class DetectFaces:
                                "detection_Resnet50_Final.pth / detection_mobilenet0.25_Final.pth from "
                                "models/facedetection, or insightface's det_10g.onnx from models/insightface."}),
                 "threshold": ("FLOAT", {
-                    "default": 0.5, "min": 0.0, "max": 1.0, "step": 0.01,
-                    "tooltip": "Minimum detection score. Lower it when faces are missed, raise it when "
-                               "things that are not faces are found."}),
+                    "default": 0.5, "min": MIN_THRESHOLD, "max": 1.0, "step": 0.01, "tooltip": THRESHOLD_TOOLTIP}),
                 "order": (list(ORDER_OPTIONS), {
                     "default": "large-small",
                     "tooltip": "How faces are numbered for 'indices'. 'largest' keeps only the largest face."}),
                 "indices": ("STRING", {
                     "default": "",
-                    "tooltip": "Which faces to keep, by position in that order from 0: '0', '0,2' or '1-3'. "
-                               "Empty keeps all."}),
+                    "tooltip": "Which faces to keep, by position in that order from 0: '0', '0,2' or '1-3' "
+                               "('2-999' is every face from the third on). Empty keeps all."}),
                 "min_size": ("INT", {
                     "default": 0, "min": 0, "max": 8192, "step": 1,
                     "tooltip": "Skip faces whose box is smaller than this many pixels on its shorter side."}),
                 "max_faces": ("INT", {
-                    "default": 0, "min": 0, "max": 1000, "step": 1,
-                    "tooltip": "Keep at most this many faces per image (0: no limit)."}),
+                    "default": 0, "min": 0, "max": MAX_FACES, "step": 1,
+                    "tooltip": f"Keep at most this many faces per image (0: all found, at most {MAX_FACES})."}),
             },
             "optional": {
                 "smoothing": SMOOTHING_INPUT,
@@ -119,8 +113,9 @@ class DetectFaces:
         }
 
     @classmethod
-    def VALIDATE_INPUTS(cls, indices=""):
-        return index_error(indices) or True
+    def VALIDATE_INPUTS(cls, threshold=0.5, indices="", smoothing=None):
+        refusal = common.options_refusal(SelectOptions, threshold=threshold, indices=indices)
+        return common.options_refusal(TrackOptions, smoothing=smoothing) if refusal is True else refusal
 
     def detect(self, image, detector=DEFAULT_DETECTOR, threshold=0.5, order="large-small", indices="",
                min_size=0, max_faces=0, smoothing=SMOOTHING_INPUT[1]["default"], reference=None,

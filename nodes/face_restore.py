@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from gpen_pipeline import (DEFAULT_DETECTOR, DETECTOR_NAMES, MASK_MODES, EnhanceOptions, SelectOptions, TrackOptions,
-                           enhance_images, find_clip_faces)
+from gpen_pipeline import (DEFAULT_DETECTOR, DETECTOR_NAMES, MASK_MODES, MAX_FACES, MIN_THRESHOLD, EnhanceOptions,
+                           SelectOptions, TrackOptions, enhance_images, find_clip_faces)
 
 from . import common, face_helpers, identity_inputs, tensors
 from .detect_faces import SMOOTHING_INPUT, DetectFaces, tracks_clip
@@ -39,11 +39,11 @@ class FaceRestore:
                                        "tooltip": _tooltip(PasteBack, "strength")}),
                 "detector": (list(DETECTOR_NAMES), {"default": DEFAULT_DETECTOR,
                                                     "tooltip": _tooltip(DetectFaces, "detector")}),
-                "threshold": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.01,
+                "threshold": ("FLOAT", {"default": 0.5, "min": MIN_THRESHOLD, "max": 1.0, "step": 0.01,
                                         "tooltip": _tooltip(DetectFaces, "threshold")}),
-                "max_faces": ("INT", {"default": 0, "min": 0, "max": 1000, "step": 1,
+                "max_faces": ("INT", {"default": 0, "min": 0, "max": MAX_FACES, "step": 1,
                                       "tooltip": "Restore at most this many faces per image, largest first "
-                                                 "(0: all)."}),
+                                                 f"(0: all found, at most {MAX_FACES})."}),
                 "mask_mode": (list(MASK_MODES), {"default": "official",
                                                  "tooltip": _tooltip(PasteBack, "mask_mode")}),
                 "color_match": ("BOOLEAN", {"default": False, "tooltip": _tooltip(PasteBack, "color_match")}),
@@ -63,7 +63,12 @@ class FaceRestore:
         }
 
     @classmethod
-    def VALIDATE_INPUTS(cls, model_name):
+    def VALIDATE_INPUTS(cls, model_name, strength=1.0, threshold=0.5, smoothing=None):
+        for build, inputs in ((paste_options, {"strength": strength}), (SelectOptions, {"threshold": threshold}),
+                              (TrackOptions, {"smoothing": smoothing})):
+            refusal = common.options_refusal(build, **inputs)
+            if refusal is not True:
+                return refusal
         return LoadGPENModel.VALIDATE_INPUTS(model_name)
 
     @classmethod

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import torch
 
-from gpen_pipeline import BLENDS, KEEP_GRAY, MASK_MODES, PasteOptions
+from gpen_pipeline import BLENDS, FEATHER_RANGE, GROW_RANGE, KEEP_GRAY, MASK_MODES, PasteOptions
 from gpen_pipeline.identity import IdentityCheck, paste_with_identity
+from gpen_pipeline.values import number_in
 
 from . import common, face_helpers, identity_inputs, tensors
 
@@ -16,6 +17,7 @@ def paste_options(mask_mode: str = "official", strength: float = 1.0, feather: f
                   color_match: bool = False, keep_gray: str = "auto", blend: str = "feather",
                   match_grain: bool = False) -> PasteOptions:
     """The node inputs as the pipeline's options (feather -1: the mask mode's own)."""
+    feather = number_in("feather (-1: the mask mode's own)", feather, -1.0, FEATHER_RANGE[1])
     return PasteOptions(mask_mode=mask_mode, strength=strength, feather=None if feather < 0 else feather, grow=grow,
                         color_match=color_match, keep_gray=_OLD_KEEP_GRAY.get(keep_gray, keep_gray), blend=blend,
                         grain=match_grain)
@@ -95,10 +97,10 @@ class PasteBack:
                     "default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
                     "tooltip": "How much of the restored face to use: 1 = all, 0 = the image unchanged."}),
                 "feather": ("FLOAT", {
-                    "default": -1.0, "min": -1.0, "max": 50.0, "step": 0.1,
+                    "default": -1.0, "min": -1.0, "max": FEATHER_RANGE[1], "step": 0.1,
                     "tooltip": "Soft edge width in % of the face crop; -1 uses the mask mode's own default."}),
                 "grow": ("FLOAT", {
-                    "default": 0.0, "min": -20.0, "max": 20.0, "step": 0.1,
+                    "default": 0.0, "min": GROW_RANGE[0], "max": GROW_RANGE[1], "step": 0.1,
                     "tooltip": "Grow (+) or shrink (-) the mask, in % of the face crop."}),
                 "color_match": ("BOOLEAN", {
                     "default": False,
@@ -119,11 +121,11 @@ class PasteBack:
         }
 
     @classmethod
-    def VALIDATE_INPUTS(cls, keep_gray="auto"):
-        # Declared, so ComfyUI leaves this combo to us: the yes/no of older saved workflows still load.
-        if _OLD_KEEP_GRAY.get(keep_gray, keep_gray) not in KEEP_GRAY:
-            return f"keep_gray must be one of {', '.join(KEEP_GRAY)}, got {keep_gray!r}"
-        return True
+    def VALIDATE_INPUTS(cls, keep_gray="auto", strength=1.0, feather=-1.0, grow=0.0):
+        # keep_gray is declared so that ComfyUI leaves this combo to us: the yes/no of older saved
+        # workflows still load (paste_options reads them).
+        return common.options_refusal(paste_options, keep_gray=keep_gray, strength=strength, feather=feather,
+                                      grow=grow)
 
     def paste(self, image, restored_faces, mask_mode="official", strength=1.0, feather=-1.0, grow=0.0,
               color_match=False, keep_gray="auto", region_mask=None, blend="feather", match_grain=False,

@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # What the nodes may take from the pipeline: its public package, and modules that hold no pixel work.
-NODE_PIPELINE_MODULES = {"gpen_pipeline", "gpen_pipeline.selection", "gpen_pipeline.preview",
+NODE_PIPELINE_MODULES = {"gpen_pipeline", "gpen_pipeline.selection", "gpen_pipeline.values", "gpen_pipeline.preview",
                          "gpen_pipeline.detection", "gpen_pipeline.parsing", "gpen_pipeline.catalog",
                          "gpen_pipeline.download", "gpen_pipeline.identity"}
 # Image-processing libraries: only the pipeline uses them.

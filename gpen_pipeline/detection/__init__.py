@@ -12,7 +12,7 @@ Detectors (DETECTOR_NAMES):
                                  scrfd_10g_bnkps.onnx (antelopev2), onnxruntime
 Weights of the last three are searched in `model_dirs`; nothing is ever downloaded.
 
-Every detector returns `Face` records, best score first, in the pixels of the image
+Every detector returns at most MAX_FACES `Face` records, best score first, in the pixels of the image
 given, with landmarks ordered image-left eye, image-right eye, nose tip, image-left
 mouth corner, image-right mouth corner. Boxes are not clipped to the image.
 """
@@ -25,11 +25,12 @@ import numpy as np
 
 from ..face import Face
 from ..names import DEFAULT_DETECTOR, DETECTOR_NAMES
+from ..options import MAX_FACES
 from .common import (BUNDLED_NAME, Detector, DetectorDependencyMissing, DetectorWeightsInvalid,
                      DetectorWeightsMissing, as_rgb_uint8, working_copy)
 
 __all__ = [
-    "DEFAULT_DETECTOR", "DETECTOR_NAMES", "Detector", "DetectorDependencyMissing",
+    "DEFAULT_DETECTOR", "DETECTOR_NAMES", "MAX_FACES", "Detector", "DetectorDependencyMissing",
     "DetectorWeightsInvalid", "DetectorWeightsMissing", "detect_faces", "load_detector",
 ]
 
@@ -62,7 +63,7 @@ def load_detector(name: str, model_dirs: Sequence[str | os.PathLike] = (), *,
 
 def detect_faces(detector: Detector, image: np.ndarray, threshold: float = 0.5) -> list[Face]:
     """Faces in `image` (HxWx3 RGB uint8; float [0, 1], HxWx4 and HxW also accepted)
-    scoring above `threshold`, best first, in `image` pixels.
+    scoring above `threshold`, best first, at most MAX_FACES of them, in `image` pixels.
 
     Images with a long side over 1500 px are detected on a copy downscaled to 1000 px,
     images under 640 px on a copy upscaled to 640 px.
@@ -79,6 +80,6 @@ def detect_faces(detector: Detector, image: np.ndarray, threshold: float = 0.5) 
     points = np.asarray(points, np.float64) * (sx, sy)
     scores = np.asarray(scores, np.float64).reshape(-1)
     finite = np.isfinite(boxes).all(1) & np.isfinite(points).all((1, 2)) & np.isfinite(scores)
-    order = [i for i in np.argsort(-scores, kind="stable") if finite[i]]
+    order = [i for i in np.argsort(-scores, kind="stable") if finite[i]][:MAX_FACES]
     return [Face(box=tuple(float(v) for v in boxes[i]), score=float(scores[i]),
                  landmarks=points[i].astype(np.float32)) for i in order]
