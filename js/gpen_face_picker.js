@@ -6,13 +6,14 @@ import { addPanelWidget, el, findWidget, fitNode, setWidgetValue } from "./gpen_
 export const INDICES_WIDGET = "indices";
 const HINT_IDLE = "Queue the workflow to see the numbered faces.";
 const HINT_FACES = "Click faces to restore only those; with none chosen every face is restored.";
-const MAX_RANGE = 10000;
 const PREVIEW_WIDTH = 400;
 
-// The same grammar as the node's `indices` ("0", "0,2", "1-3"); null means "all faces".
+// The same grammar as the node's `indices` ("0", "0,2", "1-3"), read as [first, last] spans in the
+// order written; null means "all faces". Like the node, a range is applied to the faces there are and
+// never expanded: "0-99999999" costs what "0-2" does.
 export function parseIndices(text) {
-  const out = new Set();
   if (!text || !text.trim()) return null;
+  const spans = [];
   for (const raw of text.split(",")) {
     const item = raw.trim();
     if (!item) continue;
@@ -20,24 +21,39 @@ export function parseIndices(text) {
     if (!match) throw new Error(`'${item}' is not an index or a range`);
     const start = Number(match[1]);
     const end = match[2] === undefined ? start : Number(match[2]);
-    if (end < start || end - start > MAX_RANGE) throw new Error(`'${item}' is not a usable range`);
-    for (let i = start; i <= end; i++) out.add(i);
+    if (end < start) throw new Error(`'${item}' runs backwards`);
+    spans.push([start, end]);
   }
-  return out;
+  return spans;
+}
+
+export function isChosen(spans, index) {
+  return spans === null || spans.some(([first, last]) => first <= index && index <= last);
 }
 
 // Clicking a face while all are kept keeps only that one; removing the last one keeps all again.
-export function toggleIndex(text, index) {
-  let chosen;
+// The faces shown (numbered below `count`) are written out one by one; what the text chose past
+// them stays as it was, for the images of a batch that have more faces than the preview.
+export function toggleIndex(text, index, count = 0) {
+  let spans;
   try {
-    chosen = parseIndices(text);
+    spans = parseIndices(text);
   } catch {
-    chosen = null; // unreadable text: start over from this face
+    spans = null; // unreadable text: start over from this face
   }
-  if (chosen === null) return String(index);
-  if (chosen.has(index)) chosen.delete(index);
-  else chosen.add(index);
-  return [...chosen].sort((a, b) => a - b).join(",");
+  if (spans === null) return String(index);
+  const shown = Math.max(count, index + 1);
+  const out = [];
+  for (let i = 0; i < shown; i++) {
+    if (isChosen(spans, i) !== (i === index)) out.push(String(i));
+  }
+  for (const [first, last] of spans) {
+    if (last < shown) continue;
+    const from = Math.max(first, shown);
+    const item = from === last ? String(last) : `${from}-${last}`;
+    if (!out.includes(item)) out.push(item);
+  }
+  return out.join(",");
 }
 
 function viewUrl(ref) {
@@ -122,22 +138,22 @@ class FacePicker {
   toggle(index) {
     const widget = this.indicesWidget;
     if (!widget) return;
-    setWidgetValue(this.node, widget, toggleIndex(String(widget.value ?? ""), index));
+    const count = Math.max(0, ...this.images.flatMap(({ data }) => data.faces.map((face) => face.index + 1)));
+    setWidgetValue(this.node, widget, toggleIndex(String(widget.value ?? ""), index, count));
     this.highlight();
   }
 
   highlight() {
     const text = String(this.indicesWidget?.value ?? "");
     this.shownIndices = text;
-    let chosen;
+    let spans;
     try {
-      chosen = parseIndices(text);
+      spans = parseIndices(text);
     } catch {
-      chosen = new Set();
+      spans = []; // the node refuses it: no face is kept
     }
     for (const button of this.root.querySelectorAll(".gpen-face")) {
-      const kept = chosen === null || chosen.has(Number(button.dataset.index));
-      button.classList.toggle("gpen-kept", kept);
+      button.classList.toggle("gpen-kept", isChosen(spans, Number(button.dataset.index)));
     }
   }
 

@@ -442,6 +442,30 @@ def test_clicking_a_numbered_face_toggles_its_index(page, ui_server):
     no_errors_from_us(page)
 
 
+def test_the_picker_applies_ranges_to_the_faces_shown_without_expanding_them(page):
+    """The picker reads `indices` as the node does: '0-99999999999999' keeps every face (it used to
+    throw past 10000 and show none kept while the node restored them all), and a click writes out
+    the faces shown, keeping what the text chose past them."""
+    result = page.evaluate("""async (url) => {
+      const picker = await import(url);
+      const started = performance.now();
+      const spans = picker.parseIndices("0-99999999999999");
+      const out = {
+        kept: [0, 5, 99].map((i) => picker.isChosen(spans, i)),
+        click: picker.toggleIndex("0-99999999999999", 2, 6),
+        past: picker.toggleIndex("7", 1, 6),
+        last: picker.toggleIndex("2", 2, 6),
+      };
+      out.ms = performance.now() - started;
+      return out;
+    }""", f"{PACK_JS}gpen_face_picker.js")
+    assert result["kept"] == [True, True, True]
+    assert result["click"] == "0,1,3,4,5,6-99999999999999"
+    assert result["past"] == "1,7" and result["last"] == ""  # no face chosen: every face again
+    assert result["ms"] < 100
+    no_errors_from_us(page)
+
+
 # --------------------------------------------------------------------------- plain HTTP downloads
 
 
