@@ -144,6 +144,12 @@ def _first_line(exc: BaseException) -> str:
     return (text[0] if text else type(exc).__name__)[:200]
 
 
+def nonfinite_weights_error(name: str, keys: list[str]) -> ModelLoadError:
+    """The one sentence for weights holding NaN or infinity, whatever the file's format."""
+    shown = ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+    return ModelLoadError(f"{name} has NaN or infinite weights (in {shown}); get the file again.")
+
+
 def _is_tensor_dict(obj: Any) -> bool:
     return isinstance(obj, Mapping) and len(obj) > 0 and all(isinstance(v, torch.Tensor) for v in obj.values())
 
@@ -161,6 +167,13 @@ def unwrap(obj: Any, name: str = "state_dict") -> dict[str, torch.Tensor]:
         raise ModelLoadError(
             f"{name} holds no weights: it is a {type(obj).__name__}, not a dict of tensors "
             f"(looked inside {', '.join(CONTAINER_KEYS)})."
+        )
+    # Every later step reads the names as text; a pickle can hold any key at all.
+    odd = [k for k in obj if not isinstance(k, str)]
+    if odd:
+        raise ModelLoadError(
+            f"{name} is not a usable GPEN model: its tensors are named by {type(odd[0]).__name__} keys such as "
+            f"{repr(odd[0])[:40]}, where a PyTorch state_dict has text names; get the file again from its source."
         )
     if all(k.startswith("module.") for k in obj):
         obj = {k[len("module."):]: v for k, v in obj.items()}

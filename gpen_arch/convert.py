@@ -10,7 +10,7 @@ import torch
 from .checkpoint import read_weights
 from .config import GPENConfig, infer_config, task_hint
 from .files import write_bytes
-from .loader import checked_config
+from .loader import cast_weights, checked_config
 from .model import PRECISIONS, GPENModel
 from .network import GPEN
 
@@ -60,9 +60,12 @@ def save_safetensors(model: GPENModel | GPEN, path: str | Path, half: bool = Fal
     network = model.network if isinstance(model, GPENModel) else model
     if not isinstance(network, GPEN):
         raise ValueError(f"only a torch GPEN can be saved as .safetensors, not {type(network).__name__}")
-    sd = network.state_dict()
-    target = torch.float16 if half else torch.float32
-    tensors = {k: v.detach().to("cpu", target).contiguous() for k, v in sd.items()}
+    sd = {k: v.detach().to("cpu") for k, v in network.state_dict().items()}
+    name = f"Model file {Path(model.source).name}" if isinstance(model, GPENModel) and model.source else "The model"
+    # Refused before anything is written: the loader would refuse such a file.
+    cast = cast_weights(sd, torch.float16 if half else torch.float32, name,
+                        "save it in fp32 (gpen convert without --fp16)")
+    tensors = {k: v.contiguous() for k, v in cast.items()}
     config = infer_config(tensors)
     # Serialised here and written by write_bytes: safetensors' own writer reports a full disk as an
     # opaque SafetensorError, ours says so in words and keeps the previous file.

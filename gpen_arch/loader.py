@@ -8,10 +8,10 @@ from typing import Mapping
 
 import torch
 
-from .checkpoint import identify, read_weights, unwrap
+from .checkpoint import identify, nonfinite_weights_error, read_weights, unwrap
 from .config import GPENConfig, infer_config
 from .errors import ModelLoadError
-from .model import DTYPES, GPENModel
+from .model import DTYPES, PRECISIONS, GPENModel
 from .network import GPEN
 
 _SHOWN = 5  # how many problem keys an error lists
@@ -63,9 +63,15 @@ def checked_config(sd: Mapping[str, torch.Tensor], name: str = "state_dict") -> 
     except ModelLoadError as exc:
         raise ModelLoadError(f"{name} is not a usable GPEN model: {exc}") from None
     check_layout(sd, cfg, name)
-    bad = [k for k, v in sd.items() if v.is_floating_point() and not _all_finite(v)]
+    # Casting would quietly turn these into weights (complex ones lose their imaginary part).
+    not_float = [k for k, v in sd.items() if not v.is_floating_point()]
+    if not_float:
+        raise ModelLoadError(f"{name} is not a usable GPEN model: {sd[not_float[0]].dtype} tensors (in "
+                             f"{', '.join(not_float[:_SHOWN])}) where GPEN stores floating-point weights; get the "
+                             "file again.")
+    bad = [k for k, v in sd.items() if not _all_finite(v)]
     if bad:
-        raise ModelLoadError(f"{name} has NaN or infinite weights (in {', '.join(bad[:_SHOWN])}); get the file again.")
+        raise nonfinite_weights_error(name, bad)
     return cfg
 
 
@@ -75,13 +81,28 @@ def _all_finite(tensor: torch.Tensor) -> bool:
     return math.isfinite(float(tensor.sum())) or bool(torch.isfinite(tensor).all())
 
 
+def cast_weights(sd: Mapping[str, torch.Tensor], dtype: torch.dtype, name: str,
+                 instead: str) -> dict[str, torch.Tensor]:
+    """The weights in `dtype`, refused with a sentence ending in `instead` when one does not fit
+    it: fp16 stops at 65504, and a weight cast to infinity would make every face NaN."""
+    out = {}
+    for key, value in sd.items():
+        cast = value.to(dtype)
+        if cast.dtype != value.dtype and not _all_finite(cast):
+            largest = value.abs().max().item()
+            raise ModelLoadError(f"{name} has weights too large for {PRECISIONS.get(dtype, dtype)} (up to "
+                                 f"{largest:g} in {key}); {instead}.")
+        out[key] = cast
+    return out
+
+
 def build_model(sd: Mapping[str, torch.Tensor], device=None, dtype=None, name: str = "state_dict") -> GPEN:
     """A ready GPEN from a flat state_dict, checked strict before anything is built."""
     cfg = checked_config(sd, name)
     dtype = resolve_dtype(dtype)
     with torch.device("meta"):
         model = GPEN(cfg, random_init=False)
-    model.load_state_dict({k: v.to(dtype) for k, v in sd.items()}, strict=True, assign=True)
+    model.load_state_dict(cast_weights(sd, dtype, name, "load it in fp32 or bf16"), strict=True, assign=True)
     model.requires_grad_(False).eval()
     return model.to(device or "cpu")
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import check_model_file
-from .config import GPENConfig, infer_config
+from .checkpoint import check_model_file, nonfinite_weights_error
+from .config import GPEN_SIZES, GPENConfig, infer_config
 from .errors import ModelLoadError
 
 CONFIG_KEY = "gpen_config"  # the metadata entry our exports put their config in
@@ -84,18 +84,22 @@ def load_onnx(path: str | Path, device=None) -> OnnxGPEN:
     inputs = session.get_inputs()
     shape = list(inputs[0].shape) if inputs else []
     ok = (len(inputs) == 1 and inputs[0].name == "input" and len(shape) == 4 and shape[1] == 3
-          and isinstance(shape[2], int) and shape[2] == shape[3] and inputs[0].type in _ORT_TYPES)
+          and shape[2] in GPEN_SIZES and shape[2] == shape[3] and inputs[0].type in _ORT_TYPES)
     if not ok:
         got = ", ".join(f"'{i.name}' {i.shape} {i.type}" for i in inputs) or "no inputs"
         raise ModelLoadError(
             f"Model file {path.name} is not a GPEN ONNX model: it has {got}; "
-            "a GPEN ONNX has one float input named 'input' of shape (1, 3, S, S)."
+            f"a GPEN ONNX has one float input named 'input' of shape (1, 3, S, S), S one of {GPEN_SIZES}."
         )
     _check_output(session, path, shape)
+    graph = _graph(path)
+    bad = _nonfinite_weights(graph)
+    if bad:
+        raise nonfinite_weights_error(f"Model file {path.name}", bad)
     return OnnxGPEN(
         session=session,
         size=int(shape[2]),
-        config=_read_config(session, path),
+        config=_read_config(session, graph),
         input_dtype=_ORT_TYPES[inputs[0].type],
         fixed_batch=shape[0] if isinstance(shape[0], int) else None,
         source=str(path),
@@ -115,7 +119,31 @@ def _check_output(session, path: Path, in_shape: list) -> None:
         )
 
 
-def _read_config(session, path: Path) -> GPENConfig | None:
+def _graph(path: Path):
+    """The file's graph without the weights stored beside it, or None where the onnx package is
+    missing (onnxruntime alone cannot show weights) or cannot read it."""
+    try:
+        import onnx
+
+        return onnx.load(str(path), load_external_data=False).graph
+    except Exception:
+        return None
+
+
+def _nonfinite_weights(graph) -> list[str]:
+    """Names of the weights holding NaN or infinity: the torch loader refuses those, and describing
+    an ONNX file must say what loading it says."""
+    if graph is None:
+        return []
+    from onnx import TensorProto, numpy_helper
+
+    floats = (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE)
+    return [t.name for t in graph.initializer
+            if t.data_type in floats and t.data_location != TensorProto.EXTERNAL
+            and not np.isfinite(numpy_helper.to_array(t)).all()]
+
+
+def _read_config(session, graph) -> GPENConfig | None:
     """The config from our export's metadata, else from tensor names that kept the checkpoint's."""
     meta = session.get_modelmeta().custom_metadata_map
     if CONFIG_KEY in meta:
@@ -123,10 +151,9 @@ def _read_config(session, path: Path) -> GPENConfig | None:
             return GPENConfig(**json.loads(meta[CONFIG_KEY]))
         except (TypeError, ValueError):
             pass
+    if graph is None:
+        return None
     try:
-        import onnx
-
-        graph = onnx.load(str(path), load_external_data=False).graph
         shapes = {t.name: torch.empty(tuple(t.dims), device="meta") for t in graph.initializer}
         return infer_config(shapes)
     except Exception:  # third-party exports rename tensors; the size from the graph is enough to run

@@ -13,7 +13,9 @@ import urllib.request
 import pytest
 
 import comfy_harness as harness
+import gpen_arch
 from fixture_files import FIXTURES, S64_MODEL_FILE, S64_NOCONCAT_MODEL_FILE
+from helpers import malformed_models as malformed
 
 MODEL = "GPEN-tiny-64.pth"  # the fixture gpen_s64_cm1_n0125.pth, installed by the `server` fixture
 OFFICIAL = json.loads((FIXTURES / "gpen_s64_cm1_n0125.json").read_text(encoding="utf-8"))
@@ -49,6 +51,24 @@ def test_model_info_of_a_broken_file_is_the_loaders_sentence(server):
     status, _, info = get(server, info_route("GPEN-broken.pth"))
     assert status == 200 and info["ok"] is False
     assert "GPEN-broken.pth" in info["error"] and "size" not in info
+
+
+@pytest.mark.parametrize("name, build", [
+    ("GPEN-empty-tensor.pth", lambda folder: malformed.saved(malformed.with_empty_tensor())),
+    ("GPEN-integer-keys.pth", lambda folder: malformed.saved(malformed.with_integer_keys())),
+    ("GPEN-nan-weights.onnx", malformed.nan_onnx),
+])
+def test_model_info_of_a_malformed_gpen_is_the_loaders_sentence(server, tmp_path, name, build):
+    """These said "could not be read (float division by zero)" or described a NaN model as good."""
+    path = server.base / "models" / "facerestore" / name
+    path.write_bytes(build(tmp_path))
+    try:
+        status, _, info = get(server, info_route(name))
+        with pytest.raises(gpen_arch.ModelLoadError) as loading:
+            gpen_arch.load_model(path)
+    finally:
+        path.unlink()
+    assert status == 200 and info["ok"] is False and info["error"] == str(loading.value)
 
 
 def test_model_info_follows_a_replaced_file(server):

@@ -19,6 +19,8 @@ from typing import Callable
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import gpen_arch
 from gpen_arch import ModelLoadError
@@ -26,6 +28,7 @@ from gpen_arch import ModelLoadError
 import comfy_harness as harness
 import robustness_support as support
 from fixture_files import S64_MODEL_FILE, load_fixture_model
+from helpers import malformed_models as malformed
 
 MARKER_NAME = "CODE-WAS-RUN"
 
@@ -286,6 +289,13 @@ BAD_FILES: dict[str, tuple[Callable[[Path], bytes], str]] = {
                         "not a GPEN ONNX model"),
     "upscaler-x4.onnx": (onnx_identity([("input", [1, 3, 64, 64])], [1, 3, 256, 256]),
                          r"not a GPEN ONNX model.*\(1, 3, 256, 256\)"),
+    # GPENs that parse but cannot be built (these raised ZeroDivisionError and AttributeError)
+    "empty-tensor.pth": (pickled(lambda m: malformed.with_empty_tensor()),
+                         r"'generator\.style\.1\.weight' has shape \(0,\), which no GPEN tensor has"),
+    "integer-keys.pth": (pickled(lambda m: malformed.with_integer_keys()), "tensors are named by int keys"),
+    "nan-weights.pth": (pickled(lambda m: malformed.with_nan_weight()), "has NaN or infinite weights"),
+    "nan-weights.onnx": (malformed.nan_onnx, "has NaN or infinite weights"),  # described as good before
+    "input-65536.onnx": (onnx_identity([("input", [1, 3, 65536, 65536])]), "S one of"),
 }
 
 
@@ -325,6 +335,68 @@ def test_api_refuses_with_one_sentence_naming_the_file(bad_files, name):
     assert "Weights only load failed" not in message  # torch's own blurb says nothing to a user
     assert time.monotonic() - started < 10
     assert not marker_in(bad_files.folder).exists(), f"{name} ran code while being loaded"
+
+
+MALFORMED = ["empty-tensor.pth", "integer-keys.pth", "nan-weights.pth", "nan-weights.onnx", "input-65536.onnx"]
+
+
+@pytest.mark.parametrize("name", MALFORMED)
+def test_describing_a_malformed_gpen_says_what_loading_it_says(bad_files, name):
+    """`gpen info`, the editor's model info and the loader: one check, one sentence."""
+    with pytest.raises(ModelLoadError) as loading:
+        gpen_arch.load_model(bad_files(name))
+    with pytest.raises(ModelLoadError) as describing:
+        gpen_arch.describe(bad_files(name))
+    assert str(describing.value) == str(loading.value)
+
+
+FIXTURE_KEYS = list(malformed.fixture_state_dict())
+damage = st.tuples(st.integers(0, len(FIXTURE_KEYS) - 1), st.sampled_from(["shape", "name", "drop", "dtype"]),
+                   st.one_of(st.lists(st.integers(0, 3), max_size=4).map(tuple), st.just((10 ** 6, 0))),
+                   st.sampled_from([torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.int64,
+                                    torch.bool, torch.complex64]),
+                   st.sampled_from([5, None, (1, 2), 1.5, b"x", "extra.weight", "ecd9.0.weight"]))
+
+
+@pytest.mark.filterwarnings("ignore:Casting complex values")  # the damage itself, made below
+@settings(max_examples=120, deadline=None, database=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(changes=st.lists(damage, min_size=1, max_size=3))
+def test_any_damaged_gpen_state_dict_loads_or_is_refused_in_one_sentence(changes):
+    sd = malformed.fixture_state_dict()
+    for index, kind, shape, dtype, name in changes:
+        key = FIXTURE_KEYS[index]
+        if key not in sd:
+            continue
+        if kind == "shape":
+            sd[key] = torch.zeros(shape, dtype=dtype)
+        elif kind == "name":
+            sd[name] = sd.pop(key)
+        elif kind == "drop":
+            del sd[key]
+        else:
+            sd[key] = sd[key].to(dtype)
+    try:
+        model = gpen_arch.load_model(sd)
+    except ModelLoadError as exc:
+        assert "\n" not in str(exc) and len(str(exc)) < 600, str(exc)
+    else:
+        assert model.size == 64
+
+
+def test_fp16_is_refused_for_weights_it_cannot_hold_before_anything_is_written(tmp_path):
+    """fp16 stops at 65504: the weight would become infinity and every face NaN. Loading in fp16
+    says so, and `convert --fp16` refuses before writing a file the loader would then refuse."""
+    path = tmp_path / "GPEN-large.pth"
+    path.write_bytes(malformed.saved(malformed.with_large_weight()))
+    assert gpen_arch.load_model(path).size == gpen_arch.load_model(path, dtype="bf16").size == 64
+    with pytest.raises(ModelLoadError, match=re.escape(
+            "Model file GPEN-large.pth has weights too large for fp16 (up to 1e+06 in generator.to_rgb1.bias); "
+            "load it in fp32 or bf16.")):
+        gpen_arch.load_model(path, dtype="fp16")
+    done = support.run_cli("convert", path, "-o", tmp_path / "large-fp16.safetensors", "--fp16")
+    support.assert_cli_error(done, "GPEN-large.pth has weights too large for fp16", "gpen convert without --fp16")
+    assert [p.name for p in tmp_path.iterdir()] == ["GPEN-large.pth"]  # nothing written, nothing left over
 
 
 @pytest.mark.parametrize("name", ["system-call.pth", "gfpgan.pth", "cut-half.pth", "header-1tb.safetensors"])
@@ -379,6 +451,9 @@ CLI_CASES = {
     "lfs-pointer.pth": ("info", "Git LFS pointer"),
     "header-2e63.safetensors": ("info", "not a readable .safetensors"),
     "upscaler-x4.onnx": ("restore", "not a GPEN ONNX model"),
+    "empty-tensor.pth": ("info", "has shape (0,), which no GPEN tensor has"),
+    "integer-keys.pth": ("info", "tensors are named by int keys"),
+    "nan-weights.onnx": ("info", "has NaN or infinite weights"),
 }
 
 
@@ -426,7 +501,9 @@ def test_cli_on_a_fifo_returns_at_once(cli_results):
 
 NODE_CASES = {"cut-half.pth": "truncated or corrupt", "system-call.pth": "was refused",
               "gfpgan.pth": "is a GFPGAN face restorer", "lfs-pointer.safetensors": "Git LFS pointer",
-              "offset-1tb.safetensors": "not a readable .safetensors", "upscaler-x4.onnx": "not a GPEN ONNX model"}
+              "offset-1tb.safetensors": "not a readable .safetensors", "upscaler-x4.onnx": "not a GPEN ONNX model",
+              "empty-tensor.pth": "has shape (0,), which no GPEN tensor has",
+              "integer-keys.pth": "tensors are named by int keys", "nan-weights.onnx": "has NaN or infinite weights"}
 
 
 @pytest.fixture(scope="module")
