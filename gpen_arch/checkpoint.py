@@ -58,7 +58,8 @@ def check_model_file(path: Path, label: str = "Model file") -> str | None:
             "instead; download the file again from its real address.")
     if kind == "text":
         raise ModelLoadError(f"{label} {path.name} is a text file, not a model: it starts with "
-                             f"{_text_start(path)!r}; download the model file again.")
+                             f"{_text_start(path)!r}; download the model file again.",
+                             plain=f"{label} {path.name} is a text file, not a model; download the model file again.")
     return kind
 
 

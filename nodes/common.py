@@ -192,9 +192,13 @@ def load_gpen_model(path: str, device_option: str = "auto", precision_option: st
     precision = choose_precision(precision_option, load_device)
     if not os.path.isfile(path):
         raise gpen_arch.ModelLoadError(f"Model file not found: {path}")
-    return MODEL_CACHE.get((os.path.realpath(path), str(load_device), precision),
-                           lambda: _build_handle(path, load_device, offload_device, precision),
-                           lambda handle: handle.model.source)
+    try:
+        return MODEL_CACHE.get((os.path.realpath(path), str(load_device), precision),
+                               lambda: _build_handle(path, load_device, offload_device, precision),
+                               lambda handle: handle.model.source)
+    except gpen_arch.ModelLoadError as exc:
+        # The message reaches every client of the server; the start of a file that is not a model does not.
+        raise gpen_arch.ModelLoadError(exc.plain) from None
 
 
 def _build_handle(path: str, load_device: torch.device, offload_device: torch.device,

@@ -119,7 +119,7 @@ def _describe(path: str) -> dict:
     try:
         described = gpen_arch.describe(path)
     except gpen_arch.ModelLoadError as exc:
-        info.update(ok=False, error=str(exc))
+        info.update(ok=False, error=exc.plain)  # never the start of a file that is not a model
     except Exception as exc:  # a file we cannot even read must not break the editor
         LOG.warning("[GPEN] could not describe %s: %r", path, exc)
         info.update(ok=False, error=f"Model file {name} could not be read ({exc}); get it again.")

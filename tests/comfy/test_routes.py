@@ -71,6 +71,35 @@ def test_model_info_of_a_malformed_gpen_is_the_loaders_sentence(server, tmp_path
     assert status == 200 and info["ok"] is False and info["error"] == str(loading.value)
 
 
+SECRET = "root:$6$not-for-the-browser$0123456789abcdefghijklmnopqrstuvwxyz:19000:0:99999:7:::\n"
+
+
+@pytest.mark.parametrize("content, sentence", [
+    (SECRET * 3, "Model file GPEN-shadow.pth is a text file, not a model; download the model file again."),
+    ("root:s3cret\n", "Model file GPEN-shadow.pth could not be read ("),  # too short to be told from a pickle
+])
+def test_model_info_and_the_loader_never_show_a_file_that_is_not_a_model(server, tmp_path, content, sentence):
+    """A link in a model folder can point anywhere the server can read (/etc/shadow): its start is
+    shown on the command line, which only its own user reaches, and never through the server."""
+    secret = tmp_path / "shadow"
+    secret.write_text(content, encoding="ascii")
+    link = server.base / "models" / "facerestore" / "GPEN-shadow.pth"
+    link.symlink_to(secret)
+    harness.save_png(harness.face_photo(64), server.base / "input" / "routes-face.png")
+    graph = {"1": {"class_type": "LoadImage", "inputs": {"image": "routes-face.png"}},
+             "2": harness.gpen_one_node(link.name, device="cpu", precision="fp32"),
+             "3": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}}}
+    try:
+        status, _, info = get(server, info_route(link.name))
+        entry = server.run(graph)
+    finally:
+        link.unlink()
+    assert status == 200 and info["ok"] is False and info["error"].startswith(sentence)
+    assert harness.history_error(entry)["exception_message"].strip() == info["error"]
+    for shown in (json.dumps(info), json.dumps(entry)):
+        assert not [mark for mark in ("root:", "$6$", "s3cret", "not-for-the-browser", "load key") if mark in shown]
+
+
 def test_model_info_follows_a_replaced_file(server):
     folder = server.base / "models" / "facerestore"
     target = harness.put_model(folder, "GPEN-swapped.pth", S64_MODEL_FILE)
