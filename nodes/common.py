@@ -106,10 +106,12 @@ def resolve_model_path(name: str) -> str | None:
 
 def missing_model_message(name: str) -> str:
     where = ", ".join(folder_list(RESTORER_FOLDERS)) or "(no folders registered)"
+    # Quoted whole only while it is a name someone could have typed: the message goes back to the client.
+    quoted = name if isinstance(name, str) and len(name) <= 200 else f"{str(name)[:200]}..."
     if not isinstance(name, str) or name_leaves_folders(name):
-        return (f"GPEN model name '{name}' is not a file name inside the model folders ({where}); choose a file "
+        return (f"GPEN model name '{quoted}' is not a file name inside the model folders ({where}); choose a file "
                 "from the list: absolute paths and '..' are not accepted.")
-    return (f"GPEN model '{name}' is in none of the model folders ({where}); put a GPEN file such as "
+    return (f"GPEN model '{quoted}' is in none of the model folders ({where}); put a GPEN file such as "
             "GPEN-BFR-512.pth there (`python install.py --download` in the pack folder fetches it) "
             "and refresh the node list.")
 
