@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import tracemalloc
+from pathlib import Path
 
 import pytest
 
@@ -79,10 +80,10 @@ def test_a_range_to_a_hundred_trillion_keeps_every_face_from_the_first(server, s
 def test_validating_a_range_of_millions_costs_nothing(comfy):
     """"0-3000000" was expanded into a list of three million positions inside validation (and
     "0-50000000" into gigabytes, blocking the server for seconds); its cost is that of "0" now."""
-    harness.save_png(harness.face_photo(64), comfy.base / "input" / IMAGE)
+    harness.save_png(harness.face_photo(64), Path(comfy.folder_paths.get_input_directory()) / IMAGE)
 
     def validation_peak(indices: str) -> int:
-        graph = chain(**{"5": {"indices": indices}})
+        graph = {key: node for key, node in chain(**{"5": {"indices": indices}}).items() if key in ("1", "5")}
         tracemalloc.start()
         try:
             valid = comfy.loop.run_until_complete(comfy.execution.validate_prompt("values", graph, None))[0]
