@@ -25,7 +25,7 @@ from .cut import as_tensor, cut_crops, cut_masks
 from .detection import Detector, detect_faces
 from .face import AlignedFace, Face, RestoredFace, crops_to_numpy
 from .masks import paste_masks, unit_mask
-from .options import FACES_HELD, PasteOptions, SelectOptions
+from .options import FACES_HELD, MIN_THRESHOLD, PasteOptions, SelectOptions
 from .parsing import FaceParser, parse_mask_fn
 from .paste import PasteResult, paste_faces, pastes_gray
 from .restore import restore_tensor_crops
@@ -48,20 +48,29 @@ def find_faces(image: Image, detector: Detector, select: SelectOptions = SelectO
     return FoundFaces(tuple(detected), tuple(selected))
 
 
+_EVIDENCE_SHARE = 0.4
+
+
 def find_clip_faces(frames: Iterable[Image], detector: Detector, select: SelectOptions = SelectOptions(),
                     track: TrackOptions = TrackOptions(), progress: Callable[[int], None] | None = None,
                     check_interrupt: Callable[[], None] | None = None) -> list[FoundFaces]:
     """find_faces for the frames of a clip, in order (any iterable: a video is decoded as it goes):
     every face above the threshold gets its track's number and the selection picks whole tracks
     (tracking.track_clip). progress(1) after each frame; check_interrupt() before each may raise."""
-    detected = []
+    # Candidates down to this share of the threshold are kept as evidence: a frame where the detector
+    # only half saw a face gets that face bridged, one without such a candidate does not.
+    weak = max(MIN_THRESHOLD, select.threshold * _EVIDENCE_SHARE)
+    detected, evidence = [], []
     for frame in frames:
         if check_interrupt is not None:
             check_interrupt()
-        detected.append(detect_faces(detector, _host_array(frame), select.threshold))
+        candidates = detect_faces(detector, _host_array(frame), weak)
+        detected.append([face for face in candidates if face.score >= select.threshold])
+        evidence.append([face for face in candidates if face.score < select.threshold])
         if progress is not None:
             progress(1)
-    return [FoundFaces(tuple(every), tuple(chosen)) for every, chosen in track_clip(detected, select, track)]
+    return [FoundFaces(tuple(every), tuple(chosen))
+            for every, chosen in track_clip(detected, select, track, evidence)]
 
 
 def align_faces(image: Image, faces: Sequence[Face], size: int,

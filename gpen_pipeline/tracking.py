@@ -96,9 +96,15 @@ def link_tracks(frames: Sequence[Sequence[Face]], max_gap: int = TrackOptions.ma
     return linked
 
 
-def bridge_gaps(frames: Sequence[Sequence[Face]], max_gap: int = TrackOptions.max_gap) -> list[list[Face]]:
+def bridge_gaps(frames: Sequence[Sequence[Face]], max_gap: int = TrackOptions.max_gap,
+                evidence: Sequence[Sequence[Face]] | None = None) -> list[list[Face]]:
     """Tracked faces with every gap of at most `max_gap` frames filled by linear interpolation between
-    the frames on either side (the score is the lower of the two); each frame's faces by track."""
+    the frames on either side (the score is the lower of the two); each frame's faces by track.
+
+    evidence: per frame, the detector's weaker candidates (below the selection's threshold). When
+    given, a missed frame is filled only where one of them overlaps the interpolated box: a face the
+    detector was unsure of (blur, a turn), not a frame where the face is gone (a cut, a faceless
+    image in a batch), which would get a face drawn where there is none."""
     seen: dict[int, list[tuple[int, Face]]] = {}
     for frame, faces in enumerate(frames):
         for face in faces:
@@ -112,6 +118,10 @@ def bridge_gaps(frames: Sequence[Sequence[Face]], max_gap: int = TrackOptions.ma
                 t = (frame - start) / (end - start)
                 box = tuple(float((1 - t) * a + t * b) for a, b in zip(before.box, after.box))
                 landmarks = ((1 - t) * before.landmarks + t * after.landmarks).astype(np.float32)
+                corners = np.asarray(box).reshape(2, 2)
+                if evidence is not None and not any(_iou(corners, np.asarray(weak.box).reshape(2, 2)) >= _MIN_IOU
+                                                    for weak in evidence[frame]):
+                    continue
                 out[frame].append(Face(box, min(before.score, after.score), landmarks, before.track))
     return [sorted(faces, key=lambda f: f.track) for faces in out]
 
@@ -124,12 +134,14 @@ def _representative(faces: Sequence[Face]) -> Face:
 
 
 def track_clip(detected: Sequence[Sequence[Face]], select: SelectOptions = SelectOptions(),
-               options: TrackOptions = TrackOptions()) -> list[tuple[list[Face], list[Face]]]:
+               options: TrackOptions = TrackOptions(),
+               evidence: Sequence[Sequence[Face]] | None = None) -> list[tuple[list[Face], list[Face]]]:
     """(every tracked face, the selected ones) for each frame of a clip, from each frame's detections.
 
     Tracks are numbered as a still image's faces are, by the selection's order of each track's mean
     face (min_size too: tracks too small come last); `indices` and `max_count` pick whole tracks, so
-    "largest" is the largest face of the clip. Gaps are bridged and each track smoothed."""
+    "largest" is the largest face of the clip. Gaps are bridged (where `evidence` shows a weaker
+    candidate, see bridge_gaps) and each track smoothed."""
     linked = link_tracks(detected, options.max_gap)
     by_track: dict[int, list[Face]] = {}
     for faces in linked:
@@ -143,7 +155,7 @@ def track_clip(detected: Sequence[Sequence[Face]], select: SelectOptions = Selec
     chosen = [number[f.track] for f in select_faces(stand_ins, order=select.order, indices=select.indices or None,
                                                     min_size=select.min_size, max_count=select.max_count)]
     renumbered = [[replace(face, track=number[face.track]) for face in faces] for faces in linked]
-    tracked = smooth_tracks(bridge_gaps(renumbered, options.max_gap), options.smoothing)
+    tracked = smooth_tracks(bridge_gaps(renumbered, options.max_gap, evidence), options.smoothing)
     out = []
     for faces in tracked:
         mine = {face.track: face for face in faces}

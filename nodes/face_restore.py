@@ -5,6 +5,7 @@ import torch
 
 from gpen_pipeline import (DEFAULT_DETECTOR, DETECTOR_NAMES, MASK_MODES, MAX_FACES, MIN_THRESHOLD, EnhanceOptions,
                            SelectOptions, TrackOptions, enhance_images, find_clip_faces)
+from gpen_pipeline.identity import matching_faces
 
 from . import common, face_helpers, identity_inputs, tensors
 from .detect_faces import SMOOTHING_INPUT, DetectFaces, tracks_clip
@@ -93,15 +94,16 @@ class FaceRestore:
         identity = identity_inputs.identity_check(recognizer, min_identity, reference, reference_threshold, detector)
         pbar = common.progress_bar(batch)  # re-sized once the number of faces is known
         detector_model = face_helpers.get_detector(detector)
-        tracked = None
+        faces, found = None, 0  # a clip's faces are tracked first, each frame a step of the progress
         if tracks_clip(image, smoothing):
             tracked = find_clip_faces([image[i] for i in range(batch)], detector_model, options.select,
                                       TrackOptions(smoothing=smoothing), pbar.update, common.check_interrupt)
+            faces = [matching_faces(identity, image[i], tracked[i].selected) for i in range(batch)]
+            found = batch
         results = enhance_images([image[i] for i in range(batch)], common.ready_model(handle),
                                  detector_model, options, parser=parser, region_masks=masks,
-                                 progress=lambda done, total: pbar.update_absolute(done, max(total, 1)),
-                                 check_interrupt=common.check_interrupt, identity=identity,
-                                 faces=None if tracked is None else [found.selected for found in tracked])
+                                 progress=lambda done, total: pbar.update_absolute(found + done, max(found + total, 1)),
+                                 check_interrupt=common.check_interrupt, identity=identity, faces=faces)
         common.log_notes([result.notes for result in results])
         out_image = torch.stack([result.image for result in results]).to(tensors.output_device())
         out_mask = torch.stack([result.mask for result in results]).to(tensors.output_device())

@@ -100,3 +100,14 @@ def test_smoothing_never_moves_a_still_image_or_a_still_clip(detector, astronaut
 def test_track_options_refuse_values_out_of_range(bad):
     with pytest.raises(ValueError, match="smoothing|max_gap"):
         TrackOptions(**bad)
+
+
+def test_a_faceless_frame_between_two_faces_is_not_given_one(detector):
+    # A face the detector misses is bridged only where it still saw a weaker candidate: a frame
+    # without any face (a cut, an unrelated image in a batch) stays without one.
+    import skimage.data
+
+    face = np.ascontiguousarray(skimage.data.astronaut()[::2, ::2])
+    empty = np.full_like(face, 90)
+    found = find_clip_faces([face, face, empty, face, face], detector, SelectOptions(), TrackOptions(max_gap=5))
+    assert [len(f.selected) for f in found] == [1, 1, 0, 1, 1]

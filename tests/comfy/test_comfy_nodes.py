@@ -289,6 +289,6 @@ def test_a_frame_batch_is_tracked_and_smoothed_and_a_single_image_is_not(comfy, 
 
 def test_the_one_node_restores_a_still_clip_the_same_in_every_frame(comfy, photo):
     restore = node(comfy, "GPENFaceRestore")
-    out, mask = restore.restore(as_image(photo, photo, photo), MODEL, mask_mode="box", smoothing=0.5)["result"]
-    single, _ = restore.restore(as_image(photo), MODEL, mask_mode="box", smoothing=0.5)["result"]
+    out, mask = restore.restore(as_image(photo, photo, photo), MODEL, mask_mode="box", smoothing=0.5)["result"][:2]
+    single = restore.restore(as_image(photo), MODEL, mask_mode="box", smoothing=0.5)["result"][0]
     assert mask.amax() > 0.9 and all(torch.equal(frame, single[0]) for frame in out)
