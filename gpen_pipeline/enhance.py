@@ -77,10 +77,9 @@ def enhance_images(images: Sequence[Image], model: GPENModel, detector: Detector
     if options.paste.mask_mode == "parse" and parser is None:
         raise ValueError("mask mode 'parse' needs a face parser (parsing_parsenet.pth or parsing_bisenet.pth)")
 
-    # Progress counts steps: each image's detection (when faces are not given), each face restored, each
-    # image pasted.
-    detecting = faces is None
-    total, done = (2 if detecting else 1) * len(images), 0
+    # Progress counts steps: each image's detection (instant when its faces are given), each face
+    # restored, each image pasted.
+    total, done = 2 * len(images), 0
 
     def advance(steps: int) -> None:
         nonlocal done
@@ -95,14 +94,14 @@ def enhance_images(images: Sequence[Image], model: GPENModel, detector: Detector
             check_interrupt()
         # Faces given are already selected (by reference too: file_restore.py selects on the whole image).
         chosen = (matching_faces(identity, image, find_faces(image, detector, options.select).selected)
-                  if detecting else faces[index])
+                  if faces is None else faces[index])
         aligned, image_notes = align_faces(image, chosen, model.size, options.template)
         if options.paste.mask_mode == "official" and parser is None and aligned:
             image_notes.append("no face parser found: pasted with GPEN's rectangle mask")
         found.append(aligned)
         notes.append(image_notes)
         total += len(aligned)
-        advance(1 if detecting else 0)
+        advance(1)
 
     restored = restore_faces(model, images, found, options.task, inpaint_masks, options.batch_size, advance,
                              check_interrupt, options.colorize)

@@ -94,7 +94,9 @@ class FaceRestore:
         identity = identity_inputs.identity_check(recognizer, min_identity, reference, reference_threshold, detector)
         pbar = common.progress_bar(batch)  # re-sized once the number of faces is known
         detector_model = face_helpers.get_detector(detector)
-        faces, found = None, 0  # a clip's faces are tracked first, each frame a step of the progress
+        # A clip's faces are tracked first, a step per frame: enhance_images' own detection steps are then
+        # instant, and the progress does not go back over them.
+        faces, found = None, 0
         if tracks_clip(image, smoothing):
             tracked = find_clip_faces([image[i] for i in range(batch)], detector_model, options.select,
                                       TrackOptions(smoothing=smoothing), pbar.update, common.check_interrupt)
@@ -102,7 +104,7 @@ class FaceRestore:
             found = batch
         results = enhance_images([image[i] for i in range(batch)], common.ready_model(handle),
                                  detector_model, options, parser=parser, region_masks=masks,
-                                 progress=lambda done, total: pbar.update_absolute(found + done, max(found + total, 1)),
+                                 progress=lambda done, total: pbar.update_absolute(max(done, found), max(total, 1)),
                                  check_interrupt=common.check_interrupt, identity=identity, faces=faces)
         common.log_notes([result.notes for result in results])
         out_image = torch.stack([result.image for result in results]).to(tensors.output_device())
