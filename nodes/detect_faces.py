@@ -113,9 +113,11 @@ class DetectFaces:
         }
 
     @classmethod
-    def VALIDATE_INPUTS(cls, threshold=0.5, indices="", smoothing=None):
+    def VALIDATE_INPUTS(cls, threshold=0.5, indices="", smoothing=None, reference_threshold=None):
         refusal = common.options_refusal(SelectOptions, threshold=threshold, indices=indices)
-        return common.options_refusal(TrackOptions, smoothing=smoothing) if refusal is True else refusal
+        if refusal is True:
+            refusal = common.options_refusal(TrackOptions, smoothing=smoothing)
+        return identity_inputs.numbers_refusal(reference_threshold=reference_threshold) if refusal is True else refusal
 
     def detect(self, image, detector=DEFAULT_DETECTOR, threshold=0.5, order="large-small", indices="",
                min_size=0, max_faces=0, smoothing=SMOOTHING_INPUT[1]["default"], reference=None,

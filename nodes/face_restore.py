@@ -64,12 +64,16 @@ class FaceRestore:
         }
 
     @classmethod
-    def VALIDATE_INPUTS(cls, model_name, strength=1.0, threshold=0.5, smoothing=None):
+    def VALIDATE_INPUTS(cls, model_name, strength=1.0, threshold=0.5, smoothing=None, min_identity=None,
+                        reference_threshold=None):
         for build, inputs in ((paste_options, {"strength": strength}), (SelectOptions, {"threshold": threshold}),
                               (TrackOptions, {"smoothing": smoothing})):
             refusal = common.options_refusal(build, **inputs)
             if refusal is not True:
                 return refusal
+        refusal = identity_inputs.numbers_refusal(min_identity=min_identity, reference_threshold=reference_threshold)
+        if refusal is not True:
+            return refusal
         return LoadGPENModel.VALIDATE_INPUTS(model_name)
 
     @classmethod

@@ -10,12 +10,25 @@ import torch
 
 from gpen_pipeline.identity import (DEFAULT_REFERENCE_THRESHOLD, FILE_NAMES, IdentityCheck, PastedFace,
                                     reference_embeddings)
+from gpen_pipeline.values import number_in
 
 from . import face_helpers
 
 OFF = "none"
 RECOGNIZER_CHOICES = (OFF,) + FILE_NAMES
 LICENCE = "insightface's packs are for non-commercial research only"
+
+
+def numbers_refusal(**values) -> str | bool:
+    """For VALIDATE_INPUTS: the sentence refusing an identity number outside [0, 1] (NaN and infinity
+    included, which ComfyUI's own min/max let through), or True."""
+    for name, value in values.items():
+        if value is not None:
+            try:
+                number_in(name, value, 0.0, 1.0)
+            except ValueError as err:
+                return str(err)
+    return True
 
 
 def recognizer_input(default: str = OFF) -> tuple:

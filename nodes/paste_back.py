@@ -121,11 +121,12 @@ class PasteBack:
         }
 
     @classmethod
-    def VALIDATE_INPUTS(cls, keep_gray="auto", strength=1.0, feather=-1.0, grow=0.0):
+    def VALIDATE_INPUTS(cls, keep_gray="auto", strength=1.0, feather=-1.0, grow=0.0, min_identity=None):
         # keep_gray is declared so that ComfyUI leaves this combo to us: the yes/no of older saved
         # workflows still load (paste_options reads them).
-        return common.options_refusal(paste_options, keep_gray=keep_gray, strength=strength, feather=feather,
-                                      grow=grow)
+        refusal = common.options_refusal(paste_options, keep_gray=keep_gray, strength=strength, feather=feather,
+                                         grow=grow)
+        return identity_inputs.numbers_refusal(min_identity=min_identity) if refusal is True else refusal
 
     def paste(self, image, restored_faces, mask_mode="official", strength=1.0, feather=-1.0, grow=0.0,
               color_match=False, keep_gray="auto", region_mask=None, blend="feather", match_grain=False,

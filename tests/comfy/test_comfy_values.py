@@ -62,6 +62,9 @@ def refusal(server, graph: dict, node_id: str) -> str:
     (one_node(strength=math.nan), "2", "strength must be a number from 0 to 1, got nan"),
     (one_node(threshold=-math.inf), "2", "threshold must be a number from 0.05 to 1, got -inf"),
     (chain(**{"5": {"smoothing": math.nan}}), "5", "smoothing (0: off) must be a number from 0 to 1, got nan"),
+    (chain(**{"7": {"min_identity": math.nan}}), "7", "min_identity must be a number from 0 to 1, got nan"),
+    (chain(**{"5": {"reference_threshold": math.inf}}), "5", "reference_threshold must be a number from 0 to 1"),
+    (one_node(min_identity=-0.5), "2", "min_identity must be a number from 0 to 1, got -0.5"),
     (one_node(model_name="GPEN-" + "x" * 100_000 + ".pth"), "2", "is in none of the model folders"),
 ])
 def test_values_no_run_could_use_are_refused_at_validation_with_one_sentence(server, server_image, graph, node_id,
