@@ -64,15 +64,19 @@ def export_onnx(model: GPENModel | nn.Module, path: str | Path) -> Path:
         # The tracer warns about every channel count made constant; they are constant by design.
         with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            graph = _ExportGraph(model)
+            # One eager pass first: each layer's weight energy is then cached and traced as a small
+            # constant, not recomputed from a second copy of every kernel stored in the file.
+            graph(x)
             torch.onnx.export(
-                _ExportGraph(model), (x,), tmp, input_names=["input"], output_names=["output"],
+                graph, (x,), tmp, input_names=["input"], output_names=["output"],
                 dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
                 opset_version=_OPSET, dynamo=False,
             )
         import onnx
 
-        graph = onnx.load(tmp)
-        entry = graph.metadata_props.add()
+        exported = onnx.load(tmp)
+        entry = exported.metadata_props.add()
         entry.key, entry.value = CONFIG_KEY, json.dumps(model.config.to_dict())
-        onnx.save(graph, tmp)
+        onnx.save(exported, tmp)
     return path
