@@ -187,6 +187,10 @@ def cmd_restore(args) -> int:
     import gpen_video_cli
 
     video = gpen_video_cli.video_paths(args.input, args.output) if gpen_video_cli.is_video(args.input) else None
+    if video is not None and (args.recognizer or args.reference or args.min_identity or args.report):
+        raise CliError("--recognizer, --min-identity, --reference and --report work on images and folders of "
+                       "frames, not yet on video files; extract the frames (e.g. ffmpeg -i clip.mp4 "
+                       "frames/%06d.png) or leave those options out")
     pairs = _inputs_and_outputs(args) if video is None else []
     todo = pairs if args.overwrite or video is not None else [(s, t) for s, t in pairs if not t.exists()]
     if len(todo) < len(pairs):  # complete, as every output is written whole or not at all

@@ -101,6 +101,26 @@ def matching_faces(check: IdentityCheck | None, image: Image, faces: Sequence[Fa
     return [face for face, keep in zip(faces, similar) if keep]
 
 
+def matching_tracks(check: IdentityCheck | None, frames: Sequence[Image],
+                    faces: Sequence[Sequence[Face]], samples: int = 5) -> list[list[Face]]:
+    """A clip's faces kept by whole track: a track stays when its faces, judged on up to `samples`
+    frames spread over it, look like a reference on average, so the same person is restored in
+    every frame, also where one frame's view of the face is poor. All faces without a reference."""
+    if check is None or check.references is None:
+        return [list(each) for each in faces]
+    seen: dict[int | None, list[tuple[int, Face]]] = {}
+    for index, each in enumerate(faces):
+        for face in each:
+            seen.setdefault(face.track, []).append((index, face))
+    kept = set()
+    for track, visits in seen.items():
+        picks = {int(round(i)) for i in np.linspace(0, len(visits) - 1, min(samples, len(visits)))}
+        similar = [float(reference_similarities(check, frames[visits[i][0]], [visits[i][1]])[0]) for i in picks]
+        if np.mean(similar) >= check.reference_threshold:
+            kept.add(track)
+    return [[face for face in each if face.track in kept] for each in faces]
+
+
 def identity_scores(recognizer: Recognizer, before: Image, after: Image, faces: Sequence[Face]) -> np.ndarray:
     """Per face, the cosine similarity of its embeddings in `before` and in `after` (same pixels)."""
     return _cosines(embed_faces(recognizer, before, faces), embed_faces(recognizer, after, faces))

@@ -7,7 +7,7 @@ import torch
 
 from gpen_pipeline import (DEFAULT_DETECTOR, DETECTOR_NAMES, MAX_FACES, MIN_THRESHOLD, ORDERS, SelectOptions,
                            TrackOptions, find_clip_faces, find_faces)
-from gpen_pipeline.identity import IdentityCheck, matching_faces
+from gpen_pipeline.identity import IdentityCheck, matching_faces, matching_tracks
 from gpen_pipeline.selection import LARGEST
 
 from . import common, face_helpers, face_preview, identity_inputs, tensors
@@ -46,9 +46,11 @@ def detect_batch(image: torch.Tensor, detector: str = DEFAULT_DETECTOR, select: 
             common.check_interrupt()
             found.append(find_faces(image[index], found_by, select))
             pbar.update(1)
-    # Frame by frame: a track is kept where its face looks like a reference (whole tracks: not yet).
-    found = [dataclasses.replace(faces, selected=tuple(matching_faces(identity, image[index], faces.selected)))
-             for index, faces in enumerate(found)]
+    if tracks_clip(image, smoothing):  # a clip: whole tracks, the same person in every frame
+        kept = matching_tracks(identity, [image[i] for i in range(image.shape[0])], [f.selected for f in found])
+    else:
+        kept = [matching_faces(identity, image[index], faces.selected) for index, faces in enumerate(found)]
+    found = [dataclasses.replace(faces, selected=tuple(chosen)) for faces, chosen in zip(found, kept)]
     for index, faces in enumerate(found):
         if not faces.selected:
             common.LOG.info("[GPEN] image %d: no face selected (%d found above threshold %.2f)",

@@ -5,7 +5,7 @@ import torch
 
 from gpen_pipeline import (DEFAULT_DETECTOR, DETECTOR_NAMES, MASK_MODES, MAX_FACES, MIN_THRESHOLD, EnhanceOptions,
                            SelectOptions, TrackOptions, enhance_images, find_clip_faces)
-from gpen_pipeline.identity import matching_faces
+from gpen_pipeline.identity import matching_tracks
 
 from . import common, face_helpers, identity_inputs, tensors
 from .detect_faces import SMOOTHING_INPUT, DetectFaces, tracks_clip
@@ -104,7 +104,7 @@ class FaceRestore:
         if tracks_clip(image, smoothing):
             tracked = find_clip_faces([image[i] for i in range(batch)], detector_model, options.select,
                                       TrackOptions(smoothing=smoothing), pbar.update, common.check_interrupt)
-            faces = [matching_faces(identity, image[i], tracked[i].selected) for i in range(batch)]
+            faces = matching_tracks(identity, [image[i] for i in range(batch)], [f.selected for f in tracked])
             found = batch
         results = enhance_images([image[i] for i in range(batch)], common.ready_model(handle),
                                  detector_model, options, parser=parser, region_masks=masks,

@@ -191,3 +191,23 @@ def test_the_real_model_knows_one_person_from_another(detector, two_people, astr
     mirrored = np.ascontiguousarray(astronaut[:, ::-1])
     same = embed_faces(real, mirrored, detect_faces(detector, mirrored)) @ embed_faces(real, scene, faces).T
     assert same[0, 0] > 0.5 and same[0, 1] < 0.3
+
+
+def test_reference_selection_on_a_clip_keeps_whole_tracks(detector, recognizer, two_people):
+    # The same person in every frame: a track is judged as a whole, so a frame where its face alone
+    # would fall short of the threshold still keeps it, and the other person is never restored.
+    from gpen_pipeline import SelectOptions, TrackOptions, find_clip_faces
+    from gpen_pipeline.identity import matching_tracks
+
+    scene, boxes = two_people
+    frames = [scene] * 4
+    found = find_clip_faces(frames, detector, SelectOptions(), TrackOptions(smoothing=0.5))
+    assert all(len(f.selected) == 2 for f in found)
+    references = reference_embeddings(recognizer, detector, [_crop(scene, boxes["hopper"])])
+    similar = reference_similarities(IdentityCheck(recognizer, references=references), scene, list(found[0].selected))
+    check = IdentityCheck(recognizer, references=references, reference_threshold=float(np.mean(similar)))
+    kept = matching_tracks(check, frames, [f.selected for f in found])
+    x0, _, x1, _ = boxes["hopper"]
+    assert all(len(faces) == 1 and x0 < _centre_x(faces[0]) < x1 for faces in kept)
+    assert len({faces[0].track for faces in kept}) == 1
+    assert matching_tracks(None, frames, [f.selected for f in found]) == [list(f.selected) for f in found]

@@ -151,3 +151,11 @@ def test_bad_video_input_gets_one_clear_message(make, says, astronaut, tmp_path)
     assert done.returncode == 1 and len(lines) == 1, done.stderr
     assert source.name in lines[0] and says in lines[0] and "Traceback" not in done.stderr
     assert not out.exists() and not (tmp_path / "out.mp4.part").exists()
+
+
+def test_identity_options_on_a_video_are_refused_not_ignored(clip, tmp_path):
+    out = tmp_path / "out.mp4"
+    done = gpen("restore", clip, "--model", S64_MODEL_FILE, "-o", out, "--reference", clip, check=False)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 1 and len(lines) == 1 and "not yet on video files" in lines[0], done.stderr
+    assert not out.exists()
