@@ -22,6 +22,7 @@ import folder_paths
 
 import gpen_arch
 from gpen_pipeline import DETECTOR_FOLDERS, RESTORER_FOLDERS, Face, RestoredFace
+from gpen_pipeline.catalog import model_names
 
 from .file_cache import FileCache, file_identity
 
@@ -111,8 +112,12 @@ def missing_model_message(name: str) -> str:
     if not isinstance(name, str) or name_leaves_folders(name):
         return (f"GPEN model name '{quoted}' is not a file name inside the model folders ({where}); choose a file "
                 "from the list: absolute paths and '..' are not accepted.")
+    if name in model_names():  # a released file: say how to fetch that one, not another
+        return (f"GPEN model '{quoted}' is in none of the model folders ({where}); download it with the GPEN "
+                f"model panel's download box or `python install.py --download --model {name}` in the pack "
+                "folder, and refresh the node list.")
     return (f"GPEN model '{quoted}' is in none of the model folders ({where}); put a GPEN file such as "
-            "GPEN-BFR-512.pth there (`python install.py --download` in the pack folder fetches it) "
+            "GPEN-BFR-512.pth there (`python install.py --download` in the pack folder fetches that one) "
             "and refresh the node list.")
 
 

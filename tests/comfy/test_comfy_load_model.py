@@ -130,6 +130,10 @@ def test_missing_model_is_explained_at_validation(comfy):
     message = cls.VALIDATE_INPUTS("GPEN-BFR-512.pth")
     assert isinstance(message, str) and "GPEN-BFR-512.pth" in message
     assert str(comfy.base / "models" / "facerestore") in message
+    # A released file is fetched by its own name, not by the command that fetches BFR-512.
+    released = cls.VALIDATE_INPUTS("GPEN-BFR-1024.pth")
+    assert "install.py --download --model GPEN-BFR-1024.pth" in released and "download box" in released
+    assert "--model" not in cls.VALIDATE_INPUTS("my-gpen.pth")
     with pytest.raises(FileNotFoundError, match="GPEN-BFR-512.pth"):
         loader(comfy).load("GPEN-BFR-512.pth", "auto", "auto")
 
