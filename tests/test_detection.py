@@ -30,9 +30,8 @@ from gpen_pipeline.detection import (DETECTOR_NAMES, Detector, DetectorDependenc
 from gpen_pipeline.detection import bundled
 from gpen_pipeline.face import Face
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "helpers"))
-from detector_scrfd_onnx import make_scrfd_onnx  # noqa: E402
-from detector_tiny_to_facexlib import write_facexlib_mobilenet  # noqa: E402
+from helpers.detector_scrfd_onnx import make_scrfd_onnx
+from helpers.detector_tiny_to_facexlib import write_facexlib_mobilenet
 
 BUNDLED = "retinaface_mobile0.25_bundled"
 

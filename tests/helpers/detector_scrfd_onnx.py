@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from helpers.onnx_files import save_graph
+
 STRIDES = (8, 16, 32)
 
 
@@ -17,7 +19,6 @@ def make_scrfd_onnx(path: Path, *, seed: int = 0, channels: int = 8, score_bias:
                     keypoints: bool = True, fixed_size: tuple[int, int] | None = None) -> Path:
     """Write the model to `path` (parents created). `score_bias` sets how many
     anchors pass a 0.5 threshold. `fixed_size` (w, h) makes the input static."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(seed)
@@ -58,9 +59,4 @@ def make_scrfd_onnx(path: Path, *, seed: int = 0, channels: int = 8, score_bias:
         nodes, "scrfd_random",
         [helper.make_tensor_value_info("input.1", TensorProto.FLOAT, [1, 3, h, w])],
         heads["score"] + heads["bbox"] + heads["kps"], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="gpen-tests")
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(path))
-    return path
+    return save_graph(graph, path)

@@ -11,13 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
+from helpers.onnx_files import save_graph
+
 SIZE = 112
 DIM = 512
 
 
 def make_arcface_onnx(path: Path, *, seed: int = 0, self_normalising: bool = False,
                       batch: int | None = None) -> Path:
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(seed)
@@ -48,9 +49,4 @@ def make_arcface_onnx(path: Path, *, seed: int = 0, self_normalising: bool = Fal
     graph = helper.make_graph(nodes, "arcface_random",
                               [helper.make_tensor_value_info("input.1", TensorProto.FLOAT, [n, 3, SIZE, SIZE])],
                               [helper.make_tensor_value_info("683", TensorProto.FLOAT, [n, DIM])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="gpen-tests")
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(path))
-    return path
+    return save_graph(graph, path)
