@@ -4,11 +4,10 @@ from __future__ import annotations
 import torch
 
 from gpen_pipeline import (DEFAULT_DETECTOR, DETECTOR_NAMES, MASK_MODES, MAX_FACES, MIN_THRESHOLD, EnhanceOptions,
-                           SelectOptions, TrackOptions, enhance_images, find_clip_faces)
-from gpen_pipeline.identity import matching_tracks
+                           SelectOptions, TrackOptions, enhance_images)
 
 from . import common, face_helpers, identity_inputs, tensors
-from .detect_faces import SMOOTHING_INPUT, DetectFaces, tracks_clip
+from .detect_faces import SMOOTHING_INPUT, DetectFaces, detect_batch, tracks_clip
 from .load_model import LoadGPENModel
 from .paste_back import BLEND_INPUTS, PasteBack, paste_options
 from .restore_faces import COLORIZE_INPUT, check_task
@@ -101,11 +100,9 @@ class FaceRestore:
         # A clip's faces are tracked first, a step per frame: enhance_images' own detection steps are then
         # instant, and the progress does not go back over them.
         faces, found = None, 0
-        if tracks_clip(image, smoothing):
-            tracked = find_clip_faces([image[i] for i in range(batch)], detector_model, options.select,
-                                      TrackOptions(smoothing=smoothing), pbar.update, common.check_interrupt)
-            faces = matching_tracks(identity, [image[i] for i in range(batch)], [f.selected for f in tracked])
-            found = batch
+        if tracks_clip(image, smoothing):  # the detect node's own stage: tracks, and whole tracks by reference
+            selected, _ = detect_batch(image, detector, options.select, pbar, smoothing, identity)
+            faces, found = list(selected.per_image), batch
         results = enhance_images([image[i] for i in range(batch)], common.ready_model(handle),
                                  detector_model, options, parser=parser, region_masks=masks,
                                  progress=lambda done, total: pbar.update_absolute(max(done, found), max(total, 1)),
