@@ -212,7 +212,7 @@ def cmd_restore(args) -> int:
                              max_count=args.max_faces),
         paste=PasteOptions(mask_mode=args.mask, strength=args.strength, feather=args.feather, grow=args.grow,
                            color_match=args.color_match, keep_gray=args.keep_gray, blend=args.blend,
-                           grain=args.grain))
+                           grain=args.grain, sharpness_limit=args.sharpness_limit))
     if task == "inpaint" and not args.inpaint_mask:
         raise CliError("the inpainting model needs --inpaint-mask (white = damaged)")
     parser = None

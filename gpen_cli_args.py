@@ -41,8 +41,8 @@ def option_value(build, number: bool = True):
 def build_parser(commands: dict[str, Callable]) -> argparse.ArgumentParser:
     """The parser of every command; `commands` names the function that runs each."""
     from gpen_pipeline import (BLENDS, COLORIZE_MODES, DEFAULT_DETECTOR, DETECTOR_NAMES, FEATHER_RANGE, GROW_RANGE,
-                               KEEP_GRAY, MASK_MODES, MAX_FACES, MIN_THRESHOLD, ORDERS, EnhanceOptions, PasteOptions,
-                               SelectOptions, TrackOptions)
+                               KEEP_GRAY, MASK_MODES, MAX_FACES, MIN_THRESHOLD, ORDERS, SHARPNESS_LIMIT_RANGE,
+                               EnhanceOptions, PasteOptions, SelectOptions, TrackOptions)
     from gpen_pipeline.names import IMAGE_SUFFIXES
     from gpen_pipeline.selection import LARGEST
 
@@ -115,6 +115,11 @@ def build_parser(commands: dict[str, Callable]) -> argparse.ArgumentParser:
     p.add_argument("--grain", action="store_true",
                    help="give the restored faces the grain the photo has there, for grainy or JPEG photos "
                         "(default: off)")
+    p.add_argument("--sharpness-limit", type=option_value(lambda v: PasteOptions(sharpness_limit=v).sharpness_limit),
+                   default=paste.sharpness_limit, metavar="X",
+                   help="auto strength: lower a face's strength until it is at most X times as sharp as the photo "
+                        f"around it, {SHARPNESS_LIMIT_RANGE[0]:g} to {SHARPNESS_LIMIT_RANGE[1]:g}, e.g. 1.5 "
+                        "(default: 0, off)")
     p.add_argument("--keep-gray", choices=KEEP_GRAY, default=paste.keep_gray,
                    help="keep black-and-white photos black-and-white (default: %(default)s, detect them)")
     order_option(p)

@@ -4,7 +4,7 @@
                  [--reference me.jpg ...] [--reference-threshold 0.4] [--report report.json]
 
 The report (a stable contract): {"images": [{"input", "output", "faces": [{"box", "score",
-"landmarks", "identity", "strength", "strength_asked", "lowered"}]}]}, one entry per image in the
+"landmarks", "identity", "strength", "strength_asked", "lowered", "lowered_by"}]}]}, one entry per image in the
 order restored; "identity" is null without --recognizer. Nothing heavy is imported until used.
 """
 from __future__ import annotations
@@ -54,9 +54,10 @@ def identity_check(args, detector, warn: Callable[[str], None] | None = None):
 
 
 def guard_notes(result) -> list[str]:
-    """One line per face whose strength the guard lowered."""
+    """One line per face whose strength the identity guard or the sharpness limit lowered."""
     return [f"face at {[round(v) for v in face.face.box]}: strength lowered from {face.asked:g} to "
-            f"{face.strength:.3f} to keep its identity ({face.identity:.3f})"
+            f"{face.strength:.3f} " + (f"to keep its identity ({face.identity:.3f})" if face.lowered_by == "identity"
+                                       else "to be no sharper than the photo around it (--sharpness-limit)")
             for face in result.pasted if face.lowered]
 
 

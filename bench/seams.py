@@ -16,6 +16,11 @@ only thing measured. Per variant, averaged over the faces:
   the photo's own difference between the same rings (goal < 2);
 - noise in/out: the result's noise level inside the face over the photo's own there, the noise the
   rest of the picture has (goal within 20 % of 1).
+
+Auto strength (sharpness_limit) is measured on the same photos out of focus (Gaussian blur of
+sigma 2), restored into the sharp photo's crops (detail the soft photo never had): the face's
+middle's RMS gradient over that of a band around its box, for the limit off and on, beside the
+soft photo's own ratio.
 """
 from __future__ import annotations
 
@@ -32,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from gpen_pipeline import (DEFAULT_DETECTOR, PasteOptions, RestoredFace, align_faces, find_faces,  # noqa: E402
-                           load_detector, paste_back)
+                           load_detector, paste_back, paste_guarded)
 from gpen_pipeline.blend import noise_level  # noqa: E402
 from gpen_pipeline.cut import as_tensor, cut_crops  # noqa: E402
 
@@ -46,15 +51,22 @@ VARIANTS = {
 }
 
 
-def grainy_photos() -> list[np.ndarray]:
+SHARPNESS_LIMITS = (0.0, 2.0, 1.5, 1.2)
+
+
+def sharp_photos() -> list[np.ndarray]:
     import matplotlib.cbook
     import skimage.data
 
     hopper = cv2.cvtColor(cv2.imread(str(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))),
                           cv2.COLOR_BGR2RGB)
+    return [skimage.data.astronaut(), hopper]
+
+
+def grainy_photos() -> list[np.ndarray]:
     rng = np.random.default_rng(7)
     photos = []
-    for photo in (skimage.data.astronaut(), hopper):
+    for photo in sharp_photos():
         noisy = np.clip(photo + rng.normal(0.0, 6.0, photo.shape), 0, 255).astype(np.uint8)
         ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(noisy, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 80])
         photos.append(cv2.cvtColor(cv2.imdecode(jpeg, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB))
@@ -119,6 +131,37 @@ def one_face_at_a_time(photo: np.ndarray, faces: list[RestoredFace], options: Pa
     return out
 
 
+def sharpness_ratio(image: np.ndarray, box) -> float:
+    """RMS gradient of the face's middle over that of a band around its box (out to half its size)."""
+    energy = _gradient_energy(image)
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    size = max(x1 - x0, y1 - y0)
+    middle = energy[y0 + size // 4:y1 - size // 4, x0 + size // 4:x1 - size // 4]
+    band = np.zeros(energy.shape, bool)
+    band[max(0, y0 - size // 2):y1 + size // 2, max(0, x0 - size // 2):x1 + size // 2] = True
+    band[y0:y1, x0:x1] = False
+    return float(np.sqrt(middle.mean() / energy[band].mean()))
+
+
+def auto_strength_rows(detector) -> dict:
+    """Per limit: the face's sharpness ratio over the soft photo's own, and the strength used."""
+    rows: dict = {limit: [] for limit in SHARPNESS_LIMITS}
+    for sharp in sharp_photos():
+        soft = cv2.GaussianBlur(sharp, (0, 0), 2.0)
+        aligned, _ = align_faces(soft, find_faces(soft, detector).selected, SIZE)
+        crops = cut_crops(as_tensor(soft), [a.affine for a in aligned], SIZE)
+        detail = cut_crops(as_tensor(sharp), [a.affine for a in aligned], SIZE)
+        for record, crop, restored in zip(aligned, crops, detail):
+            own = sharpness_ratio(soft, record.face.box)
+            for limit in SHARPNESS_LIMITS:
+                result, (how,) = paste_guarded(soft, [RestoredFace(record, restored, crop)],
+                                               PasteOptions(sharpness_limit=limit))
+                rows[limit].append((sharpness_ratio(result.image.numpy(), record.face.box) / own, how.strength))
+    return {f"limit {limit:g}" if limit else "off": {"sharpness_over_photo": float(np.mean([r[0] for r in found])),
+                                                   "strength": float(np.mean([r[1] for r in found]))}
+            for limit, found in rows.items()}
+
+
 def picture(path: Path, photo: np.ndarray, faces: list[RestoredFace]) -> None:
     """The first face, side by side: the photo, the feathered paste, and multi-band with colour and grain."""
     face = faces[0]
@@ -148,8 +191,13 @@ def main() -> None:
         figures = table[name]
         print(f"{name:28s} edge/photo {figures['edge_over_photo']:.2f}  dE {figures['delta_e']:.2f}  "
               f"noise in/out {figures['noise_in_over_out']:.2f}")
+    auto = auto_strength_rows(detector)
+    for name, figures in auto.items():
+        print(f"soft photo, sharpness {name:9s} face sharpness / photo's own {figures['sharpness_over_photo']:.2f}"
+              f"  strength {figures['strength']:.2f}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"faces": sum(map(len, faces)), "variants": table}, indent=1) + "\n")
+    args.json.write_text(json.dumps({"faces": sum(map(len, faces)), "variants": table, "auto_strength": auto},
+                                    indent=1) + "\n")
     if args.picture:
         picture(args.picture, photos[1], faces[1])
         print(f"wrote {args.picture}")

@@ -18,7 +18,8 @@ from gpen_arch import GPENModel
 from .color import check_image
 from .detection import Detector
 from .face import AlignedFace, Face, PastedFace, RestoredFace
-from .identity import IdentityCheck, matching_faces, paste_with_identity
+from .guarded_paste import paste_guarded
+from .identity import IdentityCheck, matching_faces
 from .options import FACES_HELD, EnhanceOptions
 from .parsing import FaceParser
 from .stages import Image, align_faces, find_faces, restore_faces
@@ -30,7 +31,7 @@ class EnhanceResult:
     mask: Image  # HxW float32, the paste weight used
     restored: tuple[RestoredFace, ...] = ()
     notes: tuple[str, ...] = ()
-    pasted: tuple[PastedFace, ...] = ()  # per restored face: the strength used and the identity kept
+    pasted: tuple[PastedFace, ...] = ()  # per restored face: the strength used (and why lowered), the identity kept
 
     @property
     def faces(self) -> tuple[AlignedFace, ...]:
@@ -115,8 +116,8 @@ def enhance_images(images: Sequence[Image], model: GPENModel, detector: Detector
             check_interrupt()
         target = images[index] if targets is None else targets[index]
         if image_faces:
-            pasted, how = paste_with_identity(target, image_faces, options.paste, parser,
-                                              None if region_masks is None else region_masks[index], identity)
+            pasted, how = paste_guarded(target, image_faces, options.paste, parser,
+                                        None if region_masks is None else region_masks[index], identity)
             image, mask = _like(pasted.image, target), _like(pasted.mask, target)
         else:  # no face: the very same target and an empty mask
             image, mask, how = target, _like(torch.zeros(target.shape[:2], dtype=torch.float32), target), ()

@@ -107,12 +107,14 @@ def crops_from_numpy(crops: Sequence[np.ndarray], device: torch.device | str = "
 
 @dataclass(frozen=True)
 class PastedFace:
-    """How one face went back into the image: the strength used (the identity guard may have lowered
-    the one asked for) and the identity kept, measured on the final image (None without a recognizer)."""
+    """How one face went back into the image: the strength used (the sharpness limit or the identity
+    guard may have lowered the one asked for, `lowered_by` says which: "sharpness" or "identity") and
+    the identity kept, measured on the final image (None without a recognizer)."""
     face: Face  # in the pixels of the image pasted into
     strength: float
     asked: float
     identity: float | None = None
+    lowered_by: str = ""
 
     @property
     def lowered(self) -> bool:
@@ -123,4 +125,4 @@ class PastedFace:
                 "identity": None if self.identity is None or not np.isfinite(self.identity)
                 else round(float(self.identity), 4),
                 "strength": round(float(self.strength), 4), "strength_asked": round(float(self.asked), 4),
-                "lowered": self.lowered}
+                "lowered": self.lowered, "lowered_by": self.lowered_by or None}

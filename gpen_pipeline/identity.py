@@ -5,7 +5,7 @@ in the image before and after the paste, both cut with the face's landmarks from
 the whole image, so strength, masks and colour matching count. 1 is the same
 picture; with insightface's models about 0.4 is the usual line between two people.
 
-Guard (`min_identity`): a face scoring below the floor is pasted again at a lower
+Guard (`min_identity`, applied by guarded_paste.py): a face scoring below the floor is pasted again at a lower
 strength, found by bisection between 0 and the strength asked (GUARD_STEPS
 halvings), keeping the highest strength tried that held the floor. The faces of an
 image are searched together, one paste per step, so faces whose masks meet are
@@ -23,18 +23,16 @@ from typing import Sequence
 import numpy as np
 
 from .detection import Detector
-from .face import Face, PastedFace, RestoredFace
-from .options import DEFAULT_REFERENCE_THRESHOLD, PasteOptions, SelectOptions
-from .parsing import FaceParser
-from .paste import PasteResult
+from .face import Face, PastedFace
+from .options import DEFAULT_REFERENCE_THRESHOLD, SelectOptions
 from .recognition import (FILE_NAMES, Recognizer, RecognizerInvalid, RecognizerMissing, embed_faces, find_recognizer,
                           load_recognizer)
 from .selection import LARGEST
-from .stages import Image, find_faces, paste_back
+from .stages import Image, find_faces
 
 __all__ = ["DEFAULT_REFERENCE_THRESHOLD", "FILE_NAMES", "GUARD_STEPS", "IdentityCheck", "NoReferenceFace",
            "PastedFace", "Recognizer", "RecognizerInvalid", "RecognizerMissing", "embed_faces", "find_recognizer",
-           "identity_scores", "load_recognizer", "matching_faces", "paste_with_identity", "reference_embeddings",
+           "identity_scores", "load_recognizer", "matching_faces", "reference_embeddings",
            "reference_similarities"]
 
 GUARD_STEPS = 7  # the strength is found to 1/128 of the one asked
@@ -123,52 +121,11 @@ def matching_tracks(check: IdentityCheck | None, frames: Sequence[Image],
 
 def identity_scores(recognizer: Recognizer, before: Image, after: Image, faces: Sequence[Face]) -> np.ndarray:
     """Per face, the cosine similarity of its embeddings in `before` and in `after` (same pixels)."""
-    return _cosines(embed_faces(recognizer, before, faces), embed_faces(recognizer, after, faces))
+    return cosines(embed_faces(recognizer, before, faces), embed_faces(recognizer, after, faces))
 
 
-def paste_with_identity(image: Image, restored: Sequence[RestoredFace], options: PasteOptions = PasteOptions(),
-                        parser: FaceParser | None = None, region_mask: Image | None = None,
-                        check: IdentityCheck | None = None) -> tuple[PasteResult, tuple[PastedFace, ...]]:
-    """stages.paste_back, plus how each face went in: scored and guarded (module docstring) with `check`,
-    else at the strength asked and unscored."""
-    faces = [_in_target(face, image) for face in restored]
-    asked = float(options.strength)
-    if check is None:
-        result = paste_back(image, restored, options, parser, region_mask)
-        return result, tuple(PastedFace(face, asked, asked) for face in faces)
-    before = embed_faces(check.recognizer, image, faces)
-    result = paste_back(image, restored, options, parser, region_mask)
-    scores = _cosines(before, embed_faces(check.recognizer, result.image, faces))
-    floor = float(check.min_identity)
-    low = [i for i, score in enumerate(scores) if floor > 0 and asked > 0 and score < floor]
-    strengths = [asked] * len(faces)
-    if low:
-        held, failed = {i: 0.0 for i in low}, {i: asked for i in low}  # strength 0 leaves the face as it was
-        for _ in range(GUARD_STEPS):
-            for i in low:
-                strengths[i] = (held[i] + failed[i]) / 2
-            trial = paste_back(image, restored, options, parser, region_mask, strengths)
-            tried = _cosines(before[low], embed_faces(check.recognizer, trial.image, [faces[i] for i in low]))
-            for i, score in zip(low, tried):
-                (held if score >= floor else failed)[i] = strengths[i]
-        for i in low:
-            strengths[i] = held[i]
-        result = paste_back(image, restored, options, parser, region_mask, strengths)
-        scores = _cosines(before, embed_faces(check.recognizer, result.image, faces))
-    return result, tuple(PastedFace(face, strength, asked, float(score))
-                         for face, strength, score in zip(faces, strengths, scores))
-
-
-def _cosines(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+def cosines(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """Row-wise cosine similarity of two sets of unit embeddings."""
     if not len(first):
         return np.zeros((0,), np.float32)
     return np.clip((first * second).sum(axis=1), -1.0, 1.0)
-
-
-def _in_target(face: RestoredFace, image: Image) -> Face:
-    """The face's detection in the pixels of `image`, which may be a resized copy of its source."""
-    source = face.aligned.image_size
-    if source is None or source[0] == image.shape[0]:
-        return face.aligned.face
-    return face.aligned.face.scaled(image.shape[0] / source[0])

@@ -27,6 +27,8 @@ MIN_THRESHOLD = 0.05
 # fifth reaches the crop's edge; beyond them only the cost of the blur and dilation grows.
 FEATHER_RANGE = (0.0, 50.0)
 GROW_RANGE = (-20.0, 20.0)
+# Auto strength (sharpness.py): 0 is off; below 1 a face would lose detail it had; beyond 4 it never acts.
+SHARPNESS_LIMIT_RANGE = (1.0, 4.0)
 
 
 def _choice(name: str, value, choices) -> None:
@@ -68,6 +70,7 @@ class PasteOptions:
     regions: tuple[str, ...] = PARSE_REGIONS  # face-parser regions of the "parse" mask
     blend: str = "feather"  # see blend.BLENDS
     grain: bool = False  # give the faces the photo's grain
+    sharpness_limit: float = 0.0  # auto strength (sharpness.py): 0 off, else how much sharper than its surroundings
 
     def __post_init__(self):
         _choice("mask mode", self.mask_mode, MASK_MODES)
@@ -78,6 +81,12 @@ class PasteOptions:
             _set(self, "feather", number_in("feather (in % of the face; None: the mask mode's own)", self.feather,
                                             *FEATHER_RANGE))
         _set(self, "grow", number_in("grow (in % of the face)", self.grow, *GROW_RANGE))
+        limit = number_in("sharpness_limit (0: off)", self.sharpness_limit, 0.0, SHARPNESS_LIMIT_RANGE[1])
+        if 0.0 < limit < SHARPNESS_LIMIT_RANGE[0]:
+            raise ValueError(f"sharpness_limit (0: off) must be 0 or a number from {SHARPNESS_LIMIT_RANGE[0]:g} to "
+                             f"{SHARPNESS_LIMIT_RANGE[1]:g}, got {shown(self.sharpness_limit)}: below 1 a face "
+                             "could not keep the detail it already had")
+        _set(self, "sharpness_limit", limit)
         for name in ("color_match", "grain"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {shown(getattr(self, name))}")

@@ -9,7 +9,7 @@ from gpen_pipeline import (DEFAULT_DETECTOR, DETECTOR_NAMES, MASK_MODES, MAX_FAC
 from . import common, face_helpers, identity_inputs, tensors
 from .detect_faces import SMOOTHING_INPUT, DetectFaces, detect_batch, tracks_clip
 from .load_model import LoadGPENModel
-from .paste_back import BLEND_INPUTS, PasteBack, paste_options
+from .paste_back import BLEND_INPUTS, SHARPNESS_INPUT, PasteBack, paste_options
 from .restore_faces import COLORIZE_INPUT, check_task
 
 
@@ -59,13 +59,14 @@ class FaceRestore:
                 "min_identity": identity_inputs.MIN_IDENTITY_INPUT,
                 "reference": identity_inputs.REFERENCE_INPUT,
                 "reference_threshold": identity_inputs.REFERENCE_THRESHOLD_INPUT,
+                "sharpness_limit": SHARPNESS_INPUT,
             },
         }
 
     @classmethod
     def VALIDATE_INPUTS(cls, model_name, strength=1.0, threshold=0.5, smoothing=None, min_identity=None,
-                        reference_threshold=None):
-        for build, inputs in ((paste_options, {"strength": strength}), (SelectOptions, {"threshold": threshold}),
+                        reference_threshold=None, sharpness_limit=0.0):
+        for build, inputs in ((paste_options, {"strength": strength, "sharpness_limit": sharpness_limit}), (SelectOptions, {"threshold": threshold}),
                               (TrackOptions, {"smoothing": smoothing})):
             refusal = common.options_refusal(build, **inputs)
             if refusal is not True:
@@ -83,14 +84,14 @@ class FaceRestore:
                 mask_mode="official", color_match=False, device="auto", precision="auto", region_mask=None,
                 colorize=COLORIZE_INPUT[1]["default"], smoothing=SMOOTHING_INPUT[1]["default"], blend="feather",
                 match_grain=False, recognizer=identity_inputs.OFF, min_identity=0.0, reference=None,
-                reference_threshold=identity_inputs.DEFAULT_REFERENCE_THRESHOLD):
+                reference_threshold=identity_inputs.DEFAULT_REFERENCE_THRESHOLD, sharpness_limit=0.0):
         tensors.check_image_batch(image)
         handle = common.load_gpen_model(common.require_model_path(model_name), device, precision)
         check_task(handle, None)
         options = EnhanceOptions(task=handle.model.task, colorize=colorize,
                                  select=SelectOptions(threshold=threshold, order="large-small", max_count=max_faces),
                                  paste=paste_options(mask_mode, strength, color_match=color_match, blend=blend,
-                                                     match_grain=match_grain))
+                                                     match_grain=match_grain, sharpness_limit=sharpness_limit))
         batch = image.shape[0]
         masks = [tensors.mask_for_image(region_mask, i, image.shape[1:3], "region_mask") for i in range(batch)]
         parser = face_helpers.get_parser(required=mask_mode == "parse") if mask_mode != "box" else None

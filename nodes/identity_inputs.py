@@ -82,13 +82,14 @@ def identity_outputs(pasted: Sequence[Sequence[PastedFace]]) -> tuple[float, str
 
 
 def identity_text(pasted: Sequence[Sequence[PastedFace]]) -> list[str]:
-    """One line per measured face, for the node's UI text."""
+    """One line per face measured or lowered (identity guard, sharpness limit), for the node's UI text."""
     lines = []
     for index, faces in enumerate(pasted):
         for number, face in enumerate(faces):
-            if face.identity is None:
+            if face.identity is None and not face.lowered:
                 continue
-            how = (f"strength lowered {face.asked:.2f} -> {face.strength:.3f}" if face.lowered
-                   else f"strength {face.strength:.2f}")
-            lines.append(f"image {index} face {number}: identity {face.identity:.3f} ({how})")
+            how = (f"strength lowered {face.asked:.2f} -> {face.strength:.3f} for {face.lowered_by}"
+                   if face.lowered else f"strength {face.strength:.2f}")
+            kept = "" if face.identity is None else f"identity {face.identity:.3f} "
+            lines.append(f"image {index} face {number}: {kept}({how})")
     return lines

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import torch
 
-from gpen_pipeline import BLENDS, FEATHER_RANGE, GROW_RANGE, KEEP_GRAY, MASK_MODES, PasteOptions
-from gpen_pipeline.identity import IdentityCheck, paste_with_identity
+from gpen_pipeline import (BLENDS, FEATHER_RANGE, GROW_RANGE, KEEP_GRAY, MASK_MODES, SHARPNESS_LIMIT_RANGE, PasteOptions,
+                           paste_guarded)
+from gpen_pipeline.identity import IdentityCheck
 from gpen_pipeline.values import number_in
 
 from . import common, face_helpers, identity_inputs, tensors
@@ -15,12 +16,12 @@ _OLD_KEEP_GRAY = {"yes": "on", "no": "off"}
 
 def paste_options(mask_mode: str = "official", strength: float = 1.0, feather: float = -1.0, grow: float = 0.0,
                   color_match: bool = False, keep_gray: str = "auto", blend: str = "feather",
-                  match_grain: bool = False) -> PasteOptions:
+                  match_grain: bool = False, sharpness_limit: float = 0.0) -> PasteOptions:
     """The node inputs as the pipeline's options (feather -1: the mask mode's own)."""
     feather = number_in("feather (-1: the mask mode's own)", feather, -1.0, FEATHER_RANGE[1])
     return PasteOptions(mask_mode=mask_mode, strength=strength, feather=None if feather < 0 else feather, grow=grow,
                         color_match=color_match, keep_gray=_OLD_KEEP_GRAY.get(keep_gray, keep_gray), blend=blend,
-                        grain=match_grain)
+                        grain=match_grain, sharpness_limit=sharpness_limit)
 
 
 # Appended as optional inputs, so workflows saved before them keep their widget order.
@@ -35,6 +36,13 @@ BLEND_INPUTS = {
         "tooltip": "Give each restored face the grain the photo has at that place, so a clean face does not "
                    "look pasted onto a grainy or JPEG photo."}),
 }
+
+# After the identity inputs, the last ones added.
+SHARPNESS_INPUT = ("FLOAT", {
+    "default": 0.0, "min": 0.0, "max": SHARPNESS_LIMIT_RANGE[1], "step": 0.05,
+    "tooltip": "Auto strength: lower a face's strength until it is at most this many times as sharp as the "
+               f"photo around it (0: off; {SHARPNESS_LIMIT_RANGE[0]:g}-{SHARPNESS_LIMIT_RANGE[1]:g}, e.g. 1.5), so "
+               "a crisp face does not look pasted into a soft photo."})
 
 
 def paste_batch(image: torch.Tensor, restored: common.RestoredPerImage, options: PasteOptions = PasteOptions(),
@@ -62,7 +70,7 @@ def paste_batch(image: torch.Tensor, restored: common.RestoredPerImage, options:
         if not faces:
             common.LOG.info("[GPEN] image %d: no faces to paste, passed through unchanged", index)
         region = tensors.mask_for_image(region_mask, index, image.shape[1:3], "region_mask")
-        result, how = paste_with_identity(image[index], faces, options, parser, region, identity)
+        result, how = paste_guarded(image[index], faces, options, parser, region, identity)
         images[index] = result.image
         masks[index] = result.mask
         pasted.append(how)
@@ -117,21 +125,24 @@ class PasteBack:
                 **BLEND_INPUTS,
                 "recognizer": identity_inputs.recognizer_input(),
                 "min_identity": identity_inputs.MIN_IDENTITY_INPUT,
+                "sharpness_limit": SHARPNESS_INPUT,
             },
         }
 
     @classmethod
-    def VALIDATE_INPUTS(cls, keep_gray="auto", strength=1.0, feather=-1.0, grow=0.0, min_identity=None):
+    def VALIDATE_INPUTS(cls, keep_gray="auto", strength=1.0, feather=-1.0, grow=0.0, min_identity=None,
+                        sharpness_limit=0.0):
         # keep_gray is declared so that ComfyUI leaves this combo to us: the yes/no of older saved
         # workflows still load (paste_options reads them).
         refusal = common.options_refusal(paste_options, keep_gray=keep_gray, strength=strength, feather=feather,
-                                         grow=grow)
+                                         grow=grow, sharpness_limit=sharpness_limit)
         return identity_inputs.numbers_refusal(min_identity=min_identity) if refusal is True else refusal
 
     def paste(self, image, restored_faces, mask_mode="official", strength=1.0, feather=-1.0, grow=0.0,
               color_match=False, keep_gray="auto", region_mask=None, blend="feather", match_grain=False,
-              recognizer=identity_inputs.OFF, min_identity=0.0):
-        options = paste_options(mask_mode, strength, feather, grow, color_match, keep_gray, blend, match_grain)
+              recognizer=identity_inputs.OFF, min_identity=0.0, sharpness_limit=0.0):
+        options = paste_options(mask_mode, strength, feather, grow, color_match, keep_gray, blend, match_grain,
+                                sharpness_limit)
         identity = identity_inputs.identity_check(recognizer, min_identity)
         images, masks, pasted = paste_batch(image, restored_faces, options, region_mask, identity=identity)
         return {"ui": {"text": identity_inputs.identity_text(pasted)},

@@ -65,6 +65,8 @@ def refusal(server, graph: dict, node_id: str) -> str:
     (chain(**{"7": {"min_identity": math.nan}}), "7", "min_identity must be a number from 0 to 1, got nan"),
     (chain(**{"5": {"reference_threshold": math.inf}}), "5", "reference_threshold must be a number from 0 to 1"),
     (one_node(min_identity=-0.5), "2", "min_identity must be a number from 0 to 1, got -0.5"),
+    (chain(**{"7": {"sharpness_limit": math.nan}}), "7", "sharpness_limit (0: off) must be a number from 0 to 4"),
+    (one_node(sharpness_limit=0.5), "2", "sharpness_limit (0: off) must be 0 or a number from 1 to 4, got 0.5"),
     (one_node(model_name="GPEN-" + "x" * 100_000 + ".pth"), "2", "is in none of the model folders"),
 ])
 def test_values_no_run_could_use_are_refused_at_validation_with_one_sentence(server, server_image, graph, node_id,
