@@ -138,8 +138,9 @@ def memory(model_file: Path, frames: int, folder: Path) -> dict:
     if run.returncode:
         raise SystemExit(f"the command line failed: {stderr}")
     total = time.monotonic() - started
-    tenths = {f"rss_mb_at_{q}pct": round(next(mb for s, mb in samples if s >= total * q / 100)) for q in range(10, 100, 10)}
-    return {"frames": frames, "seconds": total, "peak_rss_mb": max(mb for _, mb in samples), **tenths,
+    twentieths = {f"rss_mb_at_{q}pct": round(next(mb for s, mb in samples if s >= total * q / 100))
+                  for q in range(5, 100, 5)}
+    return {"frames": frames, "seconds": total, "peak_rss_mb": max(mb for _, mb in samples), **twentieths,
             "rss_mb_last": samples[-1][1], "cli_says": stdout.strip()}
 
 
