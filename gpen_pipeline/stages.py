@@ -1,6 +1,6 @@
 """The four stages every front end calls, each a function of records and options.
 
-    find_faces     image -> FoundFaces (detected, then selected)
+    find_faces     image -> FoundFaces (detected, or found in boxes given, then selected)
     align_faces    image, faces -> AlignedFace records (where each crop comes from)
     restore_faces  images, aligned faces -> RestoredFace records (crops cut and restored
                    on the model's device, a chunk of FACES_HELD faces at a time)
@@ -20,6 +20,7 @@ import torch
 from gpen_arch import GPENModel
 
 from .align import DegenerateLandmarks, aligned_record
+from .boxed_faces import Box, faces_in_boxes
 from .color import count_nonfinite
 from .cut import as_tensor, cut_crops, cut_masks
 from .detection import Detector, detect_faces
@@ -39,38 +40,61 @@ Image = np.ndarray | torch.Tensor  # HxWx3/4, uint8 or float32 in [0, 1]
 class FoundFaces:
     detected: tuple[Face, ...]  # every face above the threshold, best first
     selected: tuple[Face, ...]  # the ones to restore, in the selection's order
+    missed: tuple[Box, ...] = ()  # boxes given in which no face was found
 
 
-def find_faces(image: Image, detector: Detector, select: SelectOptions = SelectOptions()) -> FoundFaces:
-    detected = detect_faces(detector, _host_array(image), select.threshold)
+# A face's candidates down to this share of the threshold count: as evidence for bridging a clip's
+# missed frame, and inside a box another detector gave (the box already says a face is there).
+_WEAK_SHARE = 0.4
+
+
+def _weak(select: SelectOptions) -> float:
+    return max(MIN_THRESHOLD, select.threshold * _WEAK_SHARE)
+
+
+def find_faces(image: Image, detector: Detector, select: SelectOptions = SelectOptions(),
+               boxes: Sequence[Box] | None = None) -> FoundFaces:
+    """Detect and select. boxes: faces another detector found (x1, y1, x2, y2): only they are looked
+    at, each given our landmarks (boxed_faces.py)."""
+    missed: tuple[Box, ...] = ()
+    if boxes is None:
+        detected = detect_faces(detector, _host_array(image), select.threshold)
+    else:
+        boxed = faces_in_boxes(detector, _host_array(image), boxes, _weak(select))
+        detected, missed = sorted(boxed.faces, key=lambda face: -face.score), boxed.missed
     selected = select_faces(detected, order=select.order, indices=select.indices or None,
                             min_size=select.min_size, max_count=select.max_count)
-    return FoundFaces(tuple(detected), tuple(selected))
-
-
-_EVIDENCE_SHARE = 0.4
+    return FoundFaces(tuple(detected), tuple(selected), missed)
 
 
 def find_clip_faces(frames: Iterable[Image], detector: Detector, select: SelectOptions = SelectOptions(),
                     track: TrackOptions = TrackOptions(), progress: Callable[[int], None] | None = None,
-                    check_interrupt: Callable[[], None] | None = None) -> list[FoundFaces]:
+                    check_interrupt: Callable[[], None] | None = None,
+                    boxes: Sequence[Sequence[Box]] | None = None) -> list[FoundFaces]:
     """find_faces for the frames of a clip, in order (any iterable: a video is decoded as it goes):
     every face above the threshold gets its track's number and the selection picks whole tracks
-    (tracking.track_clip). progress(1) after each frame; check_interrupt() before each may raise."""
-    # Candidates down to this share of the threshold are kept as evidence: a frame where the detector
-    # only half saw a face gets that face bridged, one without such a candidate does not.
-    weak = max(MIN_THRESHOLD, select.threshold * _EVIDENCE_SHARE)
-    detected, evidence = [], []
-    for frame in frames:
+    (tracking.track_clip). progress(1) after each frame; check_interrupt() before each may raise.
+    boxes: per frame, as find_faces takes them."""
+    detected, evidence, missed = [], [], []
+    for index, frame in enumerate(frames):
         if check_interrupt is not None:
             check_interrupt()
-        candidates = detect_faces(detector, _host_array(frame), weak)
-        detected.append([face for face in candidates if face.score >= select.threshold])
-        evidence.append([face for face in candidates if face.score < select.threshold])
+        if boxes is None:
+            # Weak candidates are evidence: a frame where the detector only half saw a face gets that
+            # face bridged, one without such a candidate does not.
+            candidates = detect_faces(detector, _host_array(frame), _weak(select))
+            detected.append([face for face in candidates if face.score >= select.threshold])
+            evidence.append([face for face in candidates if face.score < select.threshold])
+            missed.append(())
+        else:
+            boxed = faces_in_boxes(detector, _host_array(frame), boxes[index], _weak(select))
+            detected.append(list(boxed.faces))
+            evidence.append([])
+            missed.append(boxed.missed)
         if progress is not None:
             progress(1)
-    return [FoundFaces(tuple(every), tuple(chosen))
-            for every, chosen in track_clip(detected, select, track, evidence)]
+    return [FoundFaces(tuple(every), tuple(chosen), lost)
+            for (every, chosen), lost in zip(track_clip(detected, select, track, evidence), missed)]
 
 
 def align_faces(image: Image, faces: Sequence[Face], size: int,

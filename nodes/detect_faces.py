@@ -10,7 +10,7 @@ from gpen_pipeline import (DEFAULT_DETECTOR, DETECTOR_NAMES, MAX_FACES, MIN_THRE
 from gpen_pipeline.identity import IdentityCheck, matching_faces, matching_tracks
 from gpen_pipeline.selection import LARGEST
 
-from . import common, face_helpers, face_preview, identity_inputs, tensors
+from . import common, core_boxes, face_helpers, face_preview, identity_inputs, tensors
 
 ORDER_OPTIONS = (*ORDERS, LARGEST)
 
@@ -29,22 +29,24 @@ def tracks_clip(image: torch.Tensor, smoothing: float) -> bool:
 
 
 def detect_batch(image: torch.Tensor, detector: str = DEFAULT_DETECTOR, select: SelectOptions = SelectOptions(),
-                 pbar=None, smoothing: float = 0.0,
-                 identity: IdentityCheck | None = None) -> tuple[common.DetectedFaces, list]:
+                 pbar=None, smoothing: float = 0.0, identity: IdentityCheck | None = None,
+                 bboxes=None) -> tuple[common.DetectedFaces, list]:
     """The find stage on every image of an IMAGE batch: (the selected faces, every image's FoundFaces);
     a clip's faces tracked and smoothed (tracks_clip). With `identity` references, only the selected
-    faces like a reference stay selected."""
+    faces like a reference stay selected. bboxes: a core BOUNDING_BOX value; only the faces in those
+    boxes are looked at (gpen_pipeline.boxed_faces)."""
     tensors.check_image_batch(image)
+    boxes = None if bboxes is None else core_boxes.boxes_per_image(bboxes, image.shape[0])
     found_by = face_helpers.get_detector(detector)
     pbar = pbar or common.progress_bar(image.shape[0])
     if tracks_clip(image, smoothing):
         found = find_clip_faces([image[i] for i in range(image.shape[0])], found_by, select,
-                                TrackOptions(smoothing=smoothing), pbar.update, common.check_interrupt)
+                                TrackOptions(smoothing=smoothing), pbar.update, common.check_interrupt, boxes)
     else:
         found = []
         for index in range(image.shape[0]):
             common.check_interrupt()
-            found.append(find_faces(image[index], found_by, select))
+            found.append(find_faces(image[index], found_by, select, None if boxes is None else boxes[index]))
             pbar.update(1)
     if tracks_clip(image, smoothing):  # a clip: whole tracks, the same person in every frame
         kept = matching_tracks(identity, [image[i] for i in range(image.shape[0])], [f.selected for f in found])
@@ -52,6 +54,9 @@ def detect_batch(image: torch.Tensor, detector: str = DEFAULT_DETECTOR, select: 
         kept = [matching_faces(identity, image[index], faces.selected) for index, faces in enumerate(found)]
     found = [dataclasses.replace(faces, selected=tuple(chosen)) for faces, chosen in zip(found, kept)]
     for index, faces in enumerate(found):
+        for box in faces.missed:
+            common.LOG.info("[GPEN] image %d: no face found in the box %s given; skipped", index,
+                            [round(v) for v in box])
         if not faces.selected:
             common.LOG.info("[GPEN] image %d: no face selected (%d found above threshold %.2f)",
                             index, len(faces.detected), select.threshold)
@@ -64,9 +69,18 @@ THRESHOLD_TOOLTIP = (f"Minimum detection score, from {MIN_THRESHOLD} (lower find
                      f"{MAX_FACES} faces per image are kept, the best scores first.")
 
 
-def detection_summary(faces: common.DetectedFaces) -> str:
+def detection_summary(faces: common.DetectedFaces, found: list | None = None) -> str:
     counts = [len(f) for f in faces]
-    return f"{sum(counts)} face(s) in {len(counts)} image(s): " + ", ".join(map(str, counts))
+    text = f"{sum(counts)} face(s) in {len(counts)} image(s): " + ", ".join(map(str, counts))
+    missed = sum(len(each.missed) for each in found or ())
+    return text + (f"; {missed} box(es) given without a face, skipped" if missed else "")
+
+
+BBOXES_INPUT = (core_boxes.TYPE, {
+    "forceInput": True,
+    "tooltip": "Optional: faces another detector found (ComfyUI's bounding boxes, one list per image). Only "
+               "these are restored; each gets its five landmarks from this node's detector, run inside the box, "
+               "and a box without a face is skipped and said."})
 
 
 class DetectFaces:
@@ -75,9 +89,12 @@ class DetectFaces:
     CATEGORY = common.CATEGORY
     # An output node, so that Detect alone can be queued to see which number each face has.
     OUTPUT_NODE = True
-    RETURN_TYPES = (common.FACES_TYPE,)
-    RETURN_NAMES = ("faces",)
-    OUTPUT_TOOLTIPS = ("Per image, the selected faces (box, score, 5 landmarks) in image pixels.",)
+    # New outputs come last, so links of workflows saved before them keep their slots.
+    RETURN_TYPES = (common.FACES_TYPE, core_boxes.TYPE)
+    RETURN_NAMES = ("faces", "bboxes")
+    OUTPUT_TOOLTIPS = ("Per image, the selected faces (box, score, 5 landmarks) in image pixels.",
+                       "The same faces as ComfyUI's bounding boxes (per image, x/y/width/height, label 'face', "
+                       "score), for Draw BBoxes and other packs' nodes.")
     FUNCTION = "detect"
 
     @classmethod
@@ -111,6 +128,7 @@ class DetectFaces:
                 "reference": identity_inputs.REFERENCE_INPUT,
                 "reference_threshold": identity_inputs.REFERENCE_THRESHOLD_INPUT,
                 "recognizer": identity_inputs.recognizer_input(identity_inputs.RECOGNIZER_CHOICES[1]),
+                "bboxes": BBOXES_INPUT,
             },
         }
 
@@ -124,18 +142,18 @@ class DetectFaces:
     def detect(self, image, detector=DEFAULT_DETECTOR, threshold=0.5, order="large-small", indices="",
                min_size=0, max_faces=0, smoothing=SMOOTHING_INPUT[1]["default"], reference=None,
                reference_threshold=identity_inputs.DEFAULT_REFERENCE_THRESHOLD,
-               recognizer=identity_inputs.RECOGNIZER_CHOICES[1]):
+               recognizer=identity_inputs.RECOGNIZER_CHOICES[1], bboxes=None):
         select = SelectOptions(threshold=threshold, order=order, indices=indices, min_size=min_size,
                                max_count=max_faces)
         identity = None
         if reference is not None:
             identity = identity_inputs.identity_check(recognizer, reference=reference,
                                                       reference_threshold=reference_threshold, detector=detector)
-        faces, found = detect_batch(image, detector, select, smoothing=smoothing, identity=identity)
+        faces, found = detect_batch(image, detector, select, smoothing=smoothing, identity=identity, bboxes=bboxes)
         # The preview numbers every candidate the way `indices` counts them; the editor makes them clickable.
         images, boxes = face_preview.face_previews(image, found, order, min_size)
-        text = detection_summary(faces)
+        text = detection_summary(faces, found)
         if identity is not None:
             text += f"; only faces like the reference kept (similarity >= {reference_threshold:.2f})"
         return {"ui": {"text": [text], "images": images, "gpen_faces": boxes},
-                "result": (faces,)}
+                "result": (faces, core_boxes.core_boxes(faces.per_image))}

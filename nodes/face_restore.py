@@ -7,7 +7,7 @@ from gpen_pipeline import (DEFAULT_DETECTOR, DETECTOR_NAMES, MASK_MODES, MAX_FAC
                            SelectOptions, TrackOptions, enhance_images)
 
 from . import common, face_helpers, identity_inputs, tensors
-from .detect_faces import SMOOTHING_INPUT, DetectFaces, detect_batch, tracks_clip
+from .detect_faces import BBOXES_INPUT, SMOOTHING_INPUT, DetectFaces, detect_batch, tracks_clip
 from .load_model import LoadGPENModel
 from .paste_back import BLEND_INPUTS, SHARPNESS_INPUT, PasteBack, paste_options
 from .restore_faces import COLORIZE_INPUT, check_task
@@ -60,6 +60,7 @@ class FaceRestore:
                 "reference": identity_inputs.REFERENCE_INPUT,
                 "reference_threshold": identity_inputs.REFERENCE_THRESHOLD_INPUT,
                 "sharpness_limit": SHARPNESS_INPUT,
+                "bboxes": BBOXES_INPUT,
             },
         }
 
@@ -84,7 +85,7 @@ class FaceRestore:
                 mask_mode="official", color_match=False, device="auto", precision="auto", region_mask=None,
                 colorize=COLORIZE_INPUT[1]["default"], smoothing=SMOOTHING_INPUT[1]["default"], blend="feather",
                 match_grain=False, recognizer=identity_inputs.OFF, min_identity=0.0, reference=None,
-                reference_threshold=identity_inputs.DEFAULT_REFERENCE_THRESHOLD, sharpness_limit=0.0):
+                reference_threshold=identity_inputs.DEFAULT_REFERENCE_THRESHOLD, sharpness_limit=0.0, bboxes=None):
         tensors.check_image_batch(image)
         handle = common.load_gpen_model(common.require_model_path(model_name), device, precision)
         check_task(handle, None)
@@ -98,11 +99,11 @@ class FaceRestore:
         identity = identity_inputs.identity_check(recognizer, min_identity, reference, reference_threshold, detector)
         pbar = common.progress_bar(batch)  # re-sized once the number of faces is known
         detector_model = face_helpers.get_detector(detector)
-        # A clip's faces are tracked first, a step per frame: enhance_images' own detection steps are then
-        # instant, and the progress does not go back over them.
+        # A clip's faces are tracked first (and faces in boxes given found first), a step per frame:
+        # enhance_images' own detection steps are then instant, and the progress does not go back over them.
         faces, found = None, 0
-        if tracks_clip(image, smoothing):  # the detect node's own stage: tracks, and whole tracks by reference
-            selected, _ = detect_batch(image, detector, options.select, pbar, smoothing, identity)
+        if tracks_clip(image, smoothing) or bboxes is not None:  # the detect node's own stage
+            selected, _ = detect_batch(image, detector, options.select, pbar, smoothing, identity, bboxes)
             faces, found = list(selected.per_image), batch
         results = enhance_images([image[i] for i in range(batch)], common.ready_model(handle),
                                  detector_model, options, parser=parser, region_masks=masks,
