@@ -41,6 +41,14 @@ DEVICE_OPTIONS = ("auto", "cpu")
 PRECISION_OPTIONS = ("auto", "fp32", "bf16", "fp16")
 
 
+def advanced(spec: tuple) -> tuple:
+    """An input spec marked for the editor's advanced inputs: frontends that know the flag (1.49 on)
+    show it behind "Show advanced inputs", older ones ignore it. The widget keeps its place, so
+    saved workflows keep their values."""
+    kind, options = spec[0], (spec[1] if len(spec) > 1 else {})
+    return (kind, {**options, "advanced": True})
+
+
 # --------------------------------------------------------------------------- model folders
 
 

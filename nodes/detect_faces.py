@@ -87,6 +87,7 @@ class DetectFaces:
     DESCRIPTION = ("Finds faces and their five landmarks in every image of the batch, then keeps the ones you "
                    "select (order, positions, minimum size, how many). Connect the faces to GPEN Restore Faces.")
     CATEGORY = common.CATEGORY
+    SEARCH_ALIASES = ["face detection", "find faces", "retinaface", "face bbox", "select faces"]
     # An output node, so that Detect alone can be queued to see which number each face has.
     OUTPUT_NODE = True
     # New outputs come last, so links of workflows saved before them keep their slots.
@@ -124,10 +125,10 @@ class DetectFaces:
                     "tooltip": f"Keep at most this many faces per image (0: all found, at most {MAX_FACES})."}),
             },
             "optional": {
-                "smoothing": SMOOTHING_INPUT,
+                "smoothing": common.advanced(SMOOTHING_INPUT),
                 "reference": identity_inputs.REFERENCE_INPUT,
-                "reference_threshold": identity_inputs.REFERENCE_THRESHOLD_INPUT,
-                "recognizer": identity_inputs.recognizer_input(identity_inputs.RECOGNIZER_CHOICES[1]),
+                "reference_threshold": common.advanced(identity_inputs.REFERENCE_THRESHOLD_INPUT),
+                "recognizer": common.advanced(identity_inputs.recognizer_input(identity_inputs.RECOGNIZER_CHOICES[1])),
                 "bboxes": BBOXES_INPUT,
             },
         }

@@ -24,6 +24,8 @@ class FaceRestore:
                    "restores them and blends them back. Images without faces pass through untouched. Use the "
                    "four separate GPEN nodes for finer control.")
     CATEGORY = common.CATEGORY
+    SEARCH_ALIASES = ["face restore", "face restoration", "restore face", "face enhance", "face fix", "gpen",
+                      "after face swap", "reactor restore"]
     # The same outputs as the chain's last node.
     RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = PasteBack.RETURN_TYPES, PasteBack.RETURN_NAMES, PasteBack.OUTPUT_TOOLTIPS
     FUNCTION = "restore"
@@ -47,19 +49,20 @@ class FaceRestore:
                 "mask_mode": (list(MASK_MODES), {"default": "official",
                                                  "tooltip": _tooltip(PasteBack, "mask_mode")}),
                 "color_match": ("BOOLEAN", {"default": False, "tooltip": _tooltip(PasteBack, "color_match")}),
-                "device": loader["device"],
-                "precision": loader["precision"],
+                # The rarely changed ones are advanced inputs: the node shows what most runs need.
+                "device": common.advanced(loader["device"]),
+                "precision": common.advanced(loader["precision"]),
             },
             "optional": {
                 "region_mask": ("MASK", {"tooltip": _tooltip(PasteBack, "region_mask")}),
-                "colorize": COLORIZE_INPUT,
-                "smoothing": SMOOTHING_INPUT,
-                **BLEND_INPUTS,
-                "recognizer": identity_inputs.recognizer_input(),
-                "min_identity": identity_inputs.MIN_IDENTITY_INPUT,
+                "colorize": common.advanced(COLORIZE_INPUT),
+                "smoothing": common.advanced(SMOOTHING_INPUT),
+                **{name: common.advanced(spec) for name, spec in BLEND_INPUTS.items()},
+                "recognizer": common.advanced(identity_inputs.recognizer_input()),
+                "min_identity": common.advanced(identity_inputs.MIN_IDENTITY_INPUT),
                 "reference": identity_inputs.REFERENCE_INPUT,
-                "reference_threshold": identity_inputs.REFERENCE_THRESHOLD_INPUT,
-                "sharpness_limit": SHARPNESS_INPUT,
+                "reference_threshold": common.advanced(identity_inputs.REFERENCE_THRESHOLD_INPUT),
+                "sharpness_limit": common.advanced(SHARPNESS_INPUT),
                 "bboxes": BBOXES_INPUT,
             },
         }
@@ -67,8 +70,8 @@ class FaceRestore:
     @classmethod
     def VALIDATE_INPUTS(cls, model_name, strength=1.0, threshold=0.5, smoothing=None, min_identity=None,
                         reference_threshold=None, sharpness_limit=0.0):
-        for build, inputs in ((paste_options, {"strength": strength, "sharpness_limit": sharpness_limit}), (SelectOptions, {"threshold": threshold}),
-                              (TrackOptions, {"smoothing": smoothing})):
+        for build, inputs in ((paste_options, {"strength": strength, "sharpness_limit": sharpness_limit}),
+                              (SelectOptions, {"threshold": threshold}), (TrackOptions, {"smoothing": smoothing})):
             refusal = common.options_refusal(build, **inputs)
             if refusal is not True:
                 return refusal

@@ -9,6 +9,7 @@ class LoadGPENModel:
                    ".pth, .safetensors or .onnx) from models/facerestore or models/facerestore_models. The size "
                    "and task are read from the weights. A loaded model is reused until the file changes.")
     CATEGORY = common.CATEGORY
+    SEARCH_ALIASES = ["gpen model", "face restore model", "load face restorer"]
     RETURN_TYPES = (common.MODEL_TYPE,)
     RETURN_NAMES = ("gpen_model",)
     OUTPUT_TOOLTIPS = ("The loaded GPEN model, for GPEN Restore Faces.",)

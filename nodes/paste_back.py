@@ -82,6 +82,7 @@ class PasteBack:
     DESCRIPTION = ("Blends the restored faces back into the image through a soft mask. Only pixels under the "
                    "mask change; images without faces pass through untouched. Alpha is kept.")
     CATEGORY = common.CATEGORY
+    SEARCH_ALIASES = ["paste faces", "face blend", "uncrop faces"]
     # The identity outputs come last, so links of workflows saved before them keep their slots.
     RETURN_TYPES = ("IMAGE", "MASK") + tuple(kind for kind, _, _ in identity_inputs.OUTPUTS)
     RETURN_NAMES = ("image", "mask") + tuple(name for _, name, _ in identity_inputs.OUTPUTS)
@@ -122,10 +123,10 @@ class PasteBack:
             "optional": {
                 "region_mask": ("MASK", {
                     "tooltip": "Optional: faces are pasted only where this mask is white (same size as the image)."}),
-                **BLEND_INPUTS,
-                "recognizer": identity_inputs.recognizer_input(),
-                "min_identity": identity_inputs.MIN_IDENTITY_INPUT,
-                "sharpness_limit": SHARPNESS_INPUT,
+                **{name: common.advanced(spec) for name, spec in BLEND_INPUTS.items()},
+                "recognizer": common.advanced(identity_inputs.recognizer_input()),
+                "min_identity": common.advanced(identity_inputs.MIN_IDENTITY_INPUT),
+                "sharpness_limit": common.advanced(SHARPNESS_INPUT),
             },
         }
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from gpen_pipeline import COLORIZE_MODES, TASKS, RestoredFace, align_faces, restore_faces
+from gpen_pipeline import COLORIZE_MODES, TASKS, align_faces, restore_faces
 
 from . import common, tensors
 
@@ -60,6 +60,7 @@ class RestoreFaces:
     DESCRIPTION = ("Cuts each selected face out along GPEN's own alignment, restores it with the GPEN model and "
                    "keeps where it came from for GPEN Paste Back. Colorization and Inpainting models work too.")
     CATEGORY = common.CATEGORY
+    SEARCH_ALIASES = ["gpen", "restore faces", "face enhance"]
     RETURN_TYPES = (common.RESTORED_TYPE, "IMAGE", "IMAGE")
     RETURN_NAMES = ("restored_faces", "restored_crops", "original_crops")
     OUTPUT_TOOLTIPS = (
@@ -85,7 +86,7 @@ class RestoreFaces:
             "optional": {
                 "inpaint_mask": ("MASK", {
                     "tooltip": "For GPEN-Inpainting models only: white where the face is damaged."}),
-                "colorize": COLORIZE_INPUT,
+                "colorize": common.advanced(COLORIZE_INPUT),
             },
         }
 

@@ -69,6 +69,32 @@ def test_every_input_has_a_tooltip_and_a_default(comfy, node_id):
                 assert "default" in options, f"{node_id}.{name} widget has no default"
 
 
+# The widgets a node shows before "Show advanced inputs" (frontends from 1.49 on; older ones show all).
+SHOWN_WIDGETS = {
+    "GPENFaceRestore": ["model_name", "strength", "detector", "threshold", "max_faces", "mask_mode", "color_match"],
+    "GPENPasteBack": ["mask_mode", "strength", "feather", "grow", "color_match", "keep_gray"],
+    "GPENDetectFaces": ["detector", "threshold", "order", "indices", "min_size", "max_faces"],
+}
+
+
+@pytest.mark.parametrize("node_id", sorted(SHOWN_WIDGETS))
+def test_rarely_changed_widgets_are_advanced_inputs_in_their_old_places(comfy, node_id):
+    spec = comfy.nodes.NODE_CLASS_MAPPINGS[node_id].INPUT_TYPES()
+    widgets = harness.widget_inputs(spec)
+    shown = [name for name, entry in widgets if not entry[1].get("advanced")]
+    assert shown == SHOWN_WIDGETS[node_id]
+    assert [name for name, _ in widgets][:len(shown)] == shown  # advanced ones only after: nothing moved
+    sockets = [entry for section in spec.values() for entry in section.values()
+               if not isinstance(entry[0], list) and entry[0] not in harness.WIDGET_TYPES]
+    assert sockets and not any(entry[1].get("advanced") for entry in sockets)  # links stay in sight
+
+
+@pytest.mark.parametrize("node_id", harness.NODE_IDS)
+def test_every_node_can_be_found_by_what_it_does(comfy, node_id):
+    aliases = comfy.nodes.NODE_CLASS_MAPPINGS[node_id].SEARCH_ALIASES
+    assert aliases and all(isinstance(alias, str) and alias == alias.lower() for alias in aliases)
+
+
 # --------------------------------------------------------------------------- the chain
 
 

@@ -221,3 +221,27 @@ def test_a_second_run_reuses_the_loaded_model(example_server):
     assert loader in harness.cached_nodes(entry) and detect not in harness.cached_nodes(entry)
     assert server.log_tail(10**7).count("[GPEN] loaded ") == loads_before
     assert loads_before >= 1  # the log does show loads: the count above can fail
+
+
+# --------------------------------------------------------------------------- workflows saved before
+
+
+PREVIOUS = harness.REPO / "tests" / "fixtures" / "previous_release"
+# The example workflows of the previous release (8feeffb), and where their widget values landed
+# then (widgets_landed.json: per workflow, per GPEN node id, input name -> value, dumped by loading
+# that commit's pack in ComfyUI 0.3.75 and pairing each node's widget inputs with its values).
+LANDED = json.loads((PREVIOUS / "widgets_landed.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("name", sorted(LANDED))
+def test_widget_values_of_a_workflow_saved_before_land_where_they_did(classes, name):
+    workflow = load(PREVIOUS / name)
+    for node in workflow["nodes"]:
+        if node["type"].startswith("GPEN"):
+            widgets = [input_name for input_name, _ in harness.widget_inputs(classes[node["type"]].INPUT_TYPES())]
+            assert len(widgets) >= len(node["widgets_values"])
+            assert dict(zip(widgets, node["widgets_values"])) == LANDED[name][str(node["id"])], node["type"]
+
+
+def test_a_workflow_saved_before_still_runs(example_server):
+    run_example(example_server, load(PREVIOUS / "gpen_four_node_chain.json"), "wf_photo.png")
