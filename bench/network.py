@@ -5,6 +5,10 @@ Run from the repository root:
     .venv/bin/python bench/network.py                      # BFR-512, batch 1 and 4, + BFR-2048 peak RSS
     .venv/bin/python bench/network.py --sizes 512 1024 2048 --batches 1 4
 
+onnxruntime runs two graphs of the same weights: ours (export_onnx: constant kernels, the
+modulation applied to the activations) and, at batch 1, the official form (each face's kernels
+modulated at run time, as in the GPEN-BFR-*.onnx files ReActor/FaceFusion users run).
+
 Prints a table and writes bench/results/network.json. Ours and onnxruntime run
 alternately, after a warm-up, and the medians are compared, because these
 machines are noisy; the machine's dense-convolution rate is measured in the same
@@ -74,6 +78,35 @@ def ort_session(path: Path, threads: int):
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _official_modulated(layer, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """A modulated convolution as the official code computes it for one face: the stored kernel
+    times the style, demodulated by its own sum of squares, at run time."""
+    conv = layer.conv
+    style = conv.modulation(w) * conv.scale
+    kernel = conv.kernel * style[0][None, :, None, None]
+    if conv.demodulate:
+        kernel = kernel * torch.rsqrt(kernel.pow(2).sum((1, 2, 3)) + 1e-8)[:, None, None, None]
+    return conv.convolve(x, kernel * layer.gain)
+
+
+def official_form_onnx(model: GPEN, path: Path) -> Path:
+    """The network as the official code computes it, traced for one face: each modulated kernel made
+    at run time from the stored weight and the face's style (the form of the GPEN-BFR-*.onnx files
+    ReActor/FaceFusion users run, exports of the official module), not export_onnx's shared-weight
+    form. export_onnx's graph with its modulation step swapped for the official one."""
+    import warnings
+    from unittest import mock
+
+    from gpen_arch import export
+
+    x = torch.zeros(1, 3, model.size, model.size)
+    with torch.no_grad(), warnings.catch_warnings(), mock.patch.object(export, "_modulated", _official_modulated):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(export._ExportGraph(model), (x,), str(path), input_names=["input"],
+                          output_names=["output"], opset_version=17, dynamo=False)
+    return path
 
 
 def time_pair(model, session, batch: int, repeats: int) -> dict:
@@ -159,6 +192,8 @@ def main() -> None:
                         help="apply the command line's allocator setting (gpen_cli.keep_freed_memory)")
     parser.add_argument("--max-batch-pixels", type=int, default=2048 * 2048,
                         help="skip a size and batch whose batch x size x size exceeds this")
+    parser.add_argument("--official-form", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time onnxruntime on the official-form graph, batch 1")
     parser.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.reuse_freed_memory:
@@ -201,6 +236,7 @@ def main() -> None:
                     continue
                 row = on_worker_thread(time_pair, model, session, batch, args.repeats)
                 row["onnx_export_s"] = export_s
+                row["graph"] = "export_onnx (shared weights)"
                 row["floor_s_per_face"] = GMAC.get(size, float("nan")) / rate
                 rows.append(row)
                 save()
@@ -209,7 +245,19 @@ def main() -> None:
                       f"(fastest runs: {row['best_ratio_ours_over_ort']:.2f}), "
                       f"{row['ours_gmac_per_s']:.1f} GMAC/s ({row['ours_gmac_per_s'] / rate:.0%} of the dense rate), "
                       f"max |diff| {row['max_abs_diff']:.1e}")
-            del session, model
+            del session
+            if args.official_form:
+                session = ort_session(official_form_onnx(model, Path(tmp) / f"gpen{size}_official.onnx"),
+                                      args.threads)
+                row = {**on_worker_thread(time_pair, model, session, 1, args.repeats), "graph": "official form"}
+                rows.append(row)
+                save()
+                print(f"GPEN-{size} batch 1, onnxruntime on the official-form graph: ours "
+                      f"{row['ours_s_per_face']:.2f} s/face, onnxruntime {row['ort_s_per_face']:.2f} s/face, "
+                      f"ratio {row['ratio_ours_over_ort']:.2f} (fastest runs: {row['best_ratio_ours_over_ort']:.2f}), "
+                      f"max |diff| {row['max_abs_diff']:.1e}")
+                del session
+            del model
     for size in args.rss_sizes:
         rss.append(measure_peak_rss(size, args.threads))
         print(f"GPEN-{size} fp32 forward: peak RSS {rss[-1]['peak_rss_mb']:.0f} MB "
