@@ -90,6 +90,12 @@ def encode_with_metadata(path: Path, pixels: np.ndarray, metadata: PhotoMetadata
     of `metadata` that format holds. The EXIF orientation is written as it is in `metadata`."""
     suffix = path.suffix.lower()
     pixels = fit_format(path, pixels)
+    space = b"GRAY" if pixels.ndim == 2 else b"RGB "
+    if metadata.icc and metadata.icc[16:20] != space:  # a CMYK JPEG's profile, or grey made colour
+        if warn is not None:
+            warn(f"{path.name}: the source's ICC profile is for {metadata.icc[16:20].decode('latin-1').strip()} "
+                 f"pixels, not these, so it is not written")
+        metadata = replace(metadata, icc=None)
     if suffix == ".png":
         return _png(encode_image(path, pixels).tobytes(), metadata)
     if suffix in (".jpg", ".jpeg"):

@@ -244,3 +244,16 @@ def test_an_8_bit_tiff_keeps_its_icc_and_xmp(tmp_path, s64_model, detector, astr
         assert out.info["icc_profile"] == ICC
         assert out.tag_v2[700] == XMP
         assert out.info["compression"] == "tiff_lzw"
+
+
+def test_a_cmyk_jpegs_profile_is_not_put_on_rgb_pixels(tmp_path, s64_model, detector, astronaut):
+    source = tmp_path / "print.jpg"
+    cmyk_profile = bytearray(ICC)
+    cmyk_profile[16:20] = b"CMYK"  # what a print shop's profile says it is for
+    Image.fromarray(astronaut).convert("CMYK").save(source, quality=90, icc_profile=bytes(cmyk_profile))
+    said = []
+    result = restore_file(source, tmp_path / "out.jpg", s64_model, detector, warn=said.append)
+    assert result.faces == 1
+    with Image.open(tmp_path / "out.jpg") as out:
+        assert out.mode == "RGB" and "icc_profile" not in out.info
+    assert any("ICC profile is for CMYK pixels" in line for line in said)
