@@ -44,10 +44,11 @@ class NoDctCopy(Exception):
     """This source cannot be copied in the DCT domain; the message says why, as a clause."""
 
 
-def restored_jpeg(source: Path, stored: np.ndarray, changed: Sequence[Changed]) -> bytes:
+def restored_jpeg(source: Path, stored: np.ndarray, changed: Sequence[Changed]) -> list[bytes | memoryview]:
     """The JPEG file `source` with the blocks that `changed` touches encoded from `stored` (its
     pixels as the file stores them, not turned upright: HxW grey or HxWx3 BGR uint8; `changed` in
-    the same coordinates). Raises NoDctCopy where this cannot be done."""
+    the same coordinates), as chunks for gpen_arch.files.write_bytes. Raises NoDctCopy where this
+    cannot be done."""
     if not DCT_COPY:
         raise NoDctCopy("jpeglib is not installed")
     header = source.read_bytes()[:1 << 20]
@@ -141,13 +142,13 @@ def _encode(pixels: np.ndarray, original, path: Path):
     return encoded
 
 
-def _with_jfif(data: bytes, jfif: bytes | None) -> bytes:
+def _with_jfif(data: bytes, jfif: bytes | None) -> list[bytes | memoryview]:
     """libjpeg's output with its own JFIF segment replaced by the source's (its density), or
     dropped where the source had none (a camera's EXIF file)."""
     own = data[2:4] == b"\xff\xe0" and data[6:11] == _JFIF
-    rest = data[4 + int.from_bytes(data[4:6], "big"):] if own else data[2:]
+    rest = memoryview(data)[4 + int.from_bytes(data[4:6], "big") if own else 2:]
     kept = b"" if jfif is None else b"\xff\xe0" + (len(jfif) + 2).to_bytes(2, "big") + jfif
-    return data[:2] + kept + rest
+    return [data[:2], kept, rest]
 
 
 def _segments(data: bytes) -> list[tuple[int, bytes]]:

@@ -85,9 +85,11 @@ def read_metadata(path: Path, warn: Warn | None = None) -> PhotoMetadata:
 
 
 def encode_with_metadata(path: Path, pixels: np.ndarray, metadata: PhotoMetadata,
-                         warn: Warn | None = None) -> bytes:
+                         warn: Warn | None = None) -> bytes | np.ndarray | list:
     """Pixels (as image_files.read_pixels gives them) encoded for the format of `path`, with what
-    of `metadata` that format holds. The EXIF orientation is written as it is in `metadata`."""
+    of `metadata` that format holds, as gpen_arch.files.write_bytes takes them (one buffer, or
+    chunks: a large PNG is not copied to add its chunks). The EXIF orientation is written as it
+    is in `metadata`."""
     suffix = path.suffix.lower()
     pixels = fit_format(path, pixels)
     space = b"GRAY" if pixels.ndim == 2 else b"RGB "
@@ -97,7 +99,7 @@ def encode_with_metadata(path: Path, pixels: np.ndarray, metadata: PhotoMetadata
                  f"pixels, not these, so it is not written")
         metadata = replace(metadata, icc=None)
     if suffix == ".png":
-        return _png(encode_image(path, pixels).tobytes(), metadata)
+        return _png(encode_image(path, pixels), metadata)
     if suffix in (".jpg", ".jpeg"):
         return _pillow(pixels, "JPEG", **_jpeg_options(metadata))
     if suffix == ".webp":
@@ -106,12 +108,12 @@ def encode_with_metadata(path: Path, pixels: np.ndarray, metadata: PhotoMetadata
         if pixels.dtype == np.uint16 and pixels.ndim == 3:
             if warn is not None and (metadata.icc or metadata.exif or metadata.xmp):
                 warn(f"{path.name}: 16-bit colour TIFF is written without the source's ICC profile, EXIF and XMP")
-            return encode_image(path, pixels).tobytes()
+            return encode_image(path, pixels)
         options = _common(metadata)
         xmp = options.pop("xmp", None)
         compression = metadata.compression if metadata.compression in _TIFF_COMPRESSIONS else "tiff_lzw"
         return _pillow(pixels, "TIFF", compression=compression, tiffinfo={700: xmp} if xmp else {}, **options)
-    return encode_image(path, pixels).tobytes()
+    return encode_image(path, pixels)
 
 
 def upright_exif(metadata: PhotoMetadata) -> PhotoMetadata:
@@ -156,13 +158,13 @@ def _pillow(pixels: np.ndarray, kind: str, **options) -> bytes:
     return out.getvalue()
 
 
-def _png(encoded: bytes, metadata: PhotoMetadata) -> bytes:
+def _png(encoded: np.ndarray, metadata: PhotoMetadata) -> list:
     """OpenCV's PNG with the source's chunks (a PNG's own, or those made of another format's
     ICC, EXIF, XMP and comment) after its header; colour chunks before the pixels, as PNG asks."""
     chunks = list(metadata.png_chunks) if metadata.format == "PNG" else _png_chunks_of(metadata)
     header_end = 8 + 8 + 13 + 4  # signature, then IHDR
     extra = b"".join(_chunk(kind, data) for kind, data in chunks)
-    return encoded[:header_end] + extra + encoded[header_end:]
+    return [encoded[:header_end], extra, encoded[header_end:]]
 
 
 def _png_chunks_of(metadata: PhotoMetadata) -> list[tuple[bytes, bytes]]:
