@@ -32,7 +32,7 @@ def write_restored(source: Path, target: Path, decoded: Decoded, pixels: np.ndar
         metadata = upright_exif(read_metadata(source, warn))
         write_bytes(target, encode_with_metadata(target, pixels, metadata, warn))
         return
-    stored = np.ascontiguousarray(to_stored(fit_format(target, pixels), decoded.orientation))
+    stored = to_stored(fit_format(target, pixels), decoded.orientation)  # a view: only the faces' boxes are copied
     if jpeg_files.DCT_COPY:
         hw = pixels.shape[:2]
         moved = [Changed(stored_box(change.box, hw, decoded.orientation), to_stored(change.where, decoded.orientation))
@@ -43,7 +43,7 @@ def write_restored(source: Path, target: Path, decoded: Decoded, pixels: np.ndar
         except jpeg_files.NoDctCopy as why:
             if warn is not None:
                 warn(f"{source.name}: encoded again with its own tables, not copied block by block, as {why}")
-    write_bytes(target, encode_with_metadata(target, stored, read_metadata(source, warn), warn))
+    write_bytes(target, encode_with_metadata(target, np.ascontiguousarray(stored), read_metadata(source, warn), warn))
 
 
 def _is_jpeg(path: Path) -> bool:

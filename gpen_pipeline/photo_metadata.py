@@ -79,6 +79,9 @@ def read_metadata(path: Path, warn: Warn | None = None) -> PhotoMetadata:
     if found.format == "PNG":
         chunks = take("PNG chunks", lambda: _png_chunks(path))
         found = replace(found, png_chunks=tuple(chunks or ()))
+        late_exif = next((data for kind, data in found.png_chunks if kind == b"eXIf"), None)
+        if found.exif is None and late_exif:  # after the pixels, where Pillow looks only by decoding them
+            found = replace(found, exif=_EXIF_HEADER + late_exif)
     if lost and warn is not None:
         warn(f"{path.name}: its {', '.join(lost)} could not be read, so the output is written without it")
     return found
@@ -211,7 +214,10 @@ def _png_chunks(path: Path) -> list[tuple[bytes, bytes]]:
 def _exif(info: dict, image) -> bytes | None:
     exif = info.get("exif")
     if not exif:
-        found = image.getexif()
+        from PIL import Image
+
+        # The base class's getexif: PNG's own decodes the whole image to look past the pixels.
+        found = Image.Image.getexif(image)
         exif = found.tobytes() if len(found) else None
     if exif and not exif.startswith(_EXIF_HEADER):
         exif = _EXIF_HEADER + exif
