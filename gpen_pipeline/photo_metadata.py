@@ -108,10 +108,10 @@ def encode_with_metadata(path: Path, pixels: np.ndarray, metadata: PhotoMetadata
     if suffix == ".webp":
         return _pillow(pixels, "WEBP", lossless=True, exact=True, **_common(metadata))
     if suffix in (".tif", ".tiff"):
-        if pixels.dtype == np.uint16 and pixels.ndim == 3:
-            if warn is not None and (metadata.icc or metadata.exif or metadata.xmp):
-                warn(f"{path.name}: 16-bit colour TIFF is written without the source's ICC profile, EXIF and XMP")
-            return encode_image(path, pixels)
+        if pixels.dtype == np.uint16 and pixels.ndim == 3:  # Pillow cannot write it: OpenCV's, with tags added
+            if warn is not None and metadata.exif:
+                warn(f"{path.name}: 16-bit colour TIFF is written without the source's EXIF")
+            return _tiff_with_tags(encode_image(path, pixels).tobytes(), metadata)
         options = _common(metadata)
         xmp = options.pop("xmp", None)
         compression = metadata.compression if metadata.compression in _TIFF_COMPRESSIONS else "tiff_lzw"
@@ -168,6 +168,29 @@ def _png(encoded: np.ndarray, metadata: PhotoMetadata) -> list:
     header_end = 8 + 8 + 13 + 4  # signature, then IHDR
     extra = b"".join(_chunk(kind, data) for kind, data in chunks)
     return [encoded[:header_end], extra, encoded[header_end:]]
+
+
+def _tiff_with_tags(encoded: bytes, metadata: PhotoMetadata) -> bytes:
+    """A TIFF with the ICC profile (tag 34675) and XMP (tag 700) added to its first IFD: the IFD is
+    written again after the file's end with them, so every offset already in the file stays true."""
+    added = {tag: (kind, data) for tag, kind, data in ((34675, 7, metadata.icc), (700, 1, metadata.xmp)) if data}
+    order = {b"II": "<", b"MM": ">"}.get(encoded[:2])
+    if not added or order is None or struct.unpack(order + "H", encoded[2:4])[0] != 42:
+        return encoded
+    first = struct.unpack(order + "I", encoded[4:8])[0]
+    count = struct.unpack(order + "H", encoded[first:first + 2])[0]
+    entries = {struct.unpack(order + "H", encoded[at:at + 2])[0]: encoded[at:at + 12]
+               for at in range(first + 2, first + 2 + 12 * count, 12)}
+    following = encoded[first + 2 + 12 * count:first + 6 + 12 * count]
+    out = bytearray(encoded)
+    for tag, (kind, data) in added.items():
+        out += b"\x00" * (len(out) & 1)  # values start on a word boundary
+        entries[tag] = struct.pack(order + "HHII", tag, kind, len(data), len(out))
+        out += data
+    out += b"\x00" * (len(out) & 1)
+    out[4:8] = struct.pack(order + "I", len(out))
+    out += struct.pack(order + "H", len(entries)) + b"".join(entries[tag] for tag in sorted(entries)) + following
+    return bytes(out)
 
 
 def _png_chunks_of(metadata: PhotoMetadata) -> list[tuple[bytes, bytes]]:

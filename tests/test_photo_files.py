@@ -257,3 +257,21 @@ def test_a_cmyk_jpegs_profile_is_not_put_on_rgb_pixels(tmp_path, s64_model, dete
     with Image.open(tmp_path / "out.jpg") as out:
         assert out.mode == "RGB" and "icc_profile" not in out.info
     assert any("ICC profile is for CMYK pixels" in line for line in said)
+
+
+def test_a_16_bit_colour_tiff_stays_16_bit_with_its_icc_and_xmp(tmp_path, s64_model, detector, astronaut):
+    import tifffile
+
+    source = tmp_path / "deep.tif"
+    tifffile.imwrite(source, astronaut.astype(np.uint16) * 257, photometric="rgb", iccprofile=ICC,
+                     extratags=[(700, 1, len(XMP), XMP, True)])
+    result = restore_file(source, tmp_path / "out.tif", s64_model, detector)
+    assert result.faces == 1
+    with tifffile.TiffFile(tmp_path / "out.tif") as out:
+        page = out.pages[0]
+        assert page.dtype == np.uint16 and page.shape == astronaut.shape
+        assert page.tags[34675].value == ICC
+        assert bytes(page.tags[700].value) == XMP
+    restored_pixels = cv2.imread(str(tmp_path / "out.tif"), cv2.IMREAD_UNCHANGED)
+    assert restored_pixels.dtype == np.uint16
+    assert (restored_pixels[..., ::-1] != astronaut.astype(np.uint16) * 257).any()
