@@ -3,7 +3,8 @@
 Decoding a JPEG and encoding it again changes every pixel a little (a second quantisation) and
 often the chroma subsampling. Here the source's quantised DCT coefficients are kept as they are,
 with its quantisation tables, sampling factors and every APPn and COM segment (JFIF, EXIF with
-its orientation, XMP, ICC profile, comments). Only the 8x8 blocks (per component, in its own
+its orientation, XMP, ICC profile, comments) but an MPO's index of the images after the first,
+which are not written. Only the 8x8 blocks (per component, in its own
 sampling grid) that hold restored pixels are replaced, by the blocks of the restored pixels
 encoded with the source's own tables. A block is replaced when a restored pixel lies in it or
 within one sample of that component of it, so restored pixels at a block edge are decoded from
@@ -51,7 +52,8 @@ def restored_jpeg(source: Path, stored: np.ndarray, changed: Sequence[Changed]) 
     cannot be done."""
     if not DCT_COPY:
         raise NoDctCopy("jpeglib is not installed")
-    header = source.read_bytes()[:1 << 20]
+    with open(source, "rb") as file:
+        header = file.read(1 << 20)
     if _segment_count(header) > _MAX_SEGMENTS:
         raise NoDctCopy(f"it has more than {_MAX_SEGMENTS} metadata segments")
     with tempfile.TemporaryDirectory(prefix="gpen-jpeg-") as folder:
@@ -75,7 +77,8 @@ def restored_jpeg(source: Path, stored: np.ndarray, changed: Sequence[Changed]) 
                 target = blocks[y0:y0 + touched.shape[0], x0:x0 + touched.shape[1]]
                 np.copyto(target, new, where=touched[..., None, None])
         jfif = [m for m in original.markers if m.content.startswith(_JFIF)]
-        original.markers = [m for m in original.markers if not m.content.startswith(_JFIF)]
+        # An MPF index points at images after the first one's end, which the copy does not carry.
+        original.markers = [m for m in original.markers if not m.content.startswith((_JFIF, b"MPF\x00"))]
         written = _write(original, Path(folder) / "out.jpg", [])
         # Huffman tables as the source has them: libjpeg's standard ones where it used those, else
         # tables made for the picture (an optimised or progressive source), so the size stays close.

@@ -1,8 +1,7 @@
 """What a photo file holds besides its pixels, read without decoding them, and written again.
 
 `read_metadata` takes from the source, through Pillow's header parsing, the ICC profile, EXIF,
-XMP and comment, a JPEG's quantisation tables and chroma subsampling, whether a WebP is lossless,
-a TIFF's compression, and a PNG's ancillary chunks as they are (colour, text, physical size).
+XMP and comment, a JPEG's quantisation tables and chroma subsampling, a TIFF's compression, and a PNG's ancillary chunks as they are (colour, text, physical size).
 `encode_with_metadata` encodes restored pixels for a target format and puts back what that
 format can hold. A piece that cannot be read is left out with one sentence to `warn`; it never
 fails a restore.
@@ -40,7 +39,6 @@ class PhotoMetadata:
     png_chunks: tuple[tuple[bytes, bytes], ...] = ()  # (type, data) of a PNG source, in file order
     quantization: dict | None = None  # a JPEG's tables, as Pillow's `quantization`
     subsampling: int = -1  # a JPEG's, as Pillow's get_sampling (-1: not one Pillow can write)
-    lossless: bool = False  # a lossless WebP
     compression: str | None = None  # a TIFF's, as Pillow names it
 
 
@@ -72,7 +70,6 @@ def read_metadata(path: Path, warn: Warn | None = None) -> PhotoMetadata:
                                   or None),
                 subsampling=(take("chroma subsampling", lambda: JpegImagePlugin.get_sampling(image))
                              if image.format == "JPEG" else -1),
-                lossless=image.format == "WEBP" and take("WebP kind", lambda: _webp_lossless(path)) is True,
                 compression=info.get("compression") if image.format == "TIFF" else None)
     except Exception:  # noqa: BLE001 - Pillow cannot open it (OpenCV could): nothing to keep
         lost.append("metadata")
@@ -249,20 +246,6 @@ def _exif(info: dict, image) -> bytes | None:
 
 def _tiff_xmp(image) -> bytes | None:
     return image.tag_v2.get(700) if image.format == "TIFF" else None
-
-
-def _webp_lossless(path: Path) -> bool:
-    """Whether a WebP's image chunk is VP8L (lossless), from its RIFF chunks."""
-    with open(path, "rb") as file:
-        file.seek(12)
-        while chunk := file.read(8):
-            kind, size = chunk[:4], int.from_bytes(chunk[4:8], "little")
-            if kind in (b"VP8 ", b"VP8L"):
-                return kind == b"VP8L"
-            if kind == b"ALPH":  # an alpha chunk comes only with lossy (VP8) pixels
-                return False
-            file.seek(size + (size & 1), 1)
-    return False
 
 
 def _with_orientation(exif: bytes, orientation: int) -> bytes:

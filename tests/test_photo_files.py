@@ -275,3 +275,16 @@ def test_a_16_bit_colour_tiff_stays_16_bit_with_its_icc_and_xmp(tmp_path, s64_mo
     restored_pixels = cv2.imread(str(tmp_path / "out.tif"), cv2.IMREAD_UNCHANGED)
     assert restored_pixels.dtype == np.uint16
     assert (restored_pixels[..., ::-1] != astronaut.astype(np.uint16) * 257).any()
+
+
+@needs_jpeglib
+def test_an_mpo_is_written_as_its_first_image_without_a_dangling_index(tmp_path, s64_model, detector, astronaut):
+    source = tmp_path / "pair.jpg"
+    Image.fromarray(astronaut).save(source, "MPO", save_all=True, append_images=[Image.fromarray(astronaut[::-1])])
+    said = []
+    result = restore_file(source, tmp_path / "out.jpg", s64_model, detector, warn=said.append)
+    assert result.faces == 1 and any("only the first is restored" in line for line in said)
+    data = (tmp_path / "out.jpg").read_bytes()
+    assert b"MPF\x00" not in data and data.count(b"\xff\xd8") == 1
+    with Image.open(tmp_path / "out.jpg") as out:
+        assert out.format == "JPEG" and getattr(out, "n_frames", 1) == 1
