@@ -288,3 +288,17 @@ def test_an_mpo_is_written_as_its_first_image_without_a_dangling_index(tmp_path,
     assert b"MPF\x00" not in data and data.count(b"\xff\xd8") == 1
     with Image.open(tmp_path / "out.jpg") as out:
         assert out.format == "JPEG" and getattr(out, "n_frames", 1) == 1
+
+
+@needs_jpeglib
+def test_a_grey_jpeg_stays_grey_and_keeps_its_far_blocks(tmp_path, s64_model, detector, astronaut):
+    grey = cv2.cvtColor(astronaut, cv2.COLOR_RGB2GRAY)
+    source = tmp_path / "grey.jpg"
+    Image.fromarray(grey).save(source, quality=85, comment=COMMENT)
+    written = restored(source, tmp_path / "out.jpg", s64_model, detector)
+    with Image.open(source) as before, Image.open(tmp_path / "out.jpg") as after:
+        assert after.mode == "L" and after.quantization == before.quantization
+        assert after.info["comment"] == COMMENT
+    differ = cv2.imread(str(source), cv2.IMREAD_GRAYSCALE) != cv2.imread(str(tmp_path / "out.jpg"), cv2.IMREAD_GRAYSCALE)
+    assert differ[written > 0].any()
+    assert not differ[~near(written, REACH["4:4:4"])].any()
