@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/file_memory.py --side 8000 --kind u16-rgba   # 8000x8000 16-bit RGBA PNG
     .venv/bin/python bench/file_memory.py --kind u8-rgb --cli OTHER_TREE/gpen_cli.py   # another version
+    .venv/bin/python bench/file_memory.py --kind u8-rgb --format jpg   # a JPEG in and out (the DCT copy)
 
 The image is black with the astronaut photo (--share of the side, 0.25: its face is a twentieth
 of the side) in its top-left corner; the
@@ -68,18 +69,23 @@ def main() -> None:
     parser.add_argument("--side", type=int, default=8000)
     parser.add_argument("--kind", choices=KINDS, default="u16-rgba")
     parser.add_argument("--share", type=float, default=0.25, help="the astronaut photo's share of the side")
+    parser.add_argument("--format", choices=("png", "jpg"), default="png",
+                        help="the file type in and out (jpg: 8-bit RGB only, quality 90)")
     parser.add_argument("--cli", type=Path, default=ROOT / "gpen_cli.py", help="the gpen_cli.py to measure")
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args()
+    if args.format == "jpg" and args.kind != "u8-rgb":
+        parser.error("--format jpg takes --kind u8-rgb")
+    quality = [cv2.IMWRITE_JPEG_QUALITY, 90] if args.format == "jpg" else []
     with tempfile.TemporaryDirectory() as folder:
-        folder = Path(folder)
-        cv2.imwrite(str(folder / "small.png"), make_image(64, args.kind))
-        cv2.imwrite(str(folder / "large.png"), make_image(args.side, args.kind, args.share))
-        base, _, _ = peak_rss(args.cli.resolve(), folder / "small.png", folder / "small-out.png")
-        peak, seconds, said = peak_rss(args.cli.resolve(), folder / "large.png", folder / "large-out.png")
-        file_mb = (folder / "large.png").stat().st_size / 2 ** 20
+        folder, ext = Path(folder), args.format
+        cv2.imwrite(str(folder / f"small.{ext}"), make_image(64, args.kind), quality)
+        cv2.imwrite(str(folder / f"large.{ext}"), make_image(args.side, args.kind, args.share), quality)
+        base, _, _ = peak_rss(args.cli.resolve(), folder / f"small.{ext}", folder / f"small-out.{ext}")
+        peak, seconds, said = peak_rss(args.cli.resolve(), folder / f"large.{ext}", folder / f"large-out.{ext}")
+        file_mb = (folder / f"large.{ext}").stat().st_size / 2 ** 20
     pixels = args.side * args.side
-    result = {"side": args.side, "kind": args.kind, "share": args.share, "file_mb": round(file_mb, 1), "baseline_mb": round(base / 2 ** 20),
+    result = {"side": args.side, "kind": args.kind, "format": args.format, "share": args.share, "file_mb": round(file_mb, 1), "baseline_mb": round(base / 2 ** 20),
               "peak_mb": round(peak / 2 ** 20), "bytes_per_pixel": round((peak - base) / pixels, 1),
               "seconds": round(seconds, 1), "said": said.splitlines()[-1:]}
     print(json.dumps(result))

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/run.py            # network (512/1024/2048), pipeline (48 frames), precision on a GPU,
                                              # the command line's memory on an 8000x8000 16-bit RGBA file,
+                                             # what its JPEG output keeps (photo files),
                                              # identity (ArcFace-R50 beside GPEN-512), seams,
                                              # cold start, video (stability, lag, memory)
     .venv/bin/python bench/run.py --quick    # fewer repeats, BFR-512 only, 12 frames, 4000x4000: minutes on 2 cores
@@ -29,6 +30,7 @@ def main() -> None:
         ["precision.py", *repeats],
         ["file_memory.py", "--side", "4000" if args.quick else "8000",
          "--json", str(BENCH / "results" / "file_memory.json")],
+        ["photo_files.py", "--json", str(BENCH / "results" / "photo_files.json")],
         ["identity.py", *repeats],
         ["seams.py"],
         ["cold_start.py"],

@@ -26,10 +26,11 @@ from .enhance import enhance_images
 from .face import Face, PastedFace
 from .geometry import Roi, footprint
 from .identity import IdentityCheck, matching_faces
-from .image_files import (Warn, as_colour, copy_file, detection_view, put_back, read_mask, read_pixels, rgb_region,
-                          write_image)
+from .image_files import (Changed, Warn, as_colour, copy_file, detection_view, put_back, read_mask, read_pixels,
+                          rgb_region)
 from .options import FACES_HELD, EnhanceOptions
 from .parsing import FaceParser
+from .photo_files import write_restored
 from .stages import find_faces
 
 # Regions restored by one enhance_images call: their faces share the network's batches, and their
@@ -43,6 +44,7 @@ class PixelsResult:
     faces: int  # faces restored
     notes: tuple[str, ...] = ()
     pasted: tuple[PastedFace, ...] = ()  # in the pixels of the whole image
+    changed: tuple[Changed, ...] = ()  # every pixel written, by face region; none elsewhere
 
 
 def enhance_pixels(pixels: np.ndarray, model: GPENModel, detector: Detector,
@@ -65,7 +67,7 @@ def enhance_pixels(pixels: np.ndarray, model: GPENModel, detector: Detector,
     if pixels.ndim == 2 and (gray == "off" or options.task == "colorize"):
         pixels = as_colour(pixels)
     options = replace(options, paste=replace(options.paste, keep_gray=gray))
-    restored, notes, pasted = 0, [], []
+    restored, notes, pasted, changed = 0, [], [], []
     for batch in _batches(_groups(selected, model.size, hw, options.template)):
         results = enhance_images(
             [rgb_region(pixels[roi.slices]) for roi, _ in batch], model, None, options, parser=parser,
@@ -73,12 +75,15 @@ def enhance_pixels(pixels: np.ndarray, model: GPENModel, detector: Detector,
             faces=[[face.moved(roi.x0, roi.y0) for face in faces] for roi, faces in batch], progress=progress,
             identity=identity)
         for (roi, _), result in zip(batch, results):
-            put_back(pixels[roi.slices], result.image, result.mask > 0)
+            where = result.mask > 0
+            put_back(pixels[roi.slices], result.image, where)
+            if where.any():
+                changed.append(Changed(roi, where))
             restored += len(result.faces)
             notes += [note for note in result.notes if note not in notes]
             # A region holds every pixel its faces' crops touch, so each score is the whole image's.
             pasted += [replace(face, face=face.face.moved(-roi.x0, -roi.y0)) for face in result.pasted]
-    return PixelsResult(pixels, restored, tuple(notes), tuple(pasted))
+    return PixelsResult(pixels, restored, tuple(notes), tuple(pasted), tuple(changed))
 
 
 @dataclass(frozen=True)
@@ -96,10 +101,12 @@ def restore_file(source: Path, target: Path, model: GPENModel, detector: Detecto
                  identity: IdentityCheck | None = None) -> FileResult:
     """Restore the faces of image file `source` into `target`, which is replaced only once complete.
 
-    Written upright, without an orientation tag, like ComfyUI's LoadImage and SaveImage. A file in
-    which nothing is restored is copied byte for byte when the format is kept (its EXIF
-    orientation with it, so it is shown upright too). Of a file of several frames or pages the
-    first is restored and written, and `warn` says so."""
+    What the source holds besides its pixels is kept where the target format holds it
+    (photo_files): a JPEG written as a JPEG is the source's blocks with the faces' blocks replaced,
+    stored as the source is, its EXIF orientation kept; other targets are written upright with
+    orientation 1, like ComfyUI's LoadImage and SaveImage. A file in which nothing is restored is
+    copied byte for byte when the format is kept. Of a file of several frames or pages the first
+    is restored and written, and `warn` says so."""
     decoded = read_pixels(source, warn)
     mask = None if damage is None else read_mask(damage, decoded.pixels.shape[:2], warn)
     result = enhance_pixels(decoded.pixels, model, detector, options, parser, mask, progress, identity)
@@ -108,7 +115,7 @@ def restore_file(source: Path, target: Path, model: GPENModel, detector: Detecto
         return FileResult(0, result.notes, copied=True)
     if decoded.frames > 1 and warn is not None:
         warn(f"{source.name}: {decoded.frames} frames or pages: only the first is restored and written")
-    write_image(target, result.pixels)
+    write_restored(source, target, decoded, result.pixels, result.changed, warn)
     return FileResult(result.faces, result.notes, pasted=result.pasted)
 
 

@@ -15,15 +15,18 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, TypeVar
 
 import cv2
 import numpy as np
 
 from gpen_arch.files import write_bytes
 
+from .geometry import Roi
+
 # What a caller is told of a file that decodes with a warning (a truncated JPEG, a bad PNG chunk).
 Warn = Callable[[str], None]
+T = TypeVar("T")
 
 # OpenCV refuses larger images before decoding them (its CV_IO_MAX_IMAGE_* defaults).
 _MAX_PIXELS = int(os.environ.get("OPENCV_IO_MAX_IMAGE_PIXELS", 1 << 30))
@@ -42,7 +45,19 @@ class ImageFileError(ValueError):
 class Decoded:
     pixels: np.ndarray  # upright; uint8 or uint16; HxW grey, HxWx3 BGR or HxWx4 BGRA
     frames: int = 1  # frames or pages in the file; only the first is decoded
-    turned: bool = False  # the EXIF orientation was applied: the pixels are not stored this way
+    orientation: int = 1  # the EXIF orientation applied to make the pixels upright (1: stored upright)
+
+    @property
+    def turned(self) -> bool:
+        """The pixels are not stored this way in the file."""
+        return self.orientation != 1
+
+
+@dataclass(frozen=True)
+class Changed:
+    """Pixels a restore may have written: those set in `where` (bool, the box's shape) of `box`."""
+    box: Roi
+    where: np.ndarray
 
 
 def read_pixels(path: Path, warn: Warn | None = None) -> Decoded:
@@ -73,7 +88,7 @@ def read_pixels(path: Path, warn: Warn | None = None) -> Decoded:
         raise ImageFileError(f"cannot read image {path}: {image.dtype} pixels in {channels} channel(s) are not "
                              "supported; save it as 8- or 16-bit grey, RGB or RGBA")
     upright = _upright(image, orientation)
-    return Decoded(upright, frames, upright is not image)
+    return Decoded(upright, frames, orientation if upright is not image else 1)
 
 
 def detection_view(pixels: np.ndarray) -> np.ndarray:
@@ -125,21 +140,35 @@ def read_mask(path: Path, shape: tuple[int, int], warn: Warn | None = None) -> n
 
 
 def write_image(path: Path, pixels: np.ndarray) -> None:
-    """Encode a file's pixels (as `read_pixels` gives them) by the suffix of `path` and write them:
-    16 bits where the format has them (PNG, TIFF), else rounded to 8; alpha dropped only where the
-    format has none (JPEG, BMP). The target is replaced only once the new file is complete."""
+    """Encode a file's pixels (as `read_pixels` gives them) by the suffix of `path` and write them
+    (see `encode_image`). The target is replaced only once the new file is complete."""
+    write_bytes(path, encode_image(path, pixels))
+
+
+def encode_image(path: Path, pixels: np.ndarray) -> np.ndarray:
+    """A file's pixels encoded by the suffix of `path`, with OpenCV's defaults: 16 bits where the
+    format has them (PNG, TIFF), else rounded to 8; alpha dropped only where the format has none
+    (JPEG, BMP)."""
     suffix = path.suffix.lower()
-    if pixels.dtype == np.uint16 and suffix not in _SIXTEEN_BIT_SUFFIXES:
-        pixels = _as_u8(pixels)
-    if pixels.ndim == 3 and pixels.shape[2] == 4 and suffix in _NO_ALPHA_SUFFIXES:
-        pixels = pixels[..., :3]
+    pixels = fit_format(path, pixels)
     try:
         ok, encoded = cv2.imencode(suffix, pixels)
     except cv2.error as exc:
         ok, encoded = False, exc
     if not ok:
         raise ImageFileError(f"cannot write {path}: OpenCV cannot encode this image as '{path.suffix}'")
-    write_bytes(path, encoded)
+    return encoded
+
+
+def fit_format(path: Path, pixels: np.ndarray) -> np.ndarray:
+    """The pixels as the format of `path` can hold them: 16 bits rounded to 8 where it has no 16
+    bits, alpha dropped where it has none."""
+    suffix = path.suffix.lower()
+    if pixels.dtype == np.uint16 and suffix not in _SIXTEEN_BIT_SUFFIXES:
+        pixels = _as_u8(pixels)
+    if pixels.ndim == 3 and pixels.shape[2] == 4 and suffix in _NO_ALPHA_SUFFIXES:
+        pixels = pixels[..., :3]
+    return pixels
 
 
 def copy_file(source: Path, target: Path) -> None:
@@ -207,6 +236,29 @@ def _upright(image: np.ndarray, orientation: int) -> np.ndarray:
     return image if turned is None else np.ascontiguousarray(turned(image))
 
 
+# How the pixels stored in a file follow from the upright ones, per EXIF orientation: rows
+# flipped, columns flipped, then transposed (the inverses of `_upright`).
+_STORED = {2: (False, True, False), 3: (True, True, False), 4: (True, False, False), 5: (False, False, True),
+           6: (False, True, True), 7: (True, True, True), 8: (True, False, True)}
+
+
+def to_stored(array: np.ndarray, orientation: int) -> np.ndarray:
+    """Upright pixels (or a mask) turned back the way a file of this EXIF orientation stores them:
+    a view, undoing what `read_pixels` did."""
+    rows, columns, transpose = _STORED.get(orientation, (False, False, False))
+    array = array[::-1 if rows else 1, ::-1 if columns else 1]
+    return array.swapaxes(0, 1) if transpose else array
+
+
+def stored_box(box: Roi, hw: tuple[int, int], orientation: int) -> Roi:
+    """A box of the upright image of size `hw` in the pixels the file stores (see `to_stored`)."""
+    rows, columns, transpose = _STORED.get(orientation, (False, False, False))
+    h, w = hw
+    y0, y1 = (h - box.y1, h - box.y0) if rows else (box.y0, box.y1)
+    x0, x1 = (w - box.x1, w - box.x0) if columns else (box.x0, box.x1)
+    return Roi(y0, x0, y1, x1) if transpose else Roi(x0, y0, x1, y1)
+
+
 def _as_u8(pixels: np.ndarray) -> np.ndarray:
     """uint16 -> uint8 rounded (x / 257, half up, as [0, 1] floats round), a block of rows at a time."""
     if pixels.dtype == np.uint8:
@@ -227,15 +279,20 @@ def _rgb(pixels: np.ndarray) -> np.ndarray:
 
 def _decode(data: np.ndarray) -> tuple[np.ndarray | None, str]:
     """cv2.imdecode, with what libpng/libjpeg print straight to stderr caught and returned as one line."""
+    return library_said(lambda: cv2.imdecode(data, cv2.IMREAD_UNCHANGED))
+
+
+def library_said(call: Callable[[], T]) -> tuple[T, str]:
+    """call(), and what a C library it calls printed straight to stderr meanwhile, as one line."""
     with tempfile.TemporaryFile() as sink:
         sys.stderr.flush()
         saved = os.dup(2)
         os.dup2(sink.fileno(), 2)
         try:
-            image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+            result = call()
         finally:
             os.dup2(saved, 2)
             os.close(saved)
         sink.seek(0)
         said = " ".join(sink.read().decode("utf-8", "replace").split())[:300]
-    return image, said
+    return result, said

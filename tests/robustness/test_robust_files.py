@@ -204,6 +204,27 @@ def test_a_sideways_phone_photo_is_restored_upright_like_comfyui(tmp_path):
     assert np.abs(out[500:].astype(int) - upright[500:]).mean() < 3  # the same picture, the same way up
 
 
+def test_a_sideways_phone_jpeg_restored_as_jpeg_keeps_its_tag_profile_and_far_pixels(tmp_path):
+    from PIL import Image, ImageCms, JpegImagePlugin
+
+    pytest.importorskip("jpeglib")  # without it the output is encoded again (tests/test_photo_files.py)
+    upright = support.grace_hopper()
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    path = exif_file(tmp_path / "phone.jpg", np.ascontiguousarray(np.rot90(upright)), 6, quality=90,
+                     icc_profile=icc, subsampling=2)
+    done = restore(path, tmp_path / "out.jpg")
+    assert done.returncode == 0 and "1 face(s)" in done.stdout, done.stderr
+    with Image.open(path) as before, Image.open(tmp_path / "out.jpg") as after:
+        assert after.getexif()[0x0112] == 6 and after.size == before.size  # stored sideways, shown upright
+        assert after.info["icc_profile"] == icc and after.quantization == before.quantization
+        assert JpegImagePlugin.get_sampling(after) == 2
+    stored = [cv2.imread(str(p), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION) for p in (path, tmp_path / "out.jpg")]
+    differ = (stored[0] != stored[1]).any(axis=2)
+    assert differ.any()
+    # Stored column j is the upright photo's row j: the face is in its upper rows, the jacket below.
+    assert not differ[:, 400:].any()
+
+
 def test_a_sideways_photo_without_faces_comes_back_byte_for_byte_with_its_tag(tmp_path):
     path = exif_file(tmp_path / "cup.jpg", np.ascontiguousarray(np.rot90(coffee())), 6, quality=95)
     done = restore(path, tmp_path / "out.jpg")
