@@ -187,10 +187,12 @@ def cmd_restore(args) -> int:
     import gpen_video_cli
 
     video = gpen_video_cli.video_paths(args.input, args.output) if gpen_video_cli.is_video(args.input) else None
-    if video is not None and (args.recognizer or args.reference or args.min_identity or args.report):
-        raise CliError("--recognizer, --min-identity, --reference and --report work on images and folders of "
-                       "frames, not yet on video files; extract the frames (e.g. ffmpeg -i clip.mp4 "
-                       "frames/%06d.png) or leave those options out")
+    if video is not None and (args.min_identity or args.report):
+        # A guard judging each frame alone would give a face a strength that changes from frame to frame.
+        raise CliError("--min-identity and --report work on images and folders of frames, not on video files "
+                       "(a strength chosen frame by frame would flicker); --reference selects whole face tracks "
+                       "of a video. Leave them out, or extract the frames (e.g. ffmpeg -i clip.mp4 "
+                       "frames/%06d.png)")
     pairs = _inputs_and_outputs(args) if video is None else []
     todo = pairs if args.overwrite or video is not None else [(s, t) for s, t in pairs if not t.exists()]
     if len(todo) < len(pairs):  # complete, as every output is written whole or not at all
@@ -224,11 +226,11 @@ def cmd_restore(args) -> int:
         raise CliError("--mask parse needs --parser-dir with parsing_parsenet.pth or parsing_bisenet.pth")
     progress.stage("loading the face detector")
     detector = _load_detector(args)
-    if video is not None:
-        progress.close()
-        return gpen_video_cli.restore_video(args, *video, model, detector, options, parser, _say)
-    damage = Path(args.inpaint_mask) if args.inpaint_mask else None
     identity = gpen_cli_identity.identity_check(args, detector, _say)
+    if video is not None:  # identity there only picks the tracks (--reference)
+        progress.close()
+        return gpen_video_cli.restore_video(args, *video, model, detector, options, parser, _say, identity)
+    damage = Path(args.inpaint_mask) if args.inpaint_mask else None
     report = gpen_cli_identity.Report(args.report, todo)
 
     def restore(source: Path, target: Path):

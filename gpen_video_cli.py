@@ -66,6 +66,33 @@ def find_tracked(source: Path, info, detector, select, track, say) -> list:
     return found
 
 
+def reference_tracks(source: Path, found: list, check, say) -> list:
+    """`found` with only the tracks like the references selected (identity.track_samples: up to five
+    frames of each track, read in one more pass over the file, none of them held)."""
+    import dataclasses
+
+    from gpen_pipeline.identity import reference_similarities, track_samples, tracks_like_references
+    from gpen_pipeline.video_files import decode_video
+
+    picked = track_samples([faces.selected for faces in found])
+    similarities: dict = {}
+    frames = decode_video(source)
+    try:
+        for index, frame in enumerate(frames):
+            if index in picked:
+                for face, value in zip(picked[index], reference_similarities(check, frame.rgb, picked[index])):
+                    similarities.setdefault(face.track, []).append(float(value))
+            if index >= max(picked, default=-1):
+                break
+    finally:
+        frames.close()
+    kept = tracks_like_references(check, similarities)
+    tracks = {face.track for faces in found for face in faces.selected}
+    say(f"{source.name}: {len(kept)} of {len(tracks)} face track(s) like the reference restored")
+    return [dataclasses.replace(faces, selected=tuple(f for f in faces.selected if f.track in kept))
+            for faces in found]
+
+
 def detect_video(args, detector) -> int:
     from gpen_pipeline import SelectOptions, TrackOptions
     from gpen_pipeline.video_files import probe_video
@@ -87,7 +114,7 @@ def detect_video(args, detector) -> int:
     return 0
 
 
-def restore_video(args, source: Path, target: Path, model, detector, options, parser, say) -> int:
+def restore_video(args, source: Path, target: Path, model, detector, options, parser, say, identity=None) -> int:
     import av
 
     from gpen_pipeline import TrackOptions, enhance_images
@@ -99,6 +126,8 @@ def restore_video(args, source: Path, target: Path, model, detector, options, pa
     previous = signal.signal(signal.SIGTERM, _on_term)
     try:
         found = find_tracked(source, info, detector, options.select, track, say)
+        if identity is not None and identity.references is not None:
+            found = reference_tracks(source, found, identity, say)
         damage = None
         if options.task == "inpaint":
             from gpen_pipeline.image_files import read_mask

@@ -99,23 +99,45 @@ def matching_faces(check: IdentityCheck | None, image: Image, faces: Sequence[Fa
     return [face for face, keep in zip(faces, similar) if keep]
 
 
-def matching_tracks(check: IdentityCheck | None, frames: Sequence[Image],
-                    faces: Sequence[Sequence[Face]], samples: int = 5) -> list[list[Face]]:
-    """A clip's faces kept by whole track: a track stays when its faces, judged on up to `samples`
-    frames spread over it, look like a reference on average, so the same person is restored in
-    every frame, also where one frame's view of the face is poor. All faces without a reference."""
-    if check is None or check.references is None:
-        return [list(each) for each in faces]
+TRACK_SAMPLES = 5  # frames a track is judged on against the references
+
+
+def track_samples(faces: Sequence[Sequence[Face]], samples: int = TRACK_SAMPLES) -> dict[int, list[Face]]:
+    """Per frame index, the faces a clip's tracks are judged on: up to `samples` frames of each
+    track, spread over it, so one frame's poor view of a face does not decide."""
     seen: dict[int | None, list[tuple[int, Face]]] = {}
     for index, each in enumerate(faces):
         for face in each:
             seen.setdefault(face.track, []).append((index, face))
+    picked: dict[int, list[Face]] = {}
+    for visits in seen.values():
+        for i in sorted({int(round(i)) for i in np.linspace(0, len(visits) - 1, min(samples, len(visits)))}):
+            picked.setdefault(visits[i][0], []).append(visits[i][1])
+    return picked
+
+
+def tracks_like_references(check: IdentityCheck, similarities: dict[int | None, list[float]]) -> set[int | None]:
+    """The tracks whose sampled faces look like a reference on average (faces that could not be
+    aligned, NaN, left out of the average)."""
     kept = set()
-    for track, visits in seen.items():
-        picks = {int(round(i)) for i in np.linspace(0, len(visits) - 1, min(samples, len(visits)))}
-        similar = [float(reference_similarities(check, frames[visits[i][0]], [visits[i][1]])[0]) for i in picks]
-        if np.mean(similar) >= check.reference_threshold:
+    for track, values in similarities.items():
+        finite = [v for v in values if np.isfinite(v)]
+        if finite and np.mean(finite) >= check.reference_threshold:
             kept.add(track)
+    return kept
+
+
+def matching_tracks(check: IdentityCheck | None, frames: Sequence[Image],
+                    faces: Sequence[Sequence[Face]], samples: int = TRACK_SAMPLES) -> list[list[Face]]:
+    """A clip's faces kept by whole track (track_samples, tracks_like_references), so the same person
+    is restored in every frame. All faces without a reference."""
+    if check is None or check.references is None:
+        return [list(each) for each in faces]
+    similarities: dict[int | None, list[float]] = {}
+    for index, picked in track_samples(faces, samples).items():
+        for face, value in zip(picked, reference_similarities(check, frames[index], picked)):
+            similarities.setdefault(face.track, []).append(float(value))
+    kept = tracks_like_references(check, similarities)
     return [[face for face in each if face.track in kept] for each in faces]
 
 

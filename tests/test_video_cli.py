@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 
 from fixture_files import S64_MODEL_FILE
-from test_cli import ROOT, gpen
+from gpen_pipeline.detection import detect_faces
+from gpen_pipeline.identity import IdentityCheck, reference_embeddings, reference_similarities
+from test_cli import ROOT, gpen, load_rgb, save_rgb
 
 WIDTH, HEIGHT, RATE = 160, 120, 24
 
@@ -153,9 +155,37 @@ def test_bad_video_input_gets_one_clear_message(make, says, astronaut, tmp_path)
     assert not out.exists() and not (tmp_path / "out.mp4.part").exists()
 
 
-def test_identity_options_on_a_video_are_refused_not_ignored(clip, tmp_path):
+@pytest.mark.parametrize("option", [["--min-identity", "0.5"], ["--report", "report.json"]])
+def test_per_frame_identity_options_on_a_video_are_refused_not_ignored(clip, tmp_path, option):
     out = tmp_path / "out.mp4"
-    done = gpen("restore", clip, "--model", S64_MODEL_FILE, "-o", out, "--reference", clip, check=False)
+    done = gpen("restore", clip, "--model", S64_MODEL_FILE, "-o", out, *option, check=False)
     lines = done.stderr.strip().splitlines()
-    assert done.returncode == 1 and len(lines) == 1 and "not yet on video files" in lines[0], done.stderr
-    assert not out.exists()
+    assert done.returncode == 1 and len(lines) == 1 and "not on video files" in lines[0], done.stderr
+    assert "flicker" in lines[0] and not out.exists()
+
+
+def test_a_reference_photo_restores_that_persons_track_in_every_frame(two_people, arcface_file, recognizer,
+                                                                       detector, tmp_path):
+    scene, boxes = two_people
+    small = cv2.resize(scene, (550, 300), interpolation=cv2.INTER_AREA)
+    source = tmp_path / "two.mkv"
+    with av.open(str(source), "w") as out:  # lossless, so "unchanged" can be checked exactly
+        stream = out.add_stream("ffv1", rate=RATE)
+        stream.width, stream.height, stream.pix_fmt = 550, 300, "yuv444p"
+        for index in range(6):
+            frame = av.VideoFrame.from_ndarray(np.roll(small, index, axis=1), format="rgb24")
+            frame.pts = index
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    x0, y0, x1, y1 = boxes["hopper"]
+    reference = save_rgb(tmp_path / "hopper.png", np.ascontiguousarray(scene[y0:y1, x0:x1]))
+    # The random model's similarities are not insightface's: the threshold goes halfway between the two faces.
+    refs = reference_embeddings(recognizer, detector, [load_rgb(reference)])
+    similar = reference_similarities(IdentityCheck(recognizer, references=refs), small, detect_faces(detector, small))
+    done = gpen("restore", source, "--model", S64_MODEL_FILE, "-o", tmp_path / "out.mkv", "--mask", "box",
+                "--recognizer", arcface_file, "--reference", reference, "--reference-threshold", f"{np.mean(similar):.3f}")
+    assert "1 of 2 face track(s) like the reference restored" in done.stderr
+    half = 550 // 2
+    for before, after in zip(frames_of(source), frames_of(tmp_path / "out.mkv")):
+        changed = np.any(before.to_ndarray(format="rgb24") != after.to_ndarray(format="rgb24"), axis=2)
+        assert changed[:, half:].any() and not changed[:, :half].any()
