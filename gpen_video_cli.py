@@ -119,6 +119,7 @@ def restore_video(args, source: Path, target: Path, model, detector, options, pa
 
     from gpen_pipeline import TrackOptions, enhance_images
     from gpen_pipeline.options import FACES_HELD
+    from gpen_pipeline.track_memory import TrackMemory
     from gpen_pipeline.video_files import VideoWriter, decode_video, probe_video
 
     info = probe_video(source)
@@ -136,6 +137,7 @@ def restore_video(args, source: Path, target: Path, model, detector, options, pa
         with av.open(str(source)) as probe:
             template = probe.streams.audio[0] if probe.streams.audio else None
             started, network = time.perf_counter(), 0.0
+            memory = TrackMemory.for_smoothing(track.smoothing)  # carried across the chunks
             with VideoWriter(target, info, template, args.video_codec, args.quality) as writer:
                 frames, said, faces, bar = decode_video(source, writer.copy_audio), set(), 0, _bar(len(found), "restoring")
                 try:
@@ -144,7 +146,8 @@ def restore_video(args, source: Path, target: Path, model, detector, options, pa
                         began = time.perf_counter()
                         results = enhance_images([f.rgb for f in chunk], model, detector, options, parser=parser,
                                                  inpaint_masks=None if damage is None else [damage] * len(chunk),
-                                                 faces=[each.selected for each in found[at:at + len(chunk)]])
+                                                 faces=[each.selected for each in found[at:at + len(chunk)]],
+                                                 memory=memory)
                         network += time.perf_counter() - began
                         for frame, result in zip(chunk, results):
                             writer.write(frame, result.image, result.mask if result.faces else None)

@@ -14,7 +14,11 @@ fast move, and the command line's memory on a long clip. Printed, and written to
    something with real weights (--model).
 2. Lag: the astronaut still for 10 frames, then moving right 20 px a frame (whole pixels, no noise):
    the largest distance between a smoothed and a per-frame crop corner in each frame after the start.
-3. Memory: `gpen_cli.py restore` on a 1280x720 H.264 clip with one moving face (SMALL_GPEN: a 512
+3. Steadiness of the paste: the astronaut still, fresh noise (sigma 6) in every frame, each face
+   'restored' into a smoothed copy of its crop, pasted with mask mode 'parse' (the official fixtures'
+   narrow random ParseNet, whose parse maps change with the noise): the mean frame-to-frame change
+   of the paste mask inside the face, without and with the track memory (gpen_pipeline/track_memory.py, smoothing 0.5).
+4. Memory: `gpen_cli.py restore` on a 1280x720 H.264 clip with one moving face (SMALL_GPEN: a 512
    model takes hours for 1000 frames on a small CPU): the process's resident memory sampled through
    the run, frames per second and the time in the face stages against decode/encode.
 """
@@ -107,6 +111,38 @@ def lag(detector) -> dict:
             for t, (r, s) in enumerate(zip(raw, smooth)) if t > 10}
 
 
+def steadiness(detector, frames: int = 12) -> dict:
+    import shutil
+
+    from gpen_pipeline import RestoredFace, TrackMemory, align_faces, paste_back
+    from gpen_pipeline.cut import as_tensor, cut_crops
+    from gpen_pipeline.parsing import load_parser
+
+    rng = np.random.default_rng(5)
+    photo = skimage.data.astronaut()
+    clip = [np.clip(photo + rng.normal(0.0, 6.0, photo.shape), 0, 255).astype(np.uint8) for _ in range(frames)]
+    with tempfile.TemporaryDirectory() as folder:
+        shutil.copy(ROOT / "tests" / "fixtures" / "gpen" / "parsenet_narrow.pth", Path(folder) / "parsing_parsenet.pth")
+        parser = load_parser("parsenet", [folder])
+    options = PasteOptions(mask_mode="parse")
+    results = {}
+    for name, memory in (("per_frame", None), ("track_memory", TrackMemory.for_smoothing(0.5))):
+        masks = []
+        for frame, found in zip(clip, find_clip_faces(clip, detector)):
+            aligned, _ = align_faces(frame, found.selected, 256)
+            crops = cut_crops(as_tensor(frame), [a.affine for a in aligned], 256)
+            smooth = torch.nn.functional.avg_pool2d(crops.float(), 5, stride=1, padding=2, count_include_pad=False)
+            faces = [RestoredFace(a, s.round().to(torch.uint8), c) for a, c, s in zip(aligned, crops, smooth)]
+            pasted = paste_back(frame, faces, options, parser, memory=memory)
+            if memory is not None:
+                memory.next_frame()
+            masks.append(pasted.mask.numpy())
+        inside = masks[0] > 0
+        results[name] = {"mask_change": float(np.mean([np.abs(b[inside] - a[inside]).mean()
+                                                       for a, b in zip(masks, masks[1:])]))}
+    return results
+
+
 def memory(model_file: Path, frames: int, folder: Path) -> dict:
     photo = cv2.resize(skimage.data.astronaut(), (360, 360), interpolation=cv2.INTER_AREA)
     source = folder / "long.mp4"
@@ -167,7 +203,7 @@ def main() -> None:
             torch.manual_seed(0)
             torch.save(GPEN(SMALL_GPEN).state_dict(), model_file)
         results = {"stability": stability(detector, model_file, args.frames, args.restored_frames),
-                   "lag_px": lag(detector)}
+                   "lag_px": lag(detector), "paste_steadiness": steadiness(detector)}
         print(json.dumps(results, indent=1), flush=True)
         results["memory"] = memory(model_file, args.memory_frames, folder)
     print(json.dumps(results["memory"], indent=1))

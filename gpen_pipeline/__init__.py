@@ -22,6 +22,7 @@ _HOMES = {
     "paste": ("PasteResult",),
     "selection": ("ORDERS", "select_faces"),
     "stages": ("FoundFaces", "align_faces", "find_clip_faces", "find_faces", "paste_back", "restore_faces"),
+    "track_memory": ("TrackMemory",),
 }
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
 

@@ -23,6 +23,7 @@ from .identity import IdentityCheck, matching_faces
 from .options import FACES_HELD, EnhanceOptions
 from .parsing import FaceParser
 from .stages import Image, align_faces, find_faces, restore_faces
+from .track_memory import TrackMemory
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,8 @@ def enhance_images(images: Sequence[Image], model: GPENModel, detector: Detector
                    progress: Callable[[int, int], None] | None = None,
                    check_interrupt: Callable[[], None] | None = None,
                    faces: Sequence[Sequence[Face]] | None = None,
-                   identity: IdentityCheck | None = None) -> list[EnhanceResult]:
+                   identity: IdentityCheck | None = None,
+                   memory: TrackMemory | None = None) -> list[EnhanceResult]:
     """Restore every selected face of every image.
 
     images: HxWx3/4 RGB, uint8 or float32 [0,1], numpy arrays or tensors (the
@@ -65,6 +67,8 @@ def enhance_images(images: Sequence[Image], model: GPENModel, detector: Detector
     them; `detector` is then not used.
     identity: scores each pasted face, guards the scores and restores only faces like its references
     (identity.py); without it the faces are pasted at the strength asked and unscored.
+    memory: the images are frames of a clip, in order, with tracked faces: each track's paste mask is
+    steadied from frame to frame (track_memory.py; one memory for all of a clip's calls).
     """
     _check_inputs(images, targets)
     if region_masks is not None and len(region_masks) != len(images):
@@ -117,11 +121,13 @@ def enhance_images(images: Sequence[Image], model: GPENModel, detector: Detector
         target = images[index] if targets is None else targets[index]
         if image_faces:
             pasted, how = paste_guarded(target, image_faces, options.paste, parser,
-                                        None if region_masks is None else region_masks[index], identity)
+                                        None if region_masks is None else region_masks[index], identity, memory)
             image, mask = _like(pasted.image, target), _like(pasted.mask, target)
         else:  # no face: the very same target and an empty mask
             image, mask, how = target, _like(torch.zeros(target.shape[:2], dtype=torch.float32), target), ()
         results.append(EnhanceResult(image, mask, tuple(image_faces), tuple(notes[index]), how))
+        if memory is not None:
+            memory.next_frame()
         advance(1)
     return results
 

@@ -19,24 +19,26 @@ from .parsing import FaceParser
 from .paste import PasteResult
 from .sharpness import limited_strengths
 from .stages import Image, paste_back
+from .track_memory import TrackMemory
 
 
 def paste_guarded(image: Image, restored: Sequence[RestoredFace], options: PasteOptions = PasteOptions(),
                   parser: FaceParser | None = None, region_mask: Image | None = None,
-                  check: IdentityCheck | None = None) -> tuple[PasteResult, tuple[PastedFace, ...]]:
+                  check: IdentityCheck | None = None,
+                  memory: TrackMemory | None = None) -> tuple[PasteResult, tuple[PastedFace, ...]]:
     """stages.paste_back at the strengths the limits leave, with how each face went in: scored with
-    `check` (and guarded when it sets min_identity), else unscored."""
+    `check` (and guarded when it sets min_identity), else unscored. `memory`: a clip's (track_memory.py)."""
     faces = [_in_target(face, image) for face in restored]
     asked = float(options.strength)
     strengths, lowered_by = [asked] * len(faces), [""] * len(faces)
     before = None if check is None else embed_faces(check.recognizer, image, faces)
-    result = paste_back(image, restored, options, parser, region_mask)
+    result = paste_back(image, restored, options, parser, region_mask, memory=memory)
     if options.sharpness_limit and faces:
         strengths = limited_strengths(as_tensor(image, result.image.device), result.image, result.mask, faces, strengths,
                                       options.sharpness_limit)
         lowered_by = ["sharpness" if s < asked else "" for s in strengths]
         if any(lowered_by):
-            result = paste_back(image, restored, options, parser, region_mask, strengths)
+            result = paste_back(image, restored, options, parser, region_mask, strengths, memory)
     if check is None:
         return result, tuple(PastedFace(face, strength, asked, None, why)
                              for face, strength, why in zip(faces, strengths, lowered_by))
@@ -45,7 +47,7 @@ def paste_guarded(image: Image, restored: Sequence[RestoredFace], options: Paste
     low = [i for i, score in enumerate(scores) if floor > 0 and strengths[i] > 0 and score < floor]
     if low:
         result, scores = _guard_identity(image, restored, options, parser, region_mask, check, faces, before,
-                                         strengths, low)
+                                         strengths, low, memory)
         for i in low:
             lowered_by[i] = "identity"
     return result, tuple(PastedFace(face, strength, asked, float(score), why)
@@ -55,7 +57,7 @@ def paste_guarded(image: Image, restored: Sequence[RestoredFace], options: Paste
 def _guard_identity(image: Image, restored: Sequence[RestoredFace], options: PasteOptions,
                     parser: FaceParser | None, region_mask: Image | None, check: IdentityCheck,
                     faces: Sequence[Face], before: np.ndarray, strengths: list[float],
-                    low: list[int]) -> tuple[PasteResult, np.ndarray]:
+                    low: list[int], memory: TrackMemory | None) -> tuple[PasteResult, np.ndarray]:
     """Bisect the strengths of the faces in `low` (changed in place) between 0 and where they are, the
     faces of the image together, one paste per step; returns the final paste and every face's score."""
     floor = float(check.min_identity)
@@ -63,13 +65,13 @@ def _guard_identity(image: Image, restored: Sequence[RestoredFace], options: Pas
     for _ in range(GUARD_STEPS):
         for i in low:
             strengths[i] = (held[i] + failed[i]) / 2
-        trial = paste_back(image, restored, options, parser, region_mask, strengths)
+        trial = paste_back(image, restored, options, parser, region_mask, strengths, memory)
         tried = cosines(before[low], embed_faces(check.recognizer, trial.image, [faces[i] for i in low]))
         for i, score in zip(low, tried):
             (held if score >= floor else failed)[i] = strengths[i]
     for i in low:
         strengths[i] = held[i]
-    result = paste_back(image, restored, options, parser, region_mask, strengths)
+    result = paste_back(image, restored, options, parser, region_mask, strengths, memory)
     return result, cosines(before, embed_faces(check.recognizer, result.image, faces))
 
 

@@ -31,6 +31,7 @@ from .parsing import FaceParser, parse_mask_fn
 from .paste import PasteResult, paste_faces, pastes_gray
 from .restore import restore_tensor_crops
 from .selection import select_faces
+from .track_memory import TrackMemory
 from .tracking import TrackOptions, track_clip
 
 Image = np.ndarray | torch.Tensor  # HxWx3/4, uint8 or float32 in [0, 1]
@@ -167,11 +168,12 @@ def restore_faces(model: GPENModel, images: Sequence[Image], aligned: Sequence[S
 
 def paste_back(image: Image, restored: Sequence[RestoredFace], options: PasteOptions = PasteOptions(),
                parser: FaceParser | None = None, region_mask: Image | None = None,
-               strengths: Sequence[float] | None = None) -> PasteResult:
+               strengths: Sequence[float] | None = None, memory: TrackMemory | None = None) -> PasteResult:
     """Blend `restored` into `image` (the image they were cut from, or a resized copy of it) on the
     device the faces are on. Only pixels under the returned mask change; without faces, or at
     strength 0, the image comes back as it is. `strengths`: one per face instead of the options' one
-    (the identity guard lowers some)."""
+    (the identity guard lowers some). `memory`: a clip's track memory, which steadies each tracked
+    face's paste mask along its track (track_memory.py)."""
     if options.mask_mode == "parse" and parser is None:
         raise ValueError("mask mode 'parse' needs a face parser (parsing_parsenet.pth or parsing_bisenet.pth); "
                          "put one in the face-detection models folder or use mask mode 'box'")
@@ -190,9 +192,12 @@ def paste_back(image: Image, restored: Sequence[RestoredFace], options: PasteOpt
     pasted = torch.stack([face.for_mask_mode(options.mask_mode) for face in restored])
     crop_masks = paste_masks(options.mask_mode, list(crops_to_numpy(pasted if parse is not None else pasted[:1])),
                              parse, options.feather, options.grow)
+    crop_masks = torch.from_numpy(crop_masks).to(pixels.device)
+    if memory is not None and parse is not None:  # each face's mask from its own parse map: steadied
+        for index, face in enumerate(restored):
+            crop_masks[index] = memory.steady_mask(face.aligned.face.track, crop_masks[index])
     gray = "off" if any(face.task == "colorize" for face in restored) else options.keep_gray
-    return paste_faces(pixels, [face.aligned for face in restored], pasted,
-                       torch.from_numpy(crop_masks).to(pixels.device), mode=options.mask_mode,
+    return paste_faces(pixels, [face.aligned for face in restored], pasted, crop_masks, mode=options.mask_mode,
                        strength=strength,
                        originals=torch.stack([face.original for face in restored]),
                        keep_gray=pastes_gray(gray, pixels), color_match=options.color_match,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from gpen_pipeline import (DEFAULT_DETECTOR, DETECTOR_NAMES, MASK_MODES, MAX_FACES, MIN_THRESHOLD, EnhanceOptions,
-                           SelectOptions, TrackOptions, enhance_images)
+                           SelectOptions, TrackMemory, TrackOptions, enhance_images)
 
 from . import common, face_helpers, identity_inputs, tensors
 from .detect_faces import BBOXES_INPUT, SMOOTHING_INPUT, DetectFaces, detect_batch, tracks_clip
@@ -105,13 +105,15 @@ class FaceRestore:
         # A clip's faces are tracked first (and faces in boxes given found first), a step per frame:
         # enhance_images' own detection steps are then instant, and the progress does not go back over them.
         faces, found = None, 0
+        memory = TrackMemory.for_smoothing(smoothing) if tracks_clip(image, smoothing) else None
         if tracks_clip(image, smoothing) or bboxes is not None:  # the detect node's own stage
             selected, _ = detect_batch(image, detector, options.select, pbar, smoothing, identity, bboxes)
             faces, found = list(selected.per_image), batch
         results = enhance_images([image[i] for i in range(batch)], common.ready_model(handle),
                                  detector_model, options, parser=parser, region_masks=masks,
                                  progress=lambda done, total: pbar.update_absolute(max(done, found), max(total, 1)),
-                                 check_interrupt=common.check_interrupt, identity=identity, faces=faces)
+                                 check_interrupt=common.check_interrupt, identity=identity, faces=faces,
+                                 memory=memory)
         common.log_notes([result.notes for result in results])
         out_image = torch.stack([result.image for result in results]).to(tensors.output_device())
         out_mask = torch.stack([result.mask for result in results]).to(tensors.output_device())

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from gpen_pipeline import (BLENDS, FEATHER_RANGE, GROW_RANGE, KEEP_GRAY, MASK_MODES, SHARPNESS_LIMIT_RANGE, PasteOptions,
-                           paste_guarded)
+                           TrackMemory, TrackOptions, paste_guarded)
 from gpen_pipeline.identity import IdentityCheck
 from gpen_pipeline.values import number_in
 
@@ -65,12 +65,18 @@ def paste_batch(image: torch.Tensor, restored: common.RestoredPerImage, options:
     images = torch.empty(image.shape, dtype=image.dtype, device=device)
     masks = torch.zeros(image.shape[:3], dtype=torch.float32, device=device)
     pasted = []
+    # Faces a detect node tracked (a clip): their masks steadied along each track, as much as the
+    # default smoothing does it.
+    tracked = any(each.aligned.face.track is not None for faces in restored for each in faces)
+    memory = TrackMemory.for_smoothing(TrackOptions().smoothing) if tracked else None
     for index, faces in enumerate(restored):
         common.check_interrupt()
         if not faces:
             common.LOG.info("[GPEN] image %d: no faces to paste, passed through unchanged", index)
         region = tensors.mask_for_image(region_mask, index, image.shape[1:3], "region_mask")
-        result, how = paste_guarded(image[index], faces, options, parser, region, identity)
+        result, how = paste_guarded(image[index], faces, options, parser, region, identity, memory)
+        if memory is not None:
+            memory.next_frame()
         images[index] = result.image
         masks[index] = result.mask
         pasted.append(how)

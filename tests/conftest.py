@@ -35,6 +35,16 @@ def s256_model():
 
 
 @pytest.fixture(scope="session")
+def narrow_parser(tmp_path_factory):
+    """The official fixtures' random ParseNet (the released architecture, narrower), found as facexlib's file."""
+    from gpen_pipeline.parsing import load_parser
+
+    folder = tmp_path_factory.mktemp("parser")
+    shutil.copy(fixture_files.FIXTURES / "parsenet_narrow.pth", folder / "parsing_parsenet.pth")
+    return load_parser("parsenet", [folder])
+
+
+@pytest.fixture(scope="session")
 def detector():
     """The bundled default face detector, loaded once for every test that takes it."""
     from gpen_pipeline import DEFAULT_DETECTOR, load_detector

@@ -2,15 +2,12 @@
 faces, and colorization at the model's size (tests/fixtures/gpen/official_photos.*, made by
 scripts/make_official_photo_fixtures.py from the official code with small random networks)."""
 import json
-import shutil
 
 import numpy as np
 import pytest
-import torch
 
 from gpen_pipeline import PasteOptions, align_faces, paste_back, restore_faces
 from gpen_pipeline.face import Face, crops_from_numpy, crops_to_numpy
-from gpen_pipeline.parsing import load_parser
 from gpen_pipeline.restore import restore_tensor_crops
 
 SIZE = 256
@@ -19,14 +16,6 @@ SIZE = 256
 @pytest.fixture(scope="module")
 def photos(fixtures_dir):
     return np.load(fixtures_dir / "official_photos.npz"), json.loads((fixtures_dir / "official_photos.json").read_text())
-
-
-@pytest.fixture(scope="module")
-def narrow_parser(fixtures_dir, tmp_path_factory):
-    """The fixture's random ParseNet (the released architecture, narrower), found as facexlib's file."""
-    folder = tmp_path_factory.mktemp("parser")
-    shutil.copy(fixtures_dir / "parsenet_narrow.pth", folder / "parsing_parsenet.pth")
-    return load_parser("parsenet", [folder])
 
 
 def _given_faces(arrays, name: str) -> list[Face]:
