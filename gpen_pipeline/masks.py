@@ -162,8 +162,8 @@ def is_small_face(box_w: float, box_h: float) -> bool:
     return min(box_w, box_h) < SMALL_FACE_PX
 
 
-def paste_masks(mode: str, crops: Sequence[np.ndarray], parse: Callable[..., np.ndarray] | None,
-                feather: float | None, grow: float, face_px: Sequence[float] | None = None) -> np.ndarray:
+def paste_masks(mode: str, crops: Sequence[np.ndarray], parse: Callable[[np.ndarray], np.ndarray] | None,
+                feather: float | None, grow: float) -> np.ndarray:
     """The crop-space paste masks of restored crops (uint8 SxSx3 RGB), float32 in [0,1].
 
     mode:
@@ -174,11 +174,8 @@ def paste_masks(mode: str, crops: Sequence[np.ndarray], parse: Callable[..., np.
       "box": a feathered rectangle (box_mask).
     `feather`/`grow` on an official mask redo it softly from its core.
     parse(crop) gives a crop's face-parsing mask (any square size, e.g.
-    parsing.parse_mask_fn). In mode "parse", `face_px` (each face box's size
-    where it is pasted) is passed on, parse(crop, px): a small face's mask may
-    be parsed at a lower resolution; "official" always parses at full size.
-    Returns (N,S,S), or (1,S,S) when one mask serves every face (no parser,
-    or mode "box": the parser is not called).
+    parsing.parse_mask_fn). Returns (N,S,S), or (1,S,S) when one mask
+    serves every face (no parser, or mode "box": the parser is not called).
     """
     if mode not in MASK_MODES:
         raise ValueError(f"unknown mask mode {mode!r}; choose one of {', '.join(MASK_MODES)}")
@@ -194,13 +191,7 @@ def paste_masks(mode: str, crops: Sequence[np.ndarray], parse: Callable[..., np.
                          f"{sorted({crop.shape[0] for crop in crops})}")
     if parse is None or mode == "box":
         return _paste_mask(mode, size, None, feather, grow)[None]
-    if mode == "parse" and face_px is not None:
-        if len(face_px) != len(crops):
-            raise ValueError(f"face_px has {len(face_px)} sizes for {len(crops)} crops")
-        parsed = [parse(crop, px) for crop, px in zip(crops, face_px)]
-    else:
-        parsed = [parse(crop) for crop in crops]
-    return np.stack([_paste_mask(mode, size, parse_mask, feather, grow) for parse_mask in parsed])
+    return np.stack([_paste_mask(mode, size, parse(crop), feather, grow) for crop in crops])
 
 
 def _paste_mask(mode: str, size: int, parse_mask: np.ndarray | None, feather: float | None,

@@ -3,8 +3,9 @@
 Both predict the 19 CelebAMask-HQ classes at 512x512, in different orders.
 ParseNet runs on our own forward (parsenet.py), without facexlib; BiSeNet
 needs facexlib, imported inside the loader, so the pipeline works without it.
-A face that lands small in the image can be parsed at half the side
-(parse_size_for): its mask is resampled to a few hundred pixels anyway.
+Faces are parsed at 512 in every mask mode: parsing at 256 changed the
+masks far more than the parser's own half-pixel noise, at every face size
+(bench/parser_masks.py; README, "Face parsing").
 """
 from __future__ import annotations
 
@@ -100,11 +101,6 @@ def load_parser(kind: str = "auto", model_dirs: Sequence[str | Path] = (),
     return FaceParser(kind=found, path=path, forward=forward)
 
 
-def parse_size_for(face_px: float | None) -> int:
-    """The side to parse a face at, from its box's size in pixels where it is pasted (None: full)."""
-    return SMALL_PARSE_SIZE if face_px is not None and face_px < SMALL_PARSE_FACE_PX else PARSE_SIZE
-
-
 def parse_labels(parser: FaceParser, crop: np.ndarray, parse_size: int = PARSE_SIZE) -> np.ndarray:
     """Class ids (512x512 uint8) of a uint8 RGB face crop, in `parser.kind`'s class order, parsed
     at `parse_size` (PARSE_SIZE or SMALL_PARSE_SIZE)."""
@@ -137,15 +133,13 @@ def region_mask(labels: np.ndarray, kind: str, regions: Iterable[str] = PARSE_RE
     return lut[np.asarray(labels, np.uint8)]
 
 
-def face_parse_mask(parser: FaceParser, crop: np.ndarray, regions: Iterable[str] = PARSE_REGIONS,
-                    parse_size: int = PARSE_SIZE) -> np.ndarray:
+def face_parse_mask(parser: FaceParser, crop: np.ndarray, regions: Iterable[str] = PARSE_REGIONS) -> np.ndarray:
     """0/1 float32 512x512 mask of `regions` on a uint8 RGB face crop."""
-    return region_mask(parse_labels(parser, crop, parse_size), parser.kind, regions)
+    return region_mask(parse_labels(parser, crop), parser.kind, regions)
 
 
-def parse_mask_fn(parser: FaceParser, regions: Iterable[str] = PARSE_REGIONS) -> Callable[..., np.ndarray]:
-    """A (crop, face_px=None) -> mask function for masks.paste_masks: face_px, the face box's size
-    where it is pasted, lets a small face be parsed at SMALL_PARSE_SIZE (parse_size_for)."""
+def parse_mask_fn(parser: FaceParser, regions: Iterable[str] = PARSE_REGIONS) -> Callable[[np.ndarray], np.ndarray]:
+    """A crop -> mask function for masks.paste_masks."""
     regions = tuple(regions)
     region_mask(np.zeros((1, 1), np.uint8), parser.kind, regions)  # fail now on a bad region name
-    return lambda crop, face_px=None: face_parse_mask(parser, crop, regions, parse_size_for(face_px))
+    return lambda crop: face_parse_mask(parser, crop, regions)

@@ -24,7 +24,6 @@ from .color import count_nonfinite
 from .cut import as_tensor, cut_crops, cut_masks
 from .detection import Detector, detect_faces
 from .face import AlignedFace, Face, RestoredFace, crops_to_numpy
-from .geometry import face_size_in
 from .masks import paste_masks, unit_mask
 from .options import FACES_HELD, MIN_THRESHOLD, PasteOptions, SelectOptions
 from .parsing import FaceParser, parse_mask_fn
@@ -166,8 +165,7 @@ def paste_back(image: Image, restored: Sequence[RestoredFace], options: PasteOpt
     # Only a parser needs the restored faces on the host; without one, one mask (of the crop size) serves all.
     pasted = torch.stack([face.for_mask_mode(options.mask_mode) for face in restored])
     crop_masks = paste_masks(options.mask_mode, list(crops_to_numpy(pasted if parse is not None else pasted[:1])),
-                             parse, options.feather, options.grow,
-                             [face_size_in(face.aligned, tuple(pixels.shape[:2])) for face in restored])
+                             parse, options.feather, options.grow)
     gray = "off" if any(face.task == "colorize" for face in restored) else options.keep_gray
     return paste_faces(pixels, [face.aligned for face in restored], pasted,
                        torch.from_numpy(crop_masks).to(pixels.device), mode=options.mask_mode,
