@@ -205,7 +205,7 @@ class ParseNetForward:
     """ParseNet's logits for one face at a time, (1, 3, S, S) normalised RGB in, on the weights'
     device in float32. Every convolution reads a whole padded buffer and adds into a whole
     contiguous one (oneDNN fuses that add only then); the buffers of the largest size seen are
-    kept for the next call (about 0.5 GB at 512 for the released widths). Calls are serialised."""
+    kept for the next call (about 390 MB at 512 for the released widths). Calls are serialised."""
 
     def __init__(self, weights: ParseNetWeights, device: str | torch.device = "cpu"):
         self.device = torch.device(device)
@@ -290,11 +290,11 @@ class ParseNetForward:
         x.add_(feature)
         for block, phases in zip(w.decoder, self._phases):
             x, spare = self._up(block, phases, x, spare), _OTHER[spare]
-        return self._conv("logits", w.mask_out, self._padded("in", x))
+        return self._conv(_OTHER[spare], w.mask_out, self._padded("in", x))
 
     def _down(self, block: Block, x: torch.Tensor, out_name: str) -> torch.Tensor:
         padded = self._padded("in", x)
-        mid = self._padded("mid", self._conv("conv1", block.conv1, padded), relu=True)
+        mid = self._padded("mid", self._conv(_OTHER[out_name], block.conv1, padded), relu=True)
         side = x.shape[-1] // 2
         out = _fill(self._buffer(out_name, block.conv2.out_channels, side, side),
                     block.conv2.bias + block.shortcut.bias)
@@ -304,10 +304,10 @@ class ParseNetForward:
 
     def _same(self, block: Block, x: torch.Tensor, out_name: str) -> torch.Tensor:
         padded = self._padded("in", x)
-        mid = self._padded("mid", self._conv("conv1", block.conv1, padded), relu=True)
+        mid = self._padded("mid", self._conv(_OTHER[out_name], block.conv1, padded), relu=True)
         out = self._buffer(out_name, block.conv2.out_channels, *x.shape[2:])
         if block.shortcut is None:
-            torch.add(x, block.conv2.bias.view(1, -1, 1, 1), out=out)
+            torch.add(_interior(padded), block.conv2.bias.view(1, -1, 1, 1), out=out)
         else:
             _fill(out, block.conv2.bias + block.shortcut.bias)
             self._conv_add(out, padded, block.shortcut.weight)
@@ -320,7 +320,7 @@ class ParseNetForward:
         padded = self._padded("in", x, reflect=False)
         mid = self._buffer("mid", split, 2 * side + 2, 2 * side + 2)
         out = self._buffer(out_name, block.conv2.out_channels, 2 * side, 2 * side)
-        phase = self._buffer("phase", bias.numel(), side + 1, side + 1)
+        phase = self._buffer(_OTHER[out_name], bias.numel(), side + 1, side + 1)
         for (dy, dx), kernel in kernels.items():
             self._conv_add(_fill(phase, bias), padded, kernel)
             part = phase[:, :, dy:dy + side, dx:dx + side]
@@ -330,4 +330,6 @@ class ParseNetForward:
         return out
 
 
-_OTHER = {"a": "b", "b": "a"}  # the two buffers that block inputs and outputs alternate between
+# The two buffers that block inputs and outputs alternate between. A block copies its input into the
+# padded buffer "in" first: the buffer it came in is then free for the block's own intermediates.
+_OTHER = {"a": "b", "b": "a"}
