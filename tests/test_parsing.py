@@ -105,10 +105,12 @@ def _face_crops(photo, detector) -> list[np.ndarray]:
     return list(crops_to_numpy(cut_crops(as_tensor(photo), [a.affine for a in aligned], PARSE_SIZE)))
 
 
-def test_labels_of_real_faces_are_facexlibs(fixtures_dir, narrow_state, tmp_path, astronaut, detector):
-    shutil.copy(fixtures_dir / "parsenet_narrow.pth", tmp_path / "parsing_parsenet.pth")
+@pytest.mark.parametrize("width", ["narrow", "released"])
+def test_labels_of_real_faces_are_facexlibs(narrow_state, released_width_state, tmp_path, astronaut, detector, width):
+    state = narrow_state if width == "narrow" else released_width_state
+    torch.save(state, tmp_path / "parsing_parsenet.pth")
     parser = load_parser("parsenet", [tmp_path])
-    reference = _reference_parsenet(narrow_state)
+    reference = _reference_parsenet(state)
     for crop in _face_crops(astronaut, detector):
         x = torch.from_numpy(((crop / 255.0 - 0.5) / 0.5).astype(np.float32).transpose(2, 0, 1)[None].copy())
         with torch.inference_mode():
