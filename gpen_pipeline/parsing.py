@@ -27,10 +27,7 @@ from .parsenet import ParseNetForward, parsenet_weights
 PARSER_KINDS = ("parsenet", "bisenet")
 WEIGHT_FILES = {"parsenet": "parsing_parsenet.pth", "bisenet": "parsing_bisenet.pth"}
 PARSE_SIZE = 512
-SMALL_PARSE_SIZE = 256
-# Faces whose box lands under this many pixels are parsed at SMALL_PARSE_SIZE in mask mode "parse"
-# (a quarter of the work; agreement with the full size measured in bench/parser_agreement.py).
-SMALL_PARSE_FACE_PX = 256
+SMALL_PARSE_SIZE = 256  # measured against PARSE_SIZE by bench/parser_masks.py; no mask mode uses it
 
 # Class order of each network's output channels.
 _CLASSES = {
@@ -61,7 +58,9 @@ class ParserForward(Protocol):
 
 @dataclass(frozen=True)
 class FaceParser:
-    kind: str  # "parsenet" | "bisenet": the class order (_CLASSES) and input normalisation
+    """A loaded face parser: which network, the file it came from, and its forward, ready on its
+    device. The class order and the input normalisation follow from `kind`."""
+    kind: str  # "parsenet" | "bisenet"
     path: Path
     forward: ParserForward
 
@@ -108,6 +107,7 @@ def parse_labels(parser: FaceParser, crop: np.ndarray, parse_size: int = PARSE_S
     if parse_size not in (PARSE_SIZE, SMALL_PARSE_SIZE):
         raise ValueError(f"parse_size must be {PARSE_SIZE} or {SMALL_PARSE_SIZE}, got {parse_size}")
     if crop.shape[0] != parse_size:
+        # To 512 as the official code resizes (bilinear); a crop halved to 256 is averaged.
         shrink = crop.shape[0] > parse_size and parse_size == SMALL_PARSE_SIZE
         crop = cv2.resize(crop, (parse_size, parse_size),
                           interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
