@@ -26,7 +26,7 @@ _CL = torch.channels_last
 _ALIGN = 16  # elements: 64-byte aligned views
 
 
-def _conv_add(out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, stride: int = 1,
+def conv_add(out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, stride: int = 1,
               padding: int | tuple[int, int] = 0, groups: int = 1) -> None:
     """out += conv2d(x, weight), computed by oneDNN straight into `out` (channels-last, contiguous)."""
     pad = list(padding) if isinstance(padding, tuple) else [padding, padding]
@@ -54,7 +54,7 @@ def _probe() -> bool:
             x = torch.randn(1, 4, 9, 9, generator=gen).contiguous(memory_format=_CL)
             w = torch.randn(6, 4, 3, 3, generator=gen)
             out = torch.ones(1, 6, 4, 4).contiguous(memory_format=_CL)
-            _conv_add(out, x, w, stride=2)
+            conv_add(out, x, w, stride=2)
             return bool(torch.allclose(out, F.conv2d(x, w, stride=2) + 1, atol=1e-4))
     except (RuntimeError, NotImplementedError, AttributeError, TypeError):
         return False
@@ -154,11 +154,11 @@ class WorkspaceRunner:
                 c, pad = x.shape[1], blur.pad
                 side = x.shape[2] + 2 * pad - 3
                 blurred = self._activation(self.plan.slot_offsets[0], c, side, side).zero_()
-                _conv_add(blurred, x, blur.filter(c, torch.float32), padding=pad, groups=c)
+                conv_add(blurred, x, blur.filter(c, torch.float32), padding=pad, groups=c)
                 x = blurred
             (weight,) = self._weights(conv.weight.shape)
             layer.folded_weight(out=weight)
-            _conv_add(out, x, weight, stride=conv.stride)
+            conv_add(out, x, weight, stride=conv.stride)
             x = _lrelu_(out)
             features.append(x)
         return features
@@ -178,23 +178,23 @@ class WorkspaceRunner:
             t = self._transposed_conv(x, kernel, factors[0], phases_at=a_slot, out_at=noise_slot)
             a = _fill(self._activation(a_slot, ch, res, res), up.own_bias())
             blur = up.blur
-            _conv_add(a, t, blur.filter(ch, torch.float32), padding=blur.pad, groups=ch)
+            conv_add(a, t, blur.filter(ch, torch.float32), padding=blur.pad, groups=ch)
             _lrelu_(a)
             g = _lrelu_(up.injected(feature, out=self._activation(noise_slot, ch, res, res)))
 
             # Plain styled conv: one convolution per half of its (never built) concatenated input.
             w_a, w_g = self._halves(*conv.kernel_and_factors(w), ch)
             a2 = _fill(self._activation(cat_slot, ch, res, res), conv.own_bias())
-            _conv_add(a2, a, w_a, padding=1)
-            _conv_add(a2, g, w_g, padding=1)
+            conv_add(a2, a, w_a, padding=1)
+            conv_add(a2, g, w_g, padding=1)
             _lrelu_(a2)
             g = _lrelu_(conv.injected(feature, out=g))  # g's old values are no longer needed
 
             # To RGB: a 1x1 convolution of the two halves, added to the bias and the upsampled skip.
             rgb_a, rgb_g = self._halves(*to_rgb.kernel_and_factors(w), ch)
             rgb = to_rgb.base(skip).contiguous(memory_format=_CL)
-            _conv_add(rgb, a2, rgb_a)
-            _conv_add(rgb, g, rgb_g)
+            conv_add(rgb, a2, rgb_a)
+            conv_add(rgb, g, rgb_g)
             skip = rgb
 
             if feature is not features[-1]:
@@ -225,7 +225,7 @@ class WorkspaceRunner:
                 for j, col in enumerate(cols):
                     torch.mul(kernel[:, :, row, col], factors, out=phase_kernel[:, :, i, j])
             phase = self._activation(at, out_ch, h + 1 - dy, w + 1 - dx).zero_()
-            _conv_add(phase, x, phase_kernel, padding=pad)
+            conv_add(phase, x, phase_kernel, padding=pad)
             out[:, :, dy::2, dx::2].copy_(phase)
             at += _aligned(phase.numel())
         return out

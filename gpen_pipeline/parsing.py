@@ -1,13 +1,17 @@
 """Face parsing for paste masks: facexlib's ParseNet or BiSeNet, loaded from local files only.
 
 Both predict the 19 CelebAMask-HQ classes at 512x512, in different orders.
-facexlib is imported inside the loader, so the pipeline works without it.
+ParseNet runs on our own forward (parsenet.py), without facexlib; BiSeNet
+needs facexlib, imported inside the loader, so the pipeline works without it.
+Faces are parsed at 512 in every mask mode: parsing at 256 changed the
+masks far more than the parser's own half-pixel noise, at every face size
+(bench/parser_masks.py; README, "Face parsing").
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Protocol, Sequence
 
 import cv2
 import numpy as np
@@ -18,10 +22,12 @@ from gpen_arch.checkpoint import read_weights
 from .color import check_crop
 from .names import PARSE_REGIONS
 from .names import REGION_CLASSES as _REGION_CLASSES
+from .parsenet import ParseNetForward, parsenet_weights
 
 PARSER_KINDS = ("parsenet", "bisenet")
 WEIGHT_FILES = {"parsenet": "parsing_parsenet.pth", "bisenet": "parsing_bisenet.pth"}
 PARSE_SIZE = 512
+SMALL_PARSE_SIZE = 256  # measured against PARSE_SIZE by bench/parser_masks.py; no mask mode uses it
 
 # Class order of each network's output channels.
 _CLASSES = {
@@ -42,11 +48,21 @@ class ParserNotFound(FileNotFoundError):
     """No face-parser weights in the given folders."""
 
 
+class ParserForward(Protocol):
+    """A parser network ready to run: class ids of one normalised (1, 3, S, S) image."""
+    device: torch.device
+
+    def labels(self, x: torch.Tensor, size: int) -> torch.Tensor:
+        """(size, size) uint8 class ids, the logits bilinearly resized to `size` if S differs."""
+
+
 @dataclass(frozen=True)
 class FaceParser:
+    """A loaded face parser: which network, the file it came from, and its forward, ready on its
+    device. The class order and the input normalisation follow from `kind`."""
     kind: str  # "parsenet" | "bisenet"
-    net: torch.nn.Module
     path: Path
+    forward: ParserForward
 
 
 def find_parser_weights(kind: str, model_dirs: Iterable[str | Path]) -> Path:
@@ -66,64 +82,40 @@ def find_parser_weights(kind: str, model_dirs: Iterable[str | Path]) -> Path:
                          f"these folders, or use mask mode 'box' (nothing is downloaded automatically)")
 
 
-def _build_net(kind: str, state: dict[str, torch.Tensor]) -> torch.nn.Module:
-    try:
-        if kind == "parsenet":
-            from facexlib.parsing.parsenet import ParseNet
-            return ParseNet(in_size=PARSE_SIZE, out_size=PARSE_SIZE, parsing_ch=19, **_parsenet_widths(state))
-        from facexlib.parsing.bisenet import BiSeNet
-        return BiSeNet(num_class=19)
-    except ImportError as err:
-        raise ImportError(f"the {kind} face parser needs the facexlib package: pip install facexlib ({err})") from err
-
-
-def _parsenet_widths(state: dict[str, torch.Tensor]) -> dict:
-    """ParseNet's width arguments as the weights show them: the first convolution's channels, and
-    the range the residual blocks' channels are clipped to (the released file: 64, [32, 256]).
-    Narrower variants of the same architecture load too; the strict load checks the rest."""
-    def out_channels(prefix: str) -> list[int]:
-        return [int(v.shape[0]) for k, v in state.items()
-                if k.startswith(prefix) and k.endswith("conv2d.weight") and v.ndim == 4]
-
-    first, blocks = out_channels("encoder.0."), out_channels("encoder.") + out_channels("body.") \
-        + out_channels("decoder.")
-    if not first or not blocks:
-        return {}  # not ParseNet's layout: the strict load says what is wrong
-    return {"base_ch": first[0], "ch_range": [min(blocks), max(blocks)],
-            "res_depth": len({k.split(".")[1] for k in state if k.startswith("body.")})}
-
-
 def load_parser(kind: str = "auto", model_dirs: Sequence[str | Path] = (),
                 device: str | torch.device | None = None) -> FaceParser:
     """Load facexlib's ParseNet/BiSeNet from `parsing_parsenet.pth`/`parsing_bisenet.pth` in `model_dirs`."""
     path = find_parser_weights(kind, model_dirs)
     found = next(k for k, name in WEIGHT_FILES.items() if path.name == name)
     state = read_weights(path, label="Face parser file")
-    net = _build_net(found, state)
+    device = torch.device("cpu" if device is None else device)
     try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise ValueError(f"face parser weights {path} do not fit facexlib's {found}: "
-                         f"{str(err).splitlines()[0]}") from err
-    net.eval().requires_grad_(False)
-    if device is not None:
-        net.to(device)
-    return FaceParser(kind=found, net=net, path=path)
+        if found == "parsenet":
+            forward = ParseNetForward(parsenet_weights(state), device)
+        else:
+            from .bisenet import BiSeNetForward
+            forward = BiSeNetForward(state, device)
+    except ValueError as err:
+        raise ValueError(f"face parser weights {path} do not fit facexlib's {found}: {err}") from err
+    return FaceParser(kind=found, path=path, forward=forward)
 
 
-def parse_labels(parser: FaceParser, crop: np.ndarray) -> np.ndarray:
-    """Class ids (512x512 uint8) of a uint8 RGB face crop, in `parser.kind`'s class order."""
+def parse_labels(parser: FaceParser, crop: np.ndarray, parse_size: int = PARSE_SIZE) -> np.ndarray:
+    """Class ids (512x512 uint8) of a uint8 RGB face crop, in `parser.kind`'s class order, parsed
+    at `parse_size` (PARSE_SIZE or SMALL_PARSE_SIZE)."""
     crop = check_crop(crop)
-    if crop.shape[0] != PARSE_SIZE:
-        crop = cv2.resize(crop, (PARSE_SIZE, PARSE_SIZE), interpolation=cv2.INTER_LINEAR)
+    if parse_size not in (PARSE_SIZE, SMALL_PARSE_SIZE):
+        raise ValueError(f"parse_size must be {PARSE_SIZE} or {SMALL_PARSE_SIZE}, got {parse_size}")
+    if crop.shape[0] != parse_size:
+        # To 512 as the official code resizes (bilinear); a crop halved to 256 is averaged.
+        shrink = crop.shape[0] > parse_size and parse_size == SMALL_PARSE_SIZE
+        crop = cv2.resize(crop, (parse_size, parse_size),
+                          interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
     mean, std = _NORMALISATION[parser.kind]
     # In float64, then float32, as GPEN's parser input is made: its labels then see GPEN's very tensor.
     x = ((crop / 255.0 - np.array(mean)) / np.array(std)).astype(np.float32)
-    param = next(parser.net.parameters())
-    tensor = torch.from_numpy(x.transpose(2, 0, 1)[None].copy()).to(param.device, param.dtype)
-    with torch.inference_mode():
-        logits = parser.net(tensor)[0]
-    return logits.argmax(dim=1)[0].to(torch.uint8).cpu().numpy()
+    tensor = torch.from_numpy(x.transpose(2, 0, 1)[None].copy()).to(parser.forward.device)
+    return parser.forward.labels(tensor, PARSE_SIZE).cpu().numpy()
 
 
 def region_mask(labels: np.ndarray, kind: str, regions: Iterable[str] = PARSE_REGIONS) -> np.ndarray:
@@ -147,7 +139,7 @@ def face_parse_mask(parser: FaceParser, crop: np.ndarray, regions: Iterable[str]
 
 
 def parse_mask_fn(parser: FaceParser, regions: Iterable[str] = PARSE_REGIONS) -> Callable[[np.ndarray], np.ndarray]:
-    """A crop -> mask function for paste_faces(parse_masks=...)."""
+    """A crop -> mask function for masks.paste_masks."""
     regions = tuple(regions)
     region_mask(np.zeros((1, 1), np.uint8), parser.kind, regions)  # fail now on a bad region name
     return lambda crop: face_parse_mask(parser, crop, regions)

@@ -224,7 +224,7 @@ def test_a_failing_in_place_kernel_falls_back_to_the_ordinary_layers(monkeypatch
         def unsupported(*args, **kwargs):
             raise RuntimeError("could not create a primitive")
 
-        monkeypatch.setattr(gpen_arch.cpu_forward, "_conv_add", unsupported)
+        monkeypatch.setattr(gpen_arch.cpu_forward, "conv_add", unsupported)
         with pytest.warns(UserWarning, match="ordinary layers"):
             got = model(x)
     assert torch.equal(got, want)

@@ -1,0 +1,210 @@
+"""Face-parser benchmark: our ParseNet forward against facexlib's eager module, its convolution floor
+and the GPEN-512 forward, and a whole one-face enhance in each mask mode; all in one run.
+
+Run from the repository root:
+
+    .venv/bin/python bench/parser.py                   # ParseNet of the released widths (64, [32, 256])
+    .venv/bin/python bench/parser.py --repeats 3
+
+1. The forward at 512 and at 256: ours, facexlib's module (eager, as users ran it
+   before), GPEN-512 (random weights), alternating, on a worker thread as in
+   ComfyUI, medians after a warm-up. Against two floors: ParseNet's multiply-adds
+   over the machine's dense 3x3 rate (as bench/network.py measures GPEN's), and
+   the sum of the best times of its own convolutions, each run alone by
+   F.conv2d at its shape (its thin full-size layers run below the dense rate).
+2. One 1280x720 frame with one face through `enhance_images` in mask mode box,
+   parse and official, the parser loaded by `load_parser` as users load it.
+Writes bench/results/parser.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from gpen_arch import GPENModel  # noqa: E402
+from gpen_pipeline import DEFAULT_DETECTOR, EnhanceOptions, PasteOptions, enhance_images, load_detector  # noqa: E402
+from gpen_pipeline.parsenet import ParseNetForward, ParseNetWeights, parsenet_weights  # noqa: E402
+from gpen_pipeline.parsing import load_parser  # noqa: E402
+from network import GMAC, conv_rate, on_worker_thread, random_gpen  # noqa: E402
+from pipeline import frame_720p  # noqa: E402
+
+CL = torch.channels_last
+
+
+def eager_convolutions(weights: ParseNetWeights, side: int) -> list[tuple[int, int, int, int]]:
+    """(in, out, padded input side, stride) of each convolution facexlib's module runs at `side`
+    (the image head included, as it runs there too)."""
+    convs = [(3, weights.first.out_channels, side + 2, 1)]
+    for block in weights.blocks:
+        cin, cout = block.conv1.in_channels, block.conv1.out_channels
+        if block.scale == "down":
+            convs += [(cin, cout, side + 2, 1), (cout, cout, side + 2, 2), (cin, cout, side + 2, 2)]
+            side //= 2
+        elif block.scale == "up":
+            side *= 2
+            convs += [(cin, cout, side + 2, 1), (cout, cout, side + 2, 1), (cin, cout, side + 2, 1)]
+        else:
+            convs += [(cin, cout, side + 2, 1), (cout, cout, side + 2, 1)]
+            if block.shortcut is not None:
+                convs.append((cin, cout, side + 2, 1))
+    head = weights.mask_out.in_channels
+    return convs + [(head, weights.classes, side + 2, 1), (head, 3, side + 2, 1)]
+
+
+def macs(convs) -> float:
+    return sum(cin * cout * 9 * ((padded - 3) // stride + 1) ** 2 for cin, cout, padded, stride in convs) / 1e9
+
+
+def our_gmac(weights: ParseNetWeights, side: int) -> float:
+    """Ours: no image head, and each up block's conv1 and shortcut as four 2x2 phase convolutions."""
+    total = macs(eager_convolutions(weights, side)) * 1e9
+    head = weights.mask_out.in_channels
+    total -= head * 3 * 9 * side ** 2
+    low = side // 2 ** len(weights.encoder)
+    for block in weights.decoder:
+        cin, cout = block.conv1.in_channels, block.conv1.out_channels
+        total -= 2 * cin * cout * 9 * (2 * low) ** 2  # the two 3x3 convolutions over the upsampling
+        total += 4 * 2 * cin * cout * 4 * (low + 1) ** 2
+        low *= 2
+    return total / 1e9
+
+
+def summed_floor(convs, repeats: int) -> float:
+    """Sum of the best times of each convolution run alone (channels-last, as padded)."""
+    best: dict[tuple, float] = {}
+    with torch.inference_mode():
+        for shape in set(convs):
+            cin, cout, padded, stride = shape
+            x = torch.randn(1, cin, padded, padded).contiguous(memory_format=CL)
+            w = torch.randn(cout, cin, 3, 3).contiguous(memory_format=CL)
+            F.conv2d(x, w, stride=stride)
+            times = []
+            for _ in range(repeats):
+                t = time.perf_counter()
+                F.conv2d(x, w, stride=stride)
+                times.append(time.perf_counter() - t)
+            best[shape] = min(times)
+    return sum(best[shape] for shape in convs)
+
+
+def time_forwards(runs: dict, repeats: int) -> dict[str, list[float]]:
+    """Each callable timed `repeats` times, taking turns, the same pause before each."""
+    for fn in runs.values():
+        fn()  # warm-up
+    times = {name: [] for name in runs}
+    for i in range(repeats):
+        order = list(runs) if i % 2 == 0 else list(reversed(runs))
+        for name in order:
+            time.sleep(0.3)
+            t = time.perf_counter()
+            runs[name]()
+            times[name].append(time.perf_counter() - t)
+    return times
+
+
+def forward_rows(state, gpen, rate: float, sides, repeats: int) -> list[dict]:
+    from facexlib.parsing.parsenet import ParseNet
+
+    weights = parsenet_weights(state)
+    blocks = [b.conv1.out_channels for b in weights.blocks]
+    eager = ParseNet(in_size=512, out_size=512, parsing_ch=19, base_ch=weights.first.out_channels,
+                     ch_range=[min(blocks), max(blocks)], res_depth=len(weights.body)).eval()
+    eager.load_state_dict(state)
+    ours = ParseNetForward(weights)
+    face = torch.rand(1, 3, 512, 512) * 2 - 1
+    rows = []
+    for side in sides:
+        x = torch.rand(1, 3, side, side) * 2 - 1
+        runs = {"ours": lambda: ours.logits(x), "facexlib": lambda: eager(x),
+                "gpen512": lambda: gpen(face)}
+        with torch.inference_mode():
+            times = time_forwards(runs, repeats)
+        convs = eager_convolutions(weights, side)
+        median = {name: statistics.median(t) for name, t in times.items()}
+        floor = summed_floor(convs, repeats)
+        row = {"side": side, "parsenet_gmac": macs(convs), "ours_gmac": our_gmac(weights, side),
+               "ours_s": median["ours"], "facexlib_s": median["facexlib"], "gpen512_s": median["gpen512"],
+               "summed_conv_floor_s": floor, "dense_rate_floor_s": macs(convs) / rate,
+               "ours_over_facexlib": median["ours"] / median["facexlib"],
+               "ours_over_summed_floor": median["ours"] / floor,
+               # The floor is each convolution's best time: the best run of ours is its like.
+               "fastest_ours_over_summed_floor": min(times["ours"]) / floor,
+               "fastest_ours_over_facexlib": min(times["ours"]) / min(times["facexlib"]),
+               "ours_over_dense_floor": median["ours"] / (macs(convs) / rate),
+               "ours_over_gpen512": median["ours"] / median["gpen512"],
+               "fastest_ours_over_gpen512": min(times["ours"]) / min(times["gpen512"]),
+               # Our own arithmetic's rate against the dense one: how near the machine's rate we run.
+               "ours_share_of_dense_rate": our_gmac(weights, side) / min(times["ours"]) / rate,
+               "runs": times, "workspace_mb": ours.workspace_bytes / 2**20}
+        rows.append(row)
+        print(f"ParseNet at {side}: ours {row['ours_s']:.2f} s, facexlib {row['facexlib_s']:.2f} s "
+              f"({row['ours_over_facexlib']:.2f}x, fastest runs {row['fastest_ours_over_facexlib']:.2f}x), GPEN-512 {row['gpen512_s']:.2f} s "
+              f"(ours {row['ours_over_gpen512']:.2f}x of it, fastest runs {row['fastest_ours_over_gpen512']:.2f}x); "
+              f"floors: its convolutions summed {floor:.2f} s (ours {row['ours_over_summed_floor']:.2f}x, fastest run "
+              f"{row['fastest_ours_over_summed_floor']:.2f}x), "
+              f"{row['parsenet_gmac']:.0f} GMAC at the dense rate {row['dense_rate_floor_s']:.2f} s "
+              f"(ours {row['ours_over_dense_floor']:.2f}x); ours computes {row['ours_gmac']:.0f} GMAC, at "
+              f"{row['ours_share_of_dense_rate']:.0%} of the dense rate in its fastest run", flush=True)
+    return rows
+
+
+def enhance_rows(state, model, repeats: int) -> dict:
+    detector = load_detector(DEFAULT_DETECTOR)
+    frame = frame_720p(0)
+    with tempfile.TemporaryDirectory() as folder:
+        torch.save(state, Path(folder) / "parsing_parsenet.pth")
+        parser = load_parser("parsenet", [folder])
+    runs = {mode: (lambda m=mode: enhance_images([frame], model, detector,
+                                                 EnhanceOptions(paste=PasteOptions(mask_mode=m)), parser))
+            for mode in ("box", "parse", "official")}
+    times = time_forwards(runs, repeats)
+    faces = len(runs["box"]()[0].faces)
+    out = {mode: statistics.median(t) / faces for mode, t in times.items()}
+    out["faces"] = faces
+    print(f"1280x720, {faces} face: whole enhance per face: box {out['box']:.2f} s, parse {out['parse']:.2f} s "
+          f"(+{out['parse'] / out['box'] - 1:.0%}), official {out['official']:.2f} s "
+          f"(+{out['official'] / out['box'] - 1:.0%})", flush=True)
+    return out
+
+
+def released_width_parsenet(seed: int = 0) -> dict:
+    from facexlib.parsing.parsenet import ParseNet
+
+    torch.manual_seed(seed)
+    return ParseNet(in_size=512, out_size=512, parsing_ch=19).state_dict()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--sides", type=int, nargs="+", default=[512, 256])
+    parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "parser.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    rate = conv_rate(args.threads)
+    print(f"dense 3x3 convolution: {rate:.1f} GMAC/s; GPEN-512 is {GMAC[512]:.0f} GMAC", flush=True)
+    state = released_width_parsenet()
+    gpen = random_gpen(512)
+    rows = on_worker_thread(forward_rows, state, gpen, rate, args.sides, args.repeats)
+    enhance = on_worker_thread(enhance_rows, state, GPENModel.of(gpen), max(1, args.repeats // 2 + 1))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"threads": args.threads, "dense_conv_gmac_per_s": rate,
+                                     "forward": rows, "enhance_per_face_s": enhance}, indent=2))
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
