@@ -1,5 +1,10 @@
 """The editor extension (js/) in headless Chromium, driven by Playwright, against the real ComfyUI
-frontend served by a real ComfyUI server (one server and one browser for the module).
+frontend served by a real ComfyUI server, in both node renderers: the classic canvas and the new one
+("Nodes 2.0", Vue nodes). Each ComfyUI (harness.INSTALL_LABELS: 0.3.75 with its frontend 1.32.9,
+0.33.0 with 1.49.6, and 0.33.0 with the newest frontend, 1.58.1) gets one server; each renderer one
+page. The new renderer is tested from frontend 1.49.6 on: 1.32.9 has an early version of it. On the
+newest frontend only the tests marked `every_frontend` run, to keep CI short. The plain HTTP checks of
+the download routes run once, on 0.3.75.
 
 The server starts with empty model folders and GPEN_MODEL_URL_BASE pointing at a local HTTP
 server (tests/helpers/http_model_server.py) that serves a small GPEN made here, so the download
@@ -16,6 +21,7 @@ import os
 import shutil
 import sys
 import time
+import urllib.parse
 import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -40,6 +46,20 @@ PACK_JS = f"/extensions/{harness.PACK_NAME}/"
 LOADED_MESSAGE = "[GPEN] editor extension loaded"
 SMALL_CONFIG = GPENConfig(size=64, style_dim=128, channel_multiplier=1, narrow=0.125)
 TIMEOUT_MS = 30_000
+RENDERERS = ("classic", "vue")
+SCREENSHOTS = harness.TMP / "screenshots"  # the test output folder (git-ignored)
+
+every_frontend = pytest.mark.every_frontend
+
+
+def pytest_generate_tests(metafunc):
+    if "page" in metafunc.fixturenames:
+        lean = metafunc.definition.get_closest_marker("every_frontend") is not None
+        installs = harness.INSTALL_LABELS if lean else harness.INSTALL_LABELS[:2]
+        metafunc.parametrize("install_label", installs, scope="module")
+        metafunc.parametrize("renderer", RENDERERS, scope="module")
+    elif "ui_server" in metafunc.fixturenames:
+        metafunc.parametrize("install_label", harness.INSTALL_LABELS[:1], scope="module")
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -73,14 +93,17 @@ def mirror():
 
 
 @pytest.fixture(scope="module")
-def ui_server(comfy_tree, tmp_path_factory, mirror):
+def ui_server(install_label, tmp_path_factory, mirror):
+    install = harness.comfy_install(install_label)
+    if install.missing:
+        pytest.skip(install.missing)
     base = harness.make_base(tmp_path_factory.mktemp("comfy_ui"))
     settings = base / "user" / "default" / "comfy.settings.json"
     settings.parent.mkdir(parents=True, exist_ok=True)
     # A returning user: no first-run template browser covering the canvas.
     settings.write_text(json.dumps({"Comfy.TutorialCompleted": True}), encoding="utf-8")
     shutil.copyfile(six_face_photo(), base / "input" / "t1.jpg")
-    server = harness.ComfyServer(comfy_tree, base)
+    server = harness.ComfyServer.of(install, base)
     with environment(GPEN_MODEL_URL_BASE=mirror.url_base):
         server.start()
     try:
@@ -118,45 +141,84 @@ def browser():
             chromium.close()
 
 
+# The frontend warns when a deprecated API of its own is used, with no hint of the caller in the console
+# message; the stack at the moment of the warning says whether our files were on it. (The frontend also
+# warns about its own settings at start, with no extension on the stack.)
+RECORD_DEPRECATIONS = """(() => {
+  window.__gpenDeprecations = [];
+  const warn = console.warn;
+  console.warn = function (...args) {
+    const text = args.map(String).join(' ');
+    if (/deprecat/i.test(text)) window.__gpenDeprecations.push([text, new Error().stack]);
+    return warn.apply(this, args);
+  };
+})();"""
+
+
 @pytest.fixture(scope="module")
-def page(browser, ui_server):
+def page(browser, ui_server, install_label, renderer):
+    if renderer == "vue" and install_label == harness.INSTALL_LABELS[0]:
+        pytest.skip("the new renderer is tested from frontend 1.49.6 on: the one in 1.32.9 (ComfyUI 0.3.75) "
+                    "is an early version that does not follow node.setSize or the positions of loaded nodes")
     tab = browser.new_page(viewport={"width": 1400, "height": 900})
     log = BrowserLog()
     tab.on("console", lambda m: log.console.append((m.type, m.text, m.location.get("url", ""))))
     tab.on("pageerror", lambda e: log.console.append(("pageerror", f"{e}\n{getattr(e, 'stack', '')}", "")))
     tab.on("request", lambda r: log.requests.append(r.url))
+    tab.add_init_script(RECORD_DEPRECATIONS)
     tab.set_default_timeout(TIMEOUT_MS)
     tab.goto(ui_server.url)
-    tab.wait_for_function("() => window.app?.graph && document.getElementById('gpen-style')")
+    tab.wait_for_function("() => window.app?.canvas?.graph && document.getElementById('gpen-style')")
+    tab.evaluate("(vue) => app.extensionManager.setting.set('Comfy.VueNodes.Enabled', vue)", renderer == "vue")
     tab.gpen_log = log
+    tab.gpen_combo = f"{install_label}-{renderer}"
     yield tab
     tab.close()
 
 
 # --------------------------------------------------------------------------- page helpers
 
+# The old nodes are removed one by one, not with clear(): node ids then keep counting up, and the new
+# renderer of frontend 1.32.9 would otherwise show a new node with the same id with the old node's
+# DOM widgets.
 NEW_NODE = """async (type) => {
-  app.graph.clear();
+  for (const old of [...app.rootGraph.nodes]) app.rootGraph.remove(old);
   const node = LiteGraph.createNode(type);
   node.pos = [320, 220];
-  app.graph.add(node);
+  app.rootGraph.add(node);
   app.canvas.ds.scale = 1;
   app.canvas.ds.offset = [0, 0];
-  app.graph.setDirtyCanvas(true, true);
+  app.rootGraph.setDirtyCanvas(true, true);
   await new Promise((resolve) => setTimeout(resolve, 300));
   return node.id;
 }"""
 
 CHOOSE_MODEL = """([id, name]) => {
-  const node = app.graph.getNodeById(id);
+  const node = app.rootGraph.getNodeById(id);
   const widget = node.widgets.find((w) => w.name === "model_name");
   widget.value = name;
   widget.callback?.(name, app.canvas, node);
-  app.graph.setDirtyCanvas(true, true);
+  app.rootGraph.setDirtyCanvas(true, true);
   return widget.options.values;
 }"""
 
-WIDGET_VALUE = """([id, name]) => app.graph.getNodeById(id).widgets.find((w) => w.name === name).value"""
+WIDGET_VALUE = """([id, name]) => app.rootGraph.getNodeById(id).widgets.find((w) => w.name === name).value"""
+
+# Where a node is on the page, in either renderer: the Vue node's own element, or on the classic
+# canvas the node's rectangle (title bar included) mapped to page pixels.
+NODE_BOX = """(id) => {
+  const vue = document.querySelector(`[data-node-id="${id}"]`);
+  if (vue) {
+    const r = vue.getBoundingClientRect();
+    return { x: r.x, y: r.y, width: r.width, height: r.height };
+  }
+  const node = app.rootGraph.getNodeById(id);
+  const canvas = app.canvas.canvas.getBoundingClientRect();
+  const { scale, offset } = app.canvas.ds;
+  const title = LiteGraph.NODE_TITLE_HEIGHT;
+  return { x: canvas.x + (node.pos[0] + offset[0]) * scale, y: canvas.y + (node.pos[1] - title + offset[1]) * scale,
+           width: node.size[0] * scale, height: (node.size[1] + title) * scale };
+}"""
 
 
 def close_dialogs(page) -> None:
@@ -185,6 +247,53 @@ def empty_model_folder(server) -> None:
 
 def no_errors_from_us(page) -> None:
     assert page.gpen_log.ours() == []
+    deprecated = page.evaluate("() => window.__gpenDeprecations")
+    assert [stack for _, stack in deprecated if PACK_JS in stack] == [], deprecated
+
+
+def screenshot(page, node_id, name: str) -> Path:
+    """The node as it looks on the page, into the test output folder (tests/.tmp/screenshots)."""
+    page.wait_for_timeout(300)  # one frame of the canvas after the last change
+    box = page.evaluate(NODE_BOX, node_id)
+    pad = 12
+    clip = {"x": max(0, box["x"] - pad), "y": max(0, box["y"] - pad),
+            "width": box["width"] + 2 * pad, "height": box["height"] + 2 * pad}
+    path = SCREENSHOTS / f"{name}-{page.gpen_combo}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(path), clip=clip)
+    return path
+
+
+# The element is inside its panel and nothing covers it (its middle, both ends and its bottom edge
+# are on top). The canvas lays DOM widgets out on its next frame, so this is waited for.
+FULLY_VISIBLE = """(selector) => {
+  const element = document.querySelector(selector);
+  const panel = element?.closest('.gpen-panel, .gpen-picker');
+  if (!panel) return false;
+  const r = element.getBoundingClientRect();
+  const p = panel.getBoundingClientRect();
+  if (r.height === 0 || r.top < p.top - 0.5 || r.bottom > p.bottom + 0.5) return false;
+  const on = (x, y) => {
+    const hit = document.elementFromPoint(x, y);
+    return hit === element || element.contains(hit);
+  };
+  const y = r.top + r.height / 2;
+  return on(r.left + 2, y) && on(r.left + r.width / 2, y) && on(r.right - 2, y) && on(r.left + 2, r.bottom - 1);
+}"""
+
+
+WHAT_COVERS = """(selector) => {
+  const r = document.querySelector(selector).getBoundingClientRect();
+  const hit = document.elementFromPoint(r.left + 2, r.bottom - 1);
+  return [r.top, r.bottom, hit?.outerHTML?.slice(0, 200)];
+}"""
+
+
+def wait_fully_visible(page, selector: str) -> None:
+    try:
+        page.wait_for_function(FULLY_VISIBLE, arg=selector, timeout=5_000)
+    except Exception:
+        pytest.fail(f"{selector} is cut off or covered: {page.evaluate(WHAT_COVERS, selector)}")
 
 
 def wait_download_finished(page) -> str:
@@ -199,6 +308,7 @@ def wait_download_finished(page) -> str:
 # --------------------------------------------------------------------------- browser tests
 
 
+@every_frontend
 def test_extension_loads_and_talks_only_to_its_server(page, ui_server):
     log = page.gpen_log
     assert any(kind == "log" and text == LOADED_MESSAGE and url.endswith(PACK_JS + "gpen.js")
@@ -207,7 +317,8 @@ def test_extension_loads_and_talks_only_to_its_server(page, ui_server):
     assert {PACK_JS + "gpen.js", PACK_JS + "gpen_model_panel.js", PACK_JS + "gpen_face_picker.js"} <= set(served)
     for name in served:  # every call goes through ComfyUI's api.fetchApi, never to another host
         with urllib.request.urlopen(ui_server.url + name, timeout=10) as response:
-            source = response.read().decode("utf-8")
+            # the SVG namespace is a name, never fetched
+            source = response.read().decode("utf-8").replace('"http://www.w3.org/2000/svg"', "")
         for forbidden in ("http://", "https://", "fetch(", "XMLHttpRequest", "WebSocket(", "import("):
             assert forbidden not in source, f"{name} contains {forbidden!r}"
     ours = [url for url in log.requests if "gpen" in url.lower()]
@@ -243,6 +354,7 @@ def test_a_cut_download_leaves_no_model_and_says_why(page, ui_server, mirror):
     no_errors_from_us(page)
 
 
+@every_frontend
 def test_download_button_installs_the_first_model_with_progress(page, ui_server, mirror):
     body, parameters = small_gpen(seed=2, config=small_config(256))  # GPEN-BFR-256.pth must be a GPEN-256
     mirror.serve("/GPEN-BFR-256.pth", Route(body=body))
@@ -280,7 +392,7 @@ def test_download_button_installs_the_first_model_with_progress(page, ui_server,
     assert len(set(moving)) >= 3 and seen == sorted(seen) and seen[-1] == 100, seen
 
     # The model list was refreshed and the new file chosen; its info is shown.
-    page.wait_for_function("""(id) => app.graph.getNodeById(id).widgets[0].value === 'GPEN-BFR-256.pth'""", arg=node)
+    page.wait_for_function("""(id) => app.rootGraph.getNodeById(id).widgets[0].value === 'GPEN-BFR-256.pth'""", arg=node)
     info = page.locator(".gpen-info")
     page.locator(".gpen-info[data-file='GPEN-BFR-256.pth']").wait_for()
     assert info.inner_text().startswith("GPEN-256 · face restoration · 256×256 px faces")
@@ -289,6 +401,9 @@ def test_download_button_installs_the_first_model_with_progress(page, ui_server,
     assert digest in page.locator(".gpen-hash").inner_text()
     assert "non-commercial" in page.locator(".gpen-licence").inner_text()
     page.locator(".gpen-download").wait_for(state="hidden")
+    wait_fully_visible(page, ".gpen-licence")  # not cut off by the panel's edge, not covered
+    wait_fully_visible(page, ".gpen-hash")
+    screenshot(page, node, "model-panel")
     no_errors_from_us(page)
 
 
@@ -322,6 +437,7 @@ def test_cancel_button_stops_the_download_and_leaves_nothing(page, ui_server, mi
     no_errors_from_us(page)
 
 
+@every_frontend
 def test_choosing_a_model_shows_what_it_is(page, ui_server):
     folder = model_folder(ui_server)
     other = GPENConfig(size=64, style_dim=128, channel_multiplier=2, narrow=0.125, isconcat=False)
@@ -345,7 +461,7 @@ def test_choosing_a_model_shows_what_it_is(page, ui_server):
     # The panel is neither saved in the workflow nor sent with the prompt: saved workflows keep their
     # widget positions.
     saved, sent = page.evaluate("""async (id) => {
-      const node = app.graph.serialize().nodes.find((n) => n.id === id);
+      const node = app.rootGraph.serialize().nodes.find((n) => String(n.id) === String(id));
       const prompt = await app.graphToPrompt();
       return [node.widgets_values, prompt.output[String(id)].inputs];
     }""", node)
@@ -375,7 +491,7 @@ def test_a_failed_run_is_explained_on_the_node(page, ui_server):
                               "mask_mode": "parse", "color_match": False, "device": "auto", "precision": "auto"}},
              "3": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}}}
     page.evaluate("""async (graph) => {
-      app.graph.clear();
+      app.rootGraph.clear();
       await app.loadApiJson(graph, "gpen-error.json");
       app.canvas.ds.scale = 1;
       app.canvas.ds.offset = [0, 0];
@@ -388,6 +504,7 @@ def test_a_failed_run_is_explained_on_the_node(page, ui_server):
     no_errors_from_us(page)
 
 
+@every_frontend
 def test_clicking_a_numbered_face_toggles_its_index(page, ui_server):
     graph = {"1": {"class_type": "LoadImage", "inputs": {"image": "t1.jpg"}},
              "2": {"class_type": "GPENDetectFaces",
@@ -395,22 +512,36 @@ def test_clicking_a_numbered_face_toggles_its_index(page, ui_server):
                               "order": "left-right", "indices": "", "min_size": 0, "max_faces": 0}}}
     close_dialogs(page)
     node = page.evaluate("""async (graph) => {
-      app.graph.clear();
+      app.rootGraph.clear();
       await app.loadApiJson(graph, "gpen-faces.json");
-      const node = app.graph.nodes.find((n) => n.comfyClass === "GPENDetectFaces");
+      const load = app.rootGraph.nodes.find((n) => n.comfyClass === "LoadImage");
+      const node = app.rootGraph.nodes.find((n) => n.comfyClass === "GPENDetectFaces");
+      load.pos = [20, 120];
       node.pos = [420, 120];
       node.setSize([420, 520]);
       app.canvas.ds.scale = 1;
       app.canvas.ds.offset = [0, 0];
-      app.graph.setDirtyCanvas(true, true);
+      app.rootGraph.setDirtyCanvas(true, true);
       await app.queuePrompt(0, 1);
       return node.id;
     }""", graph)
     faces = page.locator(".gpen-face")
     page.wait_for_function("() => document.querySelectorAll('.gpen-face').length >= 6", timeout=60_000)
     assert faces.count() == 6
-    # the preview PNG the node saved in ComfyUI's temp folder is what the picker shows
-    page.wait_for_function("() => document.querySelector('.gpen-stage img')?.naturalWidth === 1024")
+    # the unmarked preview PNG the node saved in ComfyUI's temp folder is what the picker shows, once
+    page.locator(".gpen-stage[data-loaded='true']").wait_for()
+    href = page.locator(".gpen-stage image").get_attribute("href")
+    query = urllib.parse.parse_qs(urllib.parse.urlparse(href).query)
+    assert query["type"] == ["temp"] and query["filename"][0].startswith("gpen_faces_")
+    preview = ui_server.base / "temp" / query.get("subfolder", [""])[0] / query["filename"][0]
+    assert harness.read_png(preview).shape[1] == 1024
+    # the picture as shown: the picker's whole width, at the picture's aspect ratio
+    stage, picker = page.locator(".gpen-stage image").bounding_box(), page.locator(".gpen-picker").bounding_box()
+    assert stage["width"] >= 200 and stage["width"] >= picker["width"] - 2, (stage, picker)
+    assert abs(stage["height"] / stage["width"] - 886 / 1280) < 0.02, stage
+    wait_fully_visible(page, ".gpen-picker-hint")  # no face number drawn over it
+    assert page.locator(".gpen-picker img").count() == 0  # no stock preview beside the picker
+    assert page.locator(f'[data-node-id="{node}"] img').count() == 0
     numbers = [faces.nth(i).get_attribute("data-index") for i in range(6)]
     assert sorted(numbers) == [str(i) for i in range(6)]
     # order "left-right": a face further right has a larger number
@@ -426,6 +557,11 @@ def test_clicking_a_numbered_face_toggles_its_index(page, ui_server):
     assert page.evaluate(WIDGET_VALUE, [node, "indices"]) == "4"
     assert [faces.nth(i).get_attribute("data-index") for i in range(6)
             if "gpen-kept" in faces.nth(i).get_attribute("class")] == ["4"]
+    # every face box lies on the picture, and its number is drawn once (by the picker, not the PNG)
+    for i in range(6):
+        box, pic = faces.nth(i).bounding_box(), stage
+        assert pic["x"] <= box["x"] and box["x"] + box["width"] <= pic["x"] + pic["width"] + 1
+    screenshot(page, node, "face-picker")
 
     # The next run uses the picked face only.
     page.evaluate("() => app.queuePrompt(0, 1)")
