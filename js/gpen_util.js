@@ -5,6 +5,7 @@ import { app } from "../../scripts/app.js";
 
 export const LOG_PREFIX = "[GPEN]";
 const PANEL_MARGIN = 6;
+const MIN_LAID_OUT_WIDTH = 100;
 
 export function el(tag, props = {}, ...children) {
   const node = document.createElement(tag);
@@ -98,9 +99,12 @@ export function addPanelWidget(node, name, element, { getMinHeight, getMaxHeight
 }
 
 // The height an element's content needs (its children's bottom edge plus its own bottom padding), in
-// CSS pixels before any canvas zoom; null while it is not laid out (not yet in the page).
+// CSS pixels before any canvas zoom; null while it is not laid out (not yet in the page, or not yet
+// given its width: text wrapped into a sliver would ask for far too much).
 export function contentHeight(element) {
-  if (!element.isConnected || element.offsetParent === null) return null;
+  if (!element.isConnected || element.offsetParent === null || element.clientWidth < MIN_LAID_OUT_WIDTH) {
+    return null;
+  }
   let bottom = 0;
   for (const child of element.children) {
     if (child.offsetParent === null) continue; // hidden

@@ -36,7 +36,8 @@ pip_install() {
 
 if [ ! -f "$DIR/.ready" ]; then
     start=$(date +%s)
-    echo "setup_comfy_newest: unpacking ComfyUI 0.33.0 and installing what it adds (about 0.9 GB)"
+    echo "setup_comfy_newest: unpacking ComfyUI 0.33.0 and installing what it adds (about 1.1 GB)"
+    mkdir -p "$CACHE"
     scratch=$(mktemp -d "$CACHE/comfyui-0.33.0-tmp.XXXXXX")
     tar xzf "$SOURCE" -C "$scratch"
     # --no-deps: every package is pinned in the file, resolved once against the test venv.
