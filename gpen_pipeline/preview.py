@@ -44,9 +44,10 @@ def draw_numbers(rgb: np.ndarray, faces: Sequence[Face], kept: Sequence[bool], s
 
 
 def numbered_preview(image: np.ndarray | torch.Tensor, detected: Sequence[Face], selected: Sequence[Face],
-                     order: str, min_size: float) -> tuple[np.ndarray, list[dict]]:
+                     order: str, min_size: float, draw: bool = True) -> tuple[np.ndarray, list[dict]]:
     """(HxWx3 uint8 picture at most PREVIEW_MAX_SIDE wide and high, [{"index", "box", "score", "selected"}]),
-    boxes in the pixels of `image`."""
+    boxes in the pixels of `image`. With draw=False the picture is left unmarked, for a viewer that
+    draws the boxes and numbers itself (the editor's face picker)."""
     pixels = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
     height, width = pixels.shape[:2]
     ranked = numbered_faces(detected, order, min_size)
@@ -61,4 +62,4 @@ def numbered_preview(image: np.ndarray | torch.Tensor, detected: Sequence[Face],
                          interpolation=cv2.INTER_AREA)
     faces = [{"index": i if face.track is None else face.track, "box": [round(float(v), 1) for v in face.box], "score": round(float(face.score), 3),
               "selected": keep} for i, (face, keep) in enumerate(zip(ranked, kept))]
-    return draw_numbers(rgb, ranked, kept, scale), faces
+    return (draw_numbers(rgb, ranked, kept, scale) if draw else np.ascontiguousarray(rgb)), faces

@@ -1,17 +1,20 @@
 // The GPEN pack's editor extension: model info and first-model download on the model nodes,
 // a clickable numbered face preview on GPEN Detect Faces, and node errors in plain words.
 // Plain ES module, no build step; talks only to the ComfyUI server (routes in nodes/routes.py).
+// Works the same in the classic canvas and the new node renderer ("Nodes 2.0"): everything is driven
+// by server messages, widget callbacks and extension hooks, nothing by draw callbacks.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import { addFacePicker } from "./gpen_face_picker.js";
-import { addModelPanel, onDownloadMessage } from "./gpen_model_panel.js";
-import { LOG_PREFIX, chain, injectStyle } from "./gpen_util.js";
+import { addModelPanel, onDownloadMessage, refreshModelPanels } from "./gpen_model_panel.js";
+import { LOG_PREFIX, injectStyle } from "./gpen_util.js";
 
 const MODEL_NODES = new Set(["GPENLoadModel", "GPENFaceRestore"]);
 const DETECT_NODE = "GPENDetectFaces";
 
 function findNode(id) {
-  return app.graph?.getNodeById?.(Number(id)) ?? app.graph?.getNodeById?.(id);
+  const graph = app.rootGraph;
+  return graph?.getNodeById(Number(id)) ?? graph?.getNodeById(id);
 }
 
 function panelOf(node) {
@@ -26,7 +29,7 @@ function onExecutionError({ detail }) {
 }
 
 function clearErrors() {
-  for (const node of app.graph?.nodes ?? []) panelOf(node)?.showError("");
+  for (const node of app.rootGraph?.nodes ?? []) panelOf(node)?.showError("");
 }
 
 app.registerExtension({
@@ -40,17 +43,18 @@ app.registerExtension({
     console.log(`${LOG_PREFIX} editor extension loaded`);
   },
 
-  async beforeRegisterNodeDef(nodeType, nodeData) {
-    if (nodeData.name !== DETECT_NODE) return;
-    // Our picker shows the preview with clickable faces; the stock preview would show it twice.
-    nodeType.prototype.onDrawBackground = function () {};
-    chain(nodeType.prototype, "onExecuted", function (output) {
-      this.gpenPicker?.show(output);
-    });
-  },
-
   nodeCreated(node) {
     if (MODEL_NODES.has(node.comfyClass)) addModelPanel(node);
     else if (node.comfyClass === DETECT_NODE) addFacePicker(node);
+  },
+
+  // A saved workflow sets the widget values after nodeCreated, without their callbacks.
+  loadedGraphNode(node) {
+    node.gpenPanel?.refresh();
+    node.gpenPicker?.highlight();
+  },
+
+  async refreshComboInNodes() {
+    refreshModelPanels();
   },
 });

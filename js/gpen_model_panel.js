@@ -1,9 +1,11 @@
 // The panel under a GPEN model choice (Load GPEN Model, GPEN Face Restore): what the chosen file
 // is, and, when no model is installed yet, a button that downloads one with a progress bar (and a
-// Cancel button while it runs).
+// Cancel button while it runs). The content follows data, never drawing: the model widget's callback
+// (a user's choice, in either renderer), a loaded workflow, a refresh of the model lists, a download.
 import { app } from "../../scripts/app.js";
 import {
-  addPanelWidget, callRoute, el, findWidget, fitNode, formatBytes, formatCount, postJson, setWidgetValue,
+  addPanelWidget, callRoute, chain, contentHeight, el, findWidget, fitNode, fitOnResize, formatBytes, formatCount,
+  postJson, setWidgetValue,
 } from "./gpen_util.js";
 
 export const MODEL_WIDGET = "model_name";
@@ -55,18 +57,24 @@ class ModelPanel {
       el("div", { class: "gpen-row" }, this.select, this.button, this.cancelButton), this.progress, this.status);
     this.root = el("div", { class: "gpen-panel gpen-model-panel" },
       this.error, this.info, this.licence, this.hash, this.downloadBox);
-    this.widget = addPanelWidget(node, "gpen_model_info", this.root, () => this.minHeight(), () => this.onDraw());
+    // The panel takes the height of its content, no more: the licence line is never cut off.
+    const height = () => this.minHeight();
+    this.widget = addPanelWidget(node, "gpen_model_info", this.root, { getMinHeight: height, getMaxHeight: height });
+    fitOnResize(node, [this.error, this.info, this.licence, this.hash, this.downloadBox]);
+    const model = this.modelWidget;
+    if (model) chain(model, "callback", () => this.refresh());
   }
 
   get modelWidget() {
     return findWidget(this.node, MODEL_WIDGET);
   }
 
+  // Measured once the panel is on the page; before that, room for the usual lines.
   minHeight() {
-    return (this.downloadBox.hidden ? 56 : 150) + (this.error.hidden ? 0 : 48);
+    return contentHeight(this.root) ?? (this.downloadBox.hidden ? 64 : 150) + (this.error.hidden ? 0 : 48);
   }
 
-  onDraw() {
+  refresh() {
     const value = this.modelWidget?.value;
     if (value !== this.shownName) this.showModel(value);
     else if (this.modelListEmpty() !== this.shownEmpty) this.refreshDownloadBox();
@@ -111,6 +119,7 @@ class ModelPanel {
       this.hash.textContent = data.sha256 ? `sha256 ${data.sha256} (recorded at download)` : "";
     }
     await this.refreshDownloadBox();
+    fitNode(this.node);
   }
 
   // The download box shows while the model list is empty (ComfyUI's own list, so a manual
@@ -206,8 +215,9 @@ class ModelPanel {
       `${formatBytes(message.bytes)}. ${hash}.`;
     await refreshModelLists();
     const widget = this.modelWidget;
+    this.shownName = NOT_SHOWN; // the file may have been chosen before it existed: read it again
     if (widget && widget.options?.values?.includes?.(message.name)) setWidgetValue(this.node, widget, message.name);
-    this.shownName = NOT_SHOWN; // show the new file's info on the next draw
+    this.refresh();
     fitNode(this.node);
   }
 
@@ -233,14 +243,16 @@ export function addModelPanel(node) {
   if (!findWidget(node, MODEL_WIDGET)) return null;
   const panel = new ModelPanel(node);
   PANELS.add(panel);
-  const onRemoved = node.onRemoved;
-  node.onRemoved = function (...args) {
-    panel.dispose();
-    return onRemoved?.apply(this, args);
-  };
+  chain(node, "onRemoved", () => panel.dispose());
   node.gpenPanel = panel;
+  panel.refresh();
   fitNode(node);
   return panel;
+}
+
+// The model lists changed (ComfyUI's refresh, R): the download box follows whether any model is left.
+export function refreshModelPanels() {
+  for (const panel of PANELS) panel.refresh();
 }
 
 export function onDownloadMessage(message) {

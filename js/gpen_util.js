@@ -1,8 +1,11 @@
 // Small helpers shared by the GPEN editor extension. Only the ComfyUI server is ever called
 // (through api.fetchApi, which adds the server's base path).
 import { api } from "../../scripts/api.js";
+import { app } from "../../scripts/app.js";
 
 export const LOG_PREFIX = "[GPEN]";
+const PANEL_MARGIN = 6;
+const MIN_LAID_OUT_WIDTH = 100;
 
 export function el(tag, props = {}, ...children) {
   const node = document.createElement(tag);
@@ -69,23 +72,55 @@ export function findWidget(node, name) {
 // Sets a widget the way a user edit does: value, then the widget's own callback.
 export function setWidgetValue(node, widget, value) {
   widget.value = value;
-  widget.callback?.(value, node.graph?.list_of_graphcanvas?.[0], node);
+  widget.callback?.(value, app.canvas, node);
   node.setDirtyCanvas?.(true, true);
 }
 
 // A DOM widget that is never saved into the workflow or sent with the prompt: appended after the
-// node's own widgets so the positions of saved widget values do not move.
-export function addPanelWidget(node, name, element, getMinHeight, onDraw) {
+// node's own widgets so the positions of saved widget values do not move. Its height is declared
+// through the addDOMWidget options (getMinHeight/getMaxHeight), which the classic canvas uses to lay
+// out the node; the new renderer ("Nodes 2.0") gives the element the height of its content instead.
+// Nothing here is drawn or updated from draw callbacks: the new renderer never calls them.
+// getMinHeight/getMaxHeight give the content's height: the classic canvas adds the margin it keeps
+// around the element (`margin` in the options) to it.
+export function addPanelWidget(node, name, element, { getMinHeight, getMaxHeight }) {
+  const withMargin = (height) => () => height() + 2 * PANEL_MARGIN;
   const widget = node.addDOMWidget(name, name, element, {
     serialize: false,
     hideOnZoom: false,
+    margin: PANEL_MARGIN,
     getValue: () => "",
     setValue: () => {},
-    getMinHeight,
-    onDraw,
+    getMinHeight: withMargin(getMinHeight),
+    ...(getMaxHeight ? { getMaxHeight: withMargin(getMaxHeight) } : {}),
   });
   widget.serialize = false;
   return widget;
+}
+
+// The height an element's content needs (its children's bottom edge plus its own bottom padding), in
+// CSS pixels before any canvas zoom; null while it is not laid out (not yet in the page, or not yet
+// given its width: text wrapped into a sliver would ask for far too much).
+export function contentHeight(element) {
+  if (!element.isConnected || element.offsetParent === null || element.clientWidth < MIN_LAID_OUT_WIDTH) {
+    return null;
+  }
+  let bottom = 0;
+  for (const child of element.children) {
+    if (child.offsetParent === null) continue; // hidden
+    bottom = Math.max(bottom, child.offsetTop + child.offsetHeight);
+  }
+  const padding = parseFloat(getComputedStyle(element).paddingBottom) || 0;
+  return bottom > 0 ? Math.ceil(bottom + padding) : null;
+}
+
+// Grows the node whenever one of `elements` changes size (new text, a picture loaded, the download
+// box shown): the classic canvas gives a DOM widget the height it declares, so the declared height has
+// to follow the content. Returns the observer, for more elements later.
+export function fitOnResize(node, elements) {
+  const observer = new ResizeObserver(() => fitNode(node));
+  for (const element of elements) observer.observe(element);
+  return observer;
 }
 
 // Grows the node when its panels need more room; never shrinks what the user sized.
@@ -110,8 +145,10 @@ export function chain(target, method, handler) {
 
 const STYLE = `
 .gpen-panel { font: 12px sans-serif; color: var(--input-text, #ddd); display: flex; flex-direction: column;
-  gap: 4px; padding: 2px 4px; box-sizing: border-box; overflow: hidden; }
+  gap: 4px; padding: 2px 4px 4px; box-sizing: border-box; overflow: hidden; position: relative; }
+.gpen-panel > *, .gpen-picker > * { flex: none; }
 .gpen-info { line-height: 1.35; white-space: normal; word-break: break-word; }
+.gpen-licence, .gpen-hash, .gpen-download-status { overflow-wrap: anywhere; }
 .gpen-muted { color: var(--descrip-text, #999); font-size: 11px; }
 .gpen-error { color: var(--error-text, #ff6b6b); }
 .gpen-ok { color: #7bd88f; }
@@ -126,17 +163,16 @@ const STYLE = `
 .gpen-row button:disabled { opacity: 0.5; cursor: default; }
 .gpen-download progress { width: 100%; height: 8px; }
 .gpen-picker { font: 12px sans-serif; color: var(--input-text, #ddd); display: flex; flex-direction: column;
-  gap: 4px; align-items: center; overflow: hidden; box-sizing: border-box; }
-.gpen-stage { position: relative; flex: none; }
-.gpen-stage img { position: absolute; inset: 0; width: 100%; height: 100%; display: block; user-select: none;
-  pointer-events: none; }
-.gpen-face { position: absolute; box-sizing: border-box; border: 2px solid #969696; background: transparent;
-  padding: 0; margin: 0; cursor: pointer; min-width: 8px; min-height: 8px; }
-.gpen-face span { position: absolute; left: -2px; bottom: 100%; background: #969696; color: #000;
-  font: bold 11px sans-serif; padding: 0 3px; pointer-events: none; }
-.gpen-face.gpen-kept { border-color: #50dc64; }
-.gpen-face.gpen-kept span { background: #50dc64; }
-.gpen-face:hover { background: rgba(255, 255, 255, 0.15); }
+  gap: 4px; align-items: stretch; overflow: hidden; box-sizing: border-box; position: relative; }
+.gpen-picker-hint { text-align: center; }
+.gpen-stage { display: block; width: 100%; height: auto; max-height: 480px; user-select: none; }
+.gpen-face { cursor: pointer; }
+.gpen-face rect.gpen-box { fill: transparent; stroke: #969696; }
+.gpen-face rect.gpen-tag { fill: #969696; }
+.gpen-face text { fill: #000; font-family: sans-serif; font-weight: bold; pointer-events: none; }
+.gpen-face.gpen-kept rect.gpen-box { stroke: #50dc64; }
+.gpen-face.gpen-kept rect.gpen-tag { fill: #50dc64; }
+.gpen-face:hover rect.gpen-box { fill: rgba(255, 255, 255, 0.15); }
 `;
 
 export function injectStyle() {

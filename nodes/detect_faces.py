@@ -151,10 +151,11 @@ class DetectFaces:
             identity = identity_inputs.identity_check(recognizer, reference=reference,
                                                       reference_threshold=reference_threshold, detector=detector)
         faces, found = detect_batch(image, detector, select, smoothing=smoothing, identity=identity, bboxes=bboxes)
-        # The preview numbers every candidate the way `indices` counts them; the editor makes them clickable.
-        images, boxes = face_preview.face_previews(image, found, order, min_size)
+        # Every candidate, numbered the way `indices` counts them, for the editor's face picker. Not under
+        # ui "images": the editor would show it a second time as its stock preview.
+        boxes = face_preview.face_previews(image, found, order, min_size)
         text = detection_summary(faces, found)
         if identity is not None:
             text += f"; only faces like the reference kept (similarity >= {reference_threshold:.2f})"
-        return {"ui": {"text": [text], "images": images, "gpen_faces": boxes},
+        return {"ui": {"text": [text], "gpen_faces": boxes},
                 "result": (faces, core_boxes.core_boxes(faces.per_image))}

@@ -1,5 +1,6 @@
 """The Detect node's preview (gpen_pipeline.preview), saved to ComfyUI's temp folder like PreviewImage
-does, plus the boxes as data so the editor can make each face clickable."""
+does, plus the boxes as data: the editor's face picker draws the boxes and numbers on it and makes each
+face clickable, so the picture itself is left unmarked (numbers drawn once)."""
 from __future__ import annotations
 
 import os
@@ -28,18 +29,16 @@ def save_temp_png(rgb: np.ndarray, prefix: str) -> dict:
     return {"filename": name, "subfolder": subfolder, "type": "temp"}
 
 
-def face_previews(images: torch.Tensor, found: Sequence[FoundFaces], order: str,
-                  min_size: float) -> tuple[list[dict], list[dict]]:
-    """(image refs, face data) for the first MAX_PREVIEW_IMAGES images of a batch.
-
-    Face data per image: {"image", "width", "height", "faces": [{"index", "box", "score", "selected"}]},
-    boxes in the pixels of the node's input image.
+def face_previews(images: torch.Tensor, found: Sequence[FoundFaces], order: str, min_size: float) -> list[dict]:
+    """One record per image for the first MAX_PREVIEW_IMAGES images of a batch:
+    {"image" (its number), "preview" (the temp PNG's {"filename","subfolder","type"}), "width", "height",
+    "faces": [{"index", "box", "score", "selected"}]}, boxes in the pixels of the node's input image.
     """
     prefix = "gpen_faces_" + "".join(random.choice(string.ascii_lowercase) for _ in range(5))
-    refs, data = [], []
+    records = []
     for number, faces in enumerate(found[:MAX_PREVIEW_IMAGES]):
-        picture, boxes = numbered_preview(images[number], faces.detected, faces.selected, order, min_size)
-        refs.append(save_temp_png(picture, prefix))
-        data.append({"image": number, "width": int(images.shape[2]), "height": int(images.shape[1]),
-                     "faces": boxes})
-    return refs, data
+        picture, boxes = numbered_preview(images[number], faces.detected, faces.selected, order, min_size,
+                                          draw=False)
+        records.append({"image": number, "preview": save_temp_png(picture, prefix),
+                        "width": int(images.shape[2]), "height": int(images.shape[1]), "faces": boxes})
+    return records

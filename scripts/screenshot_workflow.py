@@ -31,7 +31,7 @@ LOAD = """async ([workflow, name]) => {
 
 # Fit by hand: the frontend's own fit command keeps its old zoom until the canvas has been drawn.
 FIT = """() => {
-  const nodes = app.graph.nodes;
+  const nodes = app.rootGraph.nodes;
   const left = Math.min(...nodes.map((n) => n.pos[0]));
   const top = Math.min(...nodes.map((n) => n.pos[1] - LiteGraph.NODE_TITLE_HEIGHT));
   const right = Math.max(...nodes.map((n) => n.pos[0] + n.size[0]));
@@ -42,7 +42,7 @@ FIT = """() => {
                          (box.height - header - 2 * margin) / (bottom - top));
   app.canvas.ds.scale = scale;
   app.canvas.ds.offset = [(sidebar + margin) / scale - left, (header + margin) / scale - top];
-  app.graph.setDirtyCanvas(true, true);
+  app.rootGraph.setDirtyCanvas(true, true);
 }"""
 
 

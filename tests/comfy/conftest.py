@@ -92,13 +92,23 @@ def comfy(comfy_tree, tmp_path_factory):
             sys.path.remove(entry)
 
 
-@pytest.fixture(scope="session")
-def server(comfy_tree, tmp_path_factory):
+def install_or_skip(label: str) -> harness.ComfyInstall:
+    install = harness.comfy_install(label)
+    if install.missing:
+        pytest.skip(install.missing)
+    return install
+
+
+# The server tests run on both ComfyUI versions (0.33.0 with the frontend it pins: the server does
+# not use it); the editor tests (test_frontend.py) also on the newest frontend, see its `editor` fixture.
+@pytest.fixture(scope="session", params=harness.INSTALL_LABELS[:2])
+def server(request, tmp_path_factory):
     """A real ComfyUI server (main.py --cpu) with the fixture model and a corrupt one installed."""
+    install = install_or_skip(request.param)
     base = harness.make_base(tmp_path_factory.mktemp("comfy_server"))
     harness.put_model(base / "models" / "facerestore", "GPEN-tiny-64.pth")
     harness.write_corrupt_model(base / "models" / "facerestore", "GPEN-broken.pth")
-    srv = harness.ComfyServer(comfy_tree, base).start()
+    srv = harness.ComfyServer.of(install, base).start()
     try:
         yield srv.wait_ready()
     finally:

@@ -1,5 +1,10 @@
 """The editor extension (js/) in headless Chromium, driven by Playwright, against the real ComfyUI
-frontend served by a real ComfyUI server (one server and one browser for the module).
+frontend served by a real ComfyUI server, in both node renderers: the classic canvas and the new one
+("Nodes 2.0", Vue nodes). Each ComfyUI (harness.INSTALL_LABELS: 0.3.75 with its frontend 1.32.9,
+0.33.0 with 1.49.6, and 0.33.0 with the newest frontend, 1.58.1) gets one server; each renderer one
+page. The new renderer is tested from frontend 1.49.6 on: 1.32.9 has an early version of it. On the
+newest frontend only the tests marked `every_frontend` run, to keep CI short. The plain HTTP checks of
+the download routes run once, on 0.3.75.
 
 The server starts with empty model folders and GPEN_MODEL_URL_BASE pointing at a local HTTP
 server (tests/helpers/http_model_server.py) that serves a small GPEN made here, so the download
@@ -16,9 +21,9 @@ import os
 import shutil
 import sys
 import time
+import urllib.parse
 import urllib.request
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -31,15 +36,27 @@ from http_model_server import ModelServer, Route  # noqa: E402
 
 from fixture_files import small_config, small_gpen  # noqa: E402
 from gpen_arch import GPENConfig  # noqa: E402
+from editor_page import (  # noqa: E402
+    CHOOSE_MODEL, CHROMIUM, CHROMIUM_FLAGS, NEW_NODE, PACK_JS, RECORD_DEPRECATIONS, TIMEOUT_MS, WIDGET_VALUE,
+    BrowserLog, close_dialogs, no_errors_from_us, refresh_lists, screenshot, wait_download_finished,
+    wait_fully_visible,
+)
 
-CHROMIUM = os.environ.get("GPEN_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--disable-dev-shm-usage"]
-PACK_JS = f"/extensions/{harness.PACK_NAME}/"
 LOADED_MESSAGE = "[GPEN] editor extension loaded"
 SMALL_CONFIG = GPENConfig(size=64, style_dim=128, channel_multiplier=1, narrow=0.125)
-TIMEOUT_MS = 30_000
+RENDERERS = ("classic", "vue")
+
+every_frontend = pytest.mark.every_frontend
+
+
+def pytest_generate_tests(metafunc):
+    if "page" in metafunc.fixturenames:
+        lean = metafunc.definition.get_closest_marker("every_frontend") is not None
+        installs = harness.INSTALL_LABELS if lean else harness.INSTALL_LABELS[:2]
+        metafunc.parametrize("install_label", installs, scope="module")
+        metafunc.parametrize("renderer", RENDERERS, scope="module")
+    elif "ui_server" in metafunc.fixturenames:
+        metafunc.parametrize("install_label", harness.INSTALL_LABELS[:1], scope="module")
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -73,33 +90,23 @@ def mirror():
 
 
 @pytest.fixture(scope="module")
-def ui_server(comfy_tree, tmp_path_factory, mirror):
+def ui_server(install_label, tmp_path_factory, mirror):
+    install = harness.comfy_install(install_label)
+    if install.missing:
+        pytest.skip(install.missing)
     base = harness.make_base(tmp_path_factory.mktemp("comfy_ui"))
     settings = base / "user" / "default" / "comfy.settings.json"
     settings.parent.mkdir(parents=True, exist_ok=True)
     # A returning user: no first-run template browser covering the canvas.
     settings.write_text(json.dumps({"Comfy.TutorialCompleted": True}), encoding="utf-8")
     shutil.copyfile(six_face_photo(), base / "input" / "t1.jpg")
-    server = harness.ComfyServer(comfy_tree, base)
+    server = harness.ComfyServer.of(install, base)
     with environment(GPEN_MODEL_URL_BASE=mirror.url_base):
         server.start()
     try:
         yield server.wait_ready()
     finally:
         server.stop()
-
-
-@dataclass
-class BrowserLog:
-    console: list[tuple[str, str, str]] = field(default_factory=list)  # (type, text, source url)
-    requests: list[str] = field(default_factory=list)
-
-    def ours(self, kinds=("error", "pageerror")) -> list[tuple[str, str, str]]:
-        """Errors raised in our files (the source or a stack line) or by requests to our routes.
-        Not the stock frontend's own (for example its blocked registry look-up of our node ids)."""
-        marks = (PACK_JS, "/gpen/")
-        return [entry for entry in self.console
-                if entry[0] in kinds and any(mark in entry[1] or mark in entry[2] for mark in marks)]
 
 
 @pytest.fixture(scope="module")
@@ -119,59 +126,24 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def page(browser, ui_server):
+def page(browser, ui_server, install_label, renderer):
+    if renderer == "vue" and install_label == harness.INSTALL_LABELS[0]:
+        pytest.skip("the new renderer is tested from frontend 1.49.6 on: the one in 1.32.9 (ComfyUI 0.3.75) "
+                    "is an early version that does not follow node.setSize or the positions of loaded nodes")
     tab = browser.new_page(viewport={"width": 1400, "height": 900})
     log = BrowserLog()
     tab.on("console", lambda m: log.console.append((m.type, m.text, m.location.get("url", ""))))
     tab.on("pageerror", lambda e: log.console.append(("pageerror", f"{e}\n{getattr(e, 'stack', '')}", "")))
     tab.on("request", lambda r: log.requests.append(r.url))
+    tab.add_init_script(RECORD_DEPRECATIONS)
     tab.set_default_timeout(TIMEOUT_MS)
     tab.goto(ui_server.url)
-    tab.wait_for_function("() => window.app?.graph && document.getElementById('gpen-style')")
+    tab.wait_for_function("() => window.app?.canvas?.graph && document.getElementById('gpen-style')")
+    tab.evaluate("(vue) => app.extensionManager.setting.set('Comfy.VueNodes.Enabled', vue)", renderer == "vue")
     tab.gpen_log = log
+    tab.gpen_combo = f"{install_label}-{renderer}"
     yield tab
     tab.close()
-
-
-# --------------------------------------------------------------------------- page helpers
-
-NEW_NODE = """async (type) => {
-  app.graph.clear();
-  const node = LiteGraph.createNode(type);
-  node.pos = [320, 220];
-  app.graph.add(node);
-  app.canvas.ds.scale = 1;
-  app.canvas.ds.offset = [0, 0];
-  app.graph.setDirtyCanvas(true, true);
-  await new Promise((resolve) => setTimeout(resolve, 300));
-  return node.id;
-}"""
-
-CHOOSE_MODEL = """([id, name]) => {
-  const node = app.graph.getNodeById(id);
-  const widget = node.widgets.find((w) => w.name === "model_name");
-  widget.value = name;
-  widget.callback?.(name, app.canvas, node);
-  app.graph.setDirtyCanvas(true, true);
-  return widget.options.values;
-}"""
-
-WIDGET_VALUE = """([id, name]) => app.graph.getNodeById(id).widgets.find((w) => w.name === name).value"""
-
-
-def close_dialogs(page) -> None:
-    """ComfyUI's own dialogs (the error report of a failed run) cover the canvas; Escape closes them."""
-    masks = page.locator(".p-dialog-mask")
-    for _ in range(5):
-        if masks.count() == 0:
-            return
-        page.keyboard.press("Escape")
-        page.wait_for_timeout(100)
-    assert masks.count() == 0, "a ComfyUI dialog stays open"
-
-
-def refresh_lists(page) -> None:
-    page.evaluate("() => app.refreshComboInNodes()")
 
 
 def model_folder(server) -> Path:
@@ -183,22 +155,10 @@ def empty_model_folder(server) -> None:
         path.unlink()
 
 
-def no_errors_from_us(page) -> None:
-    assert page.gpen_log.ours() == []
-
-
-def wait_download_finished(page) -> str:
-    status = page.locator(".gpen-download-status")
-    page.wait_for_function("""() => {
-      const s = document.querySelector('.gpen-download-status');
-      return s && (s.classList.contains('gpen-ok') || s.classList.contains('gpen-error'));
-    }""")
-    return status.get_attribute("class")
-
-
 # --------------------------------------------------------------------------- browser tests
 
 
+@every_frontend
 def test_extension_loads_and_talks_only_to_its_server(page, ui_server):
     log = page.gpen_log
     assert any(kind == "log" and text == LOADED_MESSAGE and url.endswith(PACK_JS + "gpen.js")
@@ -207,7 +167,8 @@ def test_extension_loads_and_talks_only_to_its_server(page, ui_server):
     assert {PACK_JS + "gpen.js", PACK_JS + "gpen_model_panel.js", PACK_JS + "gpen_face_picker.js"} <= set(served)
     for name in served:  # every call goes through ComfyUI's api.fetchApi, never to another host
         with urllib.request.urlopen(ui_server.url + name, timeout=10) as response:
-            source = response.read().decode("utf-8")
+            # the SVG namespace is a name, never fetched
+            source = response.read().decode("utf-8").replace('"http://www.w3.org/2000/svg"', "")
         for forbidden in ("http://", "https://", "fetch(", "XMLHttpRequest", "WebSocket(", "import("):
             assert forbidden not in source, f"{name} contains {forbidden!r}"
     ours = [url for url in log.requests if "gpen" in url.lower()]
@@ -243,6 +204,7 @@ def test_a_cut_download_leaves_no_model_and_says_why(page, ui_server, mirror):
     no_errors_from_us(page)
 
 
+@every_frontend
 def test_download_button_installs_the_first_model_with_progress(page, ui_server, mirror):
     body, parameters = small_gpen(seed=2, config=small_config(256))  # GPEN-BFR-256.pth must be a GPEN-256
     mirror.serve("/GPEN-BFR-256.pth", Route(body=body))
@@ -280,7 +242,7 @@ def test_download_button_installs_the_first_model_with_progress(page, ui_server,
     assert len(set(moving)) >= 3 and seen == sorted(seen) and seen[-1] == 100, seen
 
     # The model list was refreshed and the new file chosen; its info is shown.
-    page.wait_for_function("""(id) => app.graph.getNodeById(id).widgets[0].value === 'GPEN-BFR-256.pth'""", arg=node)
+    page.wait_for_function("""(id) => app.rootGraph.getNodeById(id).widgets[0].value === 'GPEN-BFR-256.pth'""", arg=node)
     info = page.locator(".gpen-info")
     page.locator(".gpen-info[data-file='GPEN-BFR-256.pth']").wait_for()
     assert info.inner_text().startswith("GPEN-256 · face restoration · 256×256 px faces")
@@ -289,6 +251,9 @@ def test_download_button_installs_the_first_model_with_progress(page, ui_server,
     assert digest in page.locator(".gpen-hash").inner_text()
     assert "non-commercial" in page.locator(".gpen-licence").inner_text()
     page.locator(".gpen-download").wait_for(state="hidden")
+    wait_fully_visible(page, ".gpen-licence")  # not cut off by the panel's edge, not covered
+    wait_fully_visible(page, ".gpen-hash")
+    screenshot(page, node, "model-panel")
     no_errors_from_us(page)
 
 
@@ -322,6 +287,7 @@ def test_cancel_button_stops_the_download_and_leaves_nothing(page, ui_server, mi
     no_errors_from_us(page)
 
 
+@every_frontend
 def test_choosing_a_model_shows_what_it_is(page, ui_server):
     folder = model_folder(ui_server)
     other = GPENConfig(size=64, style_dim=128, channel_multiplier=2, narrow=0.125, isconcat=False)
@@ -345,7 +311,7 @@ def test_choosing_a_model_shows_what_it_is(page, ui_server):
     # The panel is neither saved in the workflow nor sent with the prompt: saved workflows keep their
     # widget positions.
     saved, sent = page.evaluate("""async (id) => {
-      const node = app.graph.serialize().nodes.find((n) => n.id === id);
+      const node = app.rootGraph.serialize().nodes.find((n) => String(n.id) === String(id));
       const prompt = await app.graphToPrompt();
       return [node.widgets_values, prompt.output[String(id)].inputs];
     }""", node)
@@ -375,7 +341,7 @@ def test_a_failed_run_is_explained_on_the_node(page, ui_server):
                               "mask_mode": "parse", "color_match": False, "device": "auto", "precision": "auto"}},
              "3": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}}}
     page.evaluate("""async (graph) => {
-      app.graph.clear();
+      app.rootGraph.clear();
       await app.loadApiJson(graph, "gpen-error.json");
       app.canvas.ds.scale = 1;
       app.canvas.ds.offset = [0, 0];
@@ -388,6 +354,7 @@ def test_a_failed_run_is_explained_on_the_node(page, ui_server):
     no_errors_from_us(page)
 
 
+@every_frontend
 def test_clicking_a_numbered_face_toggles_its_index(page, ui_server):
     graph = {"1": {"class_type": "LoadImage", "inputs": {"image": "t1.jpg"}},
              "2": {"class_type": "GPENDetectFaces",
@@ -395,22 +362,36 @@ def test_clicking_a_numbered_face_toggles_its_index(page, ui_server):
                               "order": "left-right", "indices": "", "min_size": 0, "max_faces": 0}}}
     close_dialogs(page)
     node = page.evaluate("""async (graph) => {
-      app.graph.clear();
+      app.rootGraph.clear();
       await app.loadApiJson(graph, "gpen-faces.json");
-      const node = app.graph.nodes.find((n) => n.comfyClass === "GPENDetectFaces");
+      const load = app.rootGraph.nodes.find((n) => n.comfyClass === "LoadImage");
+      const node = app.rootGraph.nodes.find((n) => n.comfyClass === "GPENDetectFaces");
+      load.pos = [20, 120];
       node.pos = [420, 120];
       node.setSize([420, 520]);
       app.canvas.ds.scale = 1;
       app.canvas.ds.offset = [0, 0];
-      app.graph.setDirtyCanvas(true, true);
+      app.rootGraph.setDirtyCanvas(true, true);
       await app.queuePrompt(0, 1);
       return node.id;
     }""", graph)
     faces = page.locator(".gpen-face")
     page.wait_for_function("() => document.querySelectorAll('.gpen-face').length >= 6", timeout=60_000)
     assert faces.count() == 6
-    # the preview PNG the node saved in ComfyUI's temp folder is what the picker shows
-    page.wait_for_function("() => document.querySelector('.gpen-stage img')?.naturalWidth === 1024")
+    # the unmarked preview PNG the node saved in ComfyUI's temp folder is what the picker shows, once
+    page.locator(".gpen-stage[data-loaded='true']").wait_for()
+    href = page.locator(".gpen-stage image").get_attribute("href")
+    query = urllib.parse.parse_qs(urllib.parse.urlparse(href).query)
+    assert query["type"] == ["temp"] and query["filename"][0].startswith("gpen_faces_")
+    preview = ui_server.base / "temp" / query.get("subfolder", [""])[0] / query["filename"][0]
+    assert harness.read_png(preview).shape[1] == 1024
+    # the picture as shown: the picker's whole width, at the picture's aspect ratio
+    stage, picker = page.locator(".gpen-stage image").bounding_box(), page.locator(".gpen-picker").bounding_box()
+    assert stage["width"] >= 200 and stage["width"] >= picker["width"] - 2, (stage, picker)
+    assert abs(stage["height"] / stage["width"] - 886 / 1280) < 0.02, stage
+    wait_fully_visible(page, ".gpen-picker-hint")  # no face number drawn over it
+    assert page.locator(".gpen-picker img").count() == 0  # no stock preview beside the picker
+    assert page.locator(f'[data-node-id="{node}"] img').count() == 0
     numbers = [faces.nth(i).get_attribute("data-index") for i in range(6)]
     assert sorted(numbers) == [str(i) for i in range(6)]
     # order "left-right": a face further right has a larger number
@@ -426,6 +407,11 @@ def test_clicking_a_numbered_face_toggles_its_index(page, ui_server):
     assert page.evaluate(WIDGET_VALUE, [node, "indices"]) == "4"
     assert [faces.nth(i).get_attribute("data-index") for i in range(6)
             if "gpen-kept" in faces.nth(i).get_attribute("class")] == ["4"]
+    # every face box lies on the picture, and its number is drawn once (by the picker, not the PNG)
+    for i in range(6):
+        box, pic = faces.nth(i).bounding_box(), stage
+        assert pic["x"] <= box["x"] and box["x"] + box["width"] <= pic["x"] + pic["width"] + 1
+    screenshot(page, node, "face-picker")
 
     # The next run uses the picked face only.
     page.evaluate("() => app.queuePrompt(0, 1)")
