@@ -4,7 +4,8 @@
                                              # the command line's memory on an 8000x8000 16-bit RGBA file,
                                              # what its JPEG output keeps (photo files),
                                              # identity (ArcFace-R50 beside GPEN-512), seams,
-                                             # cold start, video (stability, lag, memory),
+                                             # cold start, contention (beside another job),
+                                             # video (stability, lag, memory),
                                              # the face parser (speed; masks parsed at 256 against 512)
     .venv/bin/python bench/run.py --quick    # fewer repeats, BFR-512 only, 12 frames, 4000x4000: minutes on 2 cores
 
@@ -35,6 +36,8 @@ def main() -> None:
         ["identity.py", *repeats],
         ["seams.py"],
         ["cold_start.py"],
+        ["contention.py", *repeats],
+        ["contention.py", *repeats, "--other", "busy"],
         ["parser.py", *repeats],
         ["parser_masks.py"],
         ["video.py", *(["--memory-frames", "50"] if args.quick else [])],
