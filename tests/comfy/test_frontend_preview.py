@@ -39,7 +39,7 @@ def preview_path(comfy, ref: dict) -> Path:
 def test_preview_numbers_every_face_as_data_and_leaves_the_picture_unmarked(comfy, detect):
     photo = t1_photo()
     out = detect.detect(as_image(photo), order="left-right", indices="1,3")
-    ui, (faces,) = out["ui"], out["result"]
+    ui, (faces, _) = out["ui"], out["result"]
     assert comfy.nodes.NODE_CLASS_MAPPINGS["GPENDetectFaces"].OUTPUT_NODE is True
     assert "images" not in ui  # the editor's stock preview would show the picture a second time
     (data,) = ui["gpen_faces"]
