@@ -143,3 +143,32 @@ def test_the_nodes_and_the_command_line_give_the_same_image(server, inputs, tmp_
     assert np.abs(from_cli - original).max() > 20  # the face was restored
     for node in ("3", "8"):
         assert np.abs(saved(server, entry, node).astype(int) - from_cli).max() <= 1, node
+
+
+def test_our_faces_draw_with_the_core_bounding_box_nodes(server, inputs):
+    """Detect Faces' boxes into core Draw BBoxes (ComfyUI 0.33.0 has it), and the boxes back into Face
+    Restore, through /prompt."""
+    info = server.get("/object_info")
+    if "DrawBBoxes" not in info:
+        pytest.skip("this ComfyUI has no core bounding-box nodes (they came after 0.3.75)")
+    graph = {"1": load_image("astronaut.png"),
+             "2": harness.gpen_chain(MODEL)["5"],
+             "3": {"class_type": "DrawBBoxes", "inputs": {"image": ["1", 0], "bboxes": ["2", 1]}},
+             "4": save_image("3", "gpen/boxes"),
+             "5": harness.gpen_one_node(MODEL),
+             "6": save_image("5", "gpen/boxed")}
+    graph["5"]["inputs"]["bboxes"] = ["2", 1]
+    entry = server.run(graph)
+    assert entry["status"]["status_str"] == "success", harness.history_error(entry)
+    drawn, photo = saved(server, entry, "4"), harness.read_png(inputs / "astronaut.png")
+    changed = np.any(drawn[..., :3] != photo[..., :3], axis=2)
+    assert changed.any() and changed.mean() < 0.2  # a box drawn around the face, the rest as it was
+    assert np.any(saved(server, entry, "6")[..., :3] != photo[..., :3])  # the face in the box was restored
+
+
+def test_object_info_carries_search_aliases_and_advanced_inputs(server):
+    info = server.get("/object_info")["GPENFaceRestore"]
+    assert info["input"]["required"]["device"][1]["advanced"] is True
+    assert "advanced" not in info["input"]["required"]["strength"][1]
+    if "search_aliases" in info:  # sent by ComfyUI 0.33.0 for V1 nodes, not by 0.3.75
+        assert "face restore" in info["search_aliases"]
