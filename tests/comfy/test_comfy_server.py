@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import urllib.parse
 
 import numpy as np
 import pytest
@@ -108,8 +109,8 @@ def test_example_workflows_are_offered_and_run(server, inputs):
     assert set(templates[harness.PACK_NAME]) >= {p.stem for p in harness.example_paths()}
     harness.save_png(harness.face_photo(192), inputs / "example.png")
     info = server.get("/object_info")
-    for name in ("gpen_face_restore", "gpen_four_node_chain"):
-        workflow = server.get(f"/api/workflow_templates/{harness.PACK_NAME}/{name}.json")
+    for name in ("GPEN restore faces in one node", "GPEN four nodes, every option"):
+        workflow = server.get(f"/api/workflow_templates/{harness.PACK_NAME}/{urllib.parse.quote(name)}.json")
         overrides = {(n["id"], "model_name"): MODEL for n in workflow["nodes"]
                      if n["type"] in ("GPENFaceRestore", "GPENLoadModel")}
         graph = harness.ui_to_api(workflow, lambda t: info[t]["input"], overrides)

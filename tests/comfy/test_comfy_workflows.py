@@ -8,17 +8,19 @@ import numpy as np
 import pytest
 
 import comfy_harness as harness
+import example_inputs
 
 EXAMPLES = harness.example_paths()
-REQUIRED_EXAMPLES = {"gpen_face_restore", "gpen_four_node_chain", "gpen_old_photo_colorize",
-                     "gpen_inpaint_with_mask", "gpen_video_frames_batch", "gpen_video_clip"}
-CLIP_EXAMPLE = "gpen_video_clip"  # reads a video file: run by its own test
+# The file names are the titles ComfyUI's Templates dialog shows (and its descriptions).
+ONE_NODE, CHAIN = "GPEN restore faces in one node", "GPEN four nodes, every option"
+COLORIZE, INPAINT = "GPEN colorize an old photo", "GPEN inpaint a damaged photo"
+CLIP_EXAMPLE = "GPEN restore a clip with sound"  # reads a video file: run by its own test
+REQUIRED_EXAMPLES = {ONE_NODE, CHAIN, COLORIZE, INPAINT, "GPEN restore video frames", CLIP_EXAMPLE}
 IMAGE_EXAMPLES = [path for path in EXAMPLES if path.stem != CLIP_EXAMPLE]
 SMALL = "GPEN-tiny-64.pth"  # installed by the `server` fixture
 SIZE = 192
-DAMAGE = (0.36, 0.18, 0.52, 0.30)  # over the astronaut's eyes, as fractions of the image
-INPUT_OF = {"gpen_old_photo_colorize": "wf_old_photo.png", "gpen_inpaint_with_mask": "wf_damaged.png"}
-TASK_OF = {"gpen_old_photo_colorize": "colorize", "gpen_inpaint_with_mask": "inpaint"}
+INPUT_OF = {COLORIZE: "wf_old_photo.png", INPAINT: "wf_damaged.png"}
+TASK_OF = {COLORIZE: "colorize", INPAINT: "inpaint"}
 
 
 def load(path):
@@ -38,6 +40,43 @@ def classes(comfy):
 
 def test_the_required_examples_exist():
     assert REQUIRED_EXAMPLES <= {p.stem for p in EXAMPLES}
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_each_example_has_a_readable_title_and_its_own_small_thumbnail(path):
+    """The Templates dialog shows the file name as title and (with '-' and '_' as spaces) as
+    description, and `<name>.jpg` beside it as thumbnail (made by scripts/screenshot_workflow.py)."""
+    from PIL import Image
+
+    assert path.stem.startswith("GPEN ") and not set("-_") & set(path.stem), path.stem
+    thumbnail = path.with_suffix(".jpg")
+    with Image.open(thumbnail) as image:
+        assert image.format == "JPEG" and image.width <= 640
+    assert 5_000 < thumbnail.stat().st_size < 80_000
+
+
+# The area of a 1400x800 window that the frontend's top bars, the left sidebar and the canvas
+# controls at the bottom leave free (frontends 1.32.9 and 1.58.1), in page pixels.
+FREE_AREA = (70, 135, 1390, 750)
+TITLE_HEIGHT = 30
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_each_example_opens_in_view_with_no_node_over_another(path):
+    """The saved view shows every node in the free area and no two nodes (title bars included)
+    overlap, at the sizes saved (the frontend only ever grows them: the sizes leave room for the
+    run's previews)."""
+    workflow = load(path)
+    scale, (dx, dy) = workflow["extra"]["ds"]["scale"], workflow["extra"]["ds"]["offset"]
+    boxes = {n["id"]: (n["pos"][0], n["pos"][1] - TITLE_HEIGHT, n["pos"][0] + n["size"][0],
+                       n["pos"][1] + n["size"][1]) for n in workflow["nodes"]}
+    left, top, right, bottom = FREE_AREA
+    for node_id, (x0, y0, x1, y1) in boxes.items():
+        page = ((x0 + dx) * scale, (y0 + dy) * scale, (x1 + dx) * scale, (y1 + dy) * scale)
+        assert left <= page[0] and top <= page[1] and page[2] <= right and page[3] <= bottom, (node_id, page)
+    for a, p in boxes.items():
+        for b, q in boxes.items():
+            assert a >= b or not (p[0] < q[2] and q[0] < p[2] and p[1] < q[3] and q[1] < p[3]), (a, b)
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
@@ -107,12 +146,11 @@ def example_server(server):
     released = {name for path in EXAMPLES for name in harness.model_names(load(path)) if harness.names_a_task(name)}
     installed = [harness.put_model(folder, name) for name in sorted(released)]
     photo = harness.face_photo(SIZE)
-    grey = np.repeat(np.rint(photo @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)[..., None], 3, axis=-1)
     inputs = server.base / "input"
     harness.save_png(photo, inputs / "wf_photo.png")
     harness.save_png(np.ascontiguousarray(photo[:, ::-1]), inputs / "wf_photo_mirrored.png")
-    harness.save_png(grey, inputs / "wf_old_photo.png")
-    harness.save_png(harness.with_damage(photo, DAMAGE), inputs / "wf_damaged.png")
+    harness.save_png(example_inputs.grey_photo(photo), inputs / "wf_old_photo.png")
+    harness.save_png(harness.with_damage(photo, example_inputs.DAMAGE), inputs / "wf_damaged.png")
     try:
         yield server
     finally:
@@ -163,10 +201,10 @@ def test_example_runs_and_changes_only_the_faces(example_server, path):
         summary = entry["outputs"][harness.node_of(workflow, "GPENLoadModel")]["text"][0]
         assert f"task {TASK_OF.get(path.stem, 'restore')}" in summary, summary
     face = masks[0] > 0.9
-    if path.stem == "gpen_old_photo_colorize":  # keep_gray=auto must not turn the colorized face grey again
+    if path.stem == COLORIZE:  # keep_gray=auto must not turn the colorized face grey again
         chroma = images[0].astype(int).max(axis=-1) - images[0].astype(int).min(axis=-1)
         assert (chroma[face] > 8).mean() > 0.5 and chroma[masks[0] == 0].max() <= 1  # 8-bit mask rounding
-    if path.stem == "gpen_inpaint_with_mask":  # the damage lies over the face and was painted over
+    if path.stem == INPAINT:  # the damage lies over the face and was painted over
         damage = harness.read_png(server.base / "input" / image_name)[..., 3] == 0
         assert (masks[0][damage] > 0.5).mean() > 0.9
         assert (np.abs(images[0].astype(int) - original).max(axis=-1)[damage] > 2).mean() > 0.5
@@ -177,22 +215,10 @@ def test_the_clip_example_restores_every_frame_of_a_video_and_keeps_its_frame_ra
     writes as many frames at the same rate, and the face changed in every frame while the margins
     kept their grey (within the video codec's error)."""
     import av
-    import cv2
 
     server, workflow = example_server, load(harness.EXAMPLES / f"{CLIP_EXAMPLE}.json")
-    face = cv2.resize(astronaut[0:400, 60:460], (96, 96), interpolation=cv2.INTER_AREA)
-    frames = []
-    with av.open(str(server.base / "input" / "wf_clip.mp4"), "w") as out:
-        stream = out.add_stream("libx264", rate=12, options={"qp": "0"})
-        stream.width, stream.height, stream.pix_fmt = 160, 96, "yuv420p"
-        for index in range(12):
-            rgb = np.full((96, 160, 3), 90, np.uint8)
-            rgb[:, 20 + 2 * index: 116 + 2 * index] = face
-            frames.append(rgb)
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame.pts = index
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
+    frames = example_inputs.clip_frames(example_inputs.clip_face(astronaut))
+    example_inputs.write_clip(server.base / "input" / "wf_clip.mp4", frames, rate=12)
     info = server.get("/object_info")
     overrides = {**harness.example_overrides(workflow, "unused.png", SMALL),
                  (int(harness.node_of(workflow, "LoadVideo")), "file"): "wf_clip.mp4"}
@@ -213,7 +239,7 @@ def test_the_clip_example_restores_every_frame_of_a_video_and_keeps_its_frame_ra
 def test_a_second_run_reuses_the_loaded_model(example_server):
     """Run the four-node chain on one photo and then on another: ComfyUI takes the loader's output
     from its cache (no second "[GPEN] loaded" log line) while detection runs again."""
-    server, workflow = example_server, load(harness.EXAMPLES / "gpen_four_node_chain.json")
+    server, workflow = example_server, load(harness.EXAMPLES / f"{CHAIN}.json")
     loader, detect = harness.node_of(workflow, "GPENLoadModel"), harness.node_of(workflow, "GPENDetectFaces")
     run_example(server, workflow, "wf_photo.png")
     loads_before = server.log_tail(10**7).count("[GPEN] loaded ")
