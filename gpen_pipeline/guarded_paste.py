@@ -34,8 +34,8 @@ def paste_guarded(image: Image, restored: Sequence[RestoredFace], options: Paste
     before = None if check is None else embed_faces(check.recognizer, image, faces)
     result = paste_back(image, restored, options, parser, region_mask, memory=memory)
     if options.sharpness_limit and faces:
-        strengths = limited_strengths(as_tensor(image, result.image.device), result.image, result.mask, faces, strengths,
-                                      options.sharpness_limit)
+        pixels = as_tensor(image, result.image.device)
+        strengths = limited_strengths(pixels, result.image, result.mask, faces, strengths, options.sharpness_limit)
         lowered_by = ["sharpness" if s < asked else "" for s in strengths]
         if any(lowered_by):
             result = paste_back(image, restored, options, parser, region_mask, strengths, memory)

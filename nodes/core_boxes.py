@@ -40,6 +40,34 @@ def boxes_per_image(value, images: int, name: str = "bboxes") -> list[list[tuple
     return [[_corners(box, name, index) for box in each] for index, each in enumerate(value)]
 
 
+def boxes_from_masks(masks, images: int, hw: tuple[int, int],
+                     name: str = "face_masks") -> list[list[tuple[float, float, float, float]]]:
+    """(x1, y1, x2, y2) boxes for each of `images` images from a MASK with one face per mask (a
+    segmentation node's): for a single image every mask is one of its faces, for a batch mask i is
+    image i's face. Each box is the bounding box of its mask's pixels above one half; an empty mask
+    gives no face."""
+    if not hasattr(masks, "ndim") or masks.ndim not in (2, 3):
+        raise BoxesRefused(f"{name} must be a ComfyUI MASK [masks, height, width], got {shown(masks)}")
+    masks = masks[None] if masks.ndim == 2 else masks
+    if tuple(masks.shape[1:]) != tuple(hw):
+        raise BoxesRefused(f"{name} is {masks.shape[2]}x{masks.shape[1]} but the image is {hw[1]}x{hw[0]}; "
+                           "give masks of the image's size")
+    if images > 1 and masks.shape[0] != images:
+        raise BoxesRefused(f"{name} has {masks.shape[0]} masks for {images} images: give one mask per face of a "
+                           "single image, or one face's mask per image of a batch")
+    boxes = [_mask_box(mask) for mask in masks]
+    found = [box for box in boxes if box is not None]
+    return [found] if images == 1 else [[box] if box is not None else [] for box in boxes]
+
+
+def _mask_box(mask) -> tuple[float, float, float, float] | None:
+    rows, cols = (mask > 0.5).any(dim=1), (mask > 0.5).any(dim=0)
+    if not rows.any():
+        return None
+    ys, xs = rows.nonzero()[:, 0], cols.nonzero()[:, 0]
+    return float(xs[0]), float(ys[0]), float(xs[-1]) + 1.0, float(ys[-1]) + 1.0
+
+
 def _corners(box, name: str, image: int) -> tuple[float, float, float, float]:
     if not isinstance(box, dict) or any(key not in box for key in _KEYS):
         raise BoxesRefused(f"{name} of image {image}: each box must be a dict with x, y, width and height, "

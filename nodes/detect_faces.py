@@ -30,13 +30,13 @@ def tracks_clip(image: torch.Tensor, smoothing: float) -> bool:
 
 def detect_batch(image: torch.Tensor, detector: str = DEFAULT_DETECTOR, select: SelectOptions = SelectOptions(),
                  pbar=None, smoothing: float = 0.0, identity: IdentityCheck | None = None,
-                 bboxes=None) -> tuple[common.DetectedFaces, list]:
+                 bboxes=None, face_masks: torch.Tensor | None = None) -> tuple[common.DetectedFaces, list]:
     """The find stage on every image of an IMAGE batch: (the selected faces, every image's FoundFaces);
     a clip's faces tracked and smoothed (tracks_clip). With `identity` references, only the selected
-    faces like a reference stay selected. bboxes: a core BOUNDING_BOX value; only the faces in those
-    boxes are looked at (gpen_pipeline.boxed_faces)."""
+    faces like a reference stay selected. bboxes: a core BOUNDING_BOX value, face_masks: a MASK per
+    face; only the faces in those boxes (and the masks' boxes) are looked at (gpen_pipeline.boxed_faces)."""
     tensors.check_image_batch(image)
-    boxes = None if bboxes is None else core_boxes.boxes_per_image(bboxes, image.shape[0])
+    boxes = given_boxes(image, bboxes, face_masks)
     found_by = face_helpers.get_detector(detector)
     pbar = pbar or common.progress_bar(image.shape[0])
     if tracks_clip(image, smoothing):
@@ -64,6 +64,19 @@ def detect_batch(image: torch.Tensor, detector: str = DEFAULT_DETECTOR, select: 
     return selected, found
 
 
+def given_boxes(image: torch.Tensor, bboxes=None, face_masks: torch.Tensor | None = None) -> list | None:
+    """Per image, the face boxes given as core bounding boxes and as masks (both may be), or None."""
+    if bboxes is None and face_masks is None:
+        return None
+    count, hw = image.shape[0], tuple(image.shape[1:3])
+    boxes = [[] for _ in range(count)]
+    for given in (core_boxes.boxes_per_image(bboxes, count) if bboxes is not None else (),
+                  core_boxes.boxes_from_masks(face_masks, count, hw) if face_masks is not None else ()):
+        for mine, theirs in zip(boxes, given):
+            mine.extend(theirs)
+    return boxes
+
+
 THRESHOLD_TOOLTIP = (f"Minimum detection score, from {MIN_THRESHOLD} (lower finds only noise) to 1. Lower it "
                      "when faces are missed, raise it when things that are not faces are found. At most "
                      f"{MAX_FACES} faces per image are kept, the best scores first.")
@@ -75,6 +88,11 @@ def detection_summary(faces: common.DetectedFaces, found: list | None = None) ->
     missed = sum(len(each.missed) for each in found or ())
     return text + (f"; {missed} box(es) given without a face, skipped" if missed else "")
 
+
+FACE_MASKS_INPUT = ("MASK", {
+    "tooltip": "Optional: faces given as masks, one per face (e.g. from a segmentation node): for one image every "
+               "mask is one of its faces, for a batch mask i is image i's face. Each mask's box is searched like "
+               "a box given in 'bboxes'; the paste keeps this pack's own soft mask."})
 
 BBOXES_INPUT = (core_boxes.TYPE, {
     "forceInput": True,
@@ -130,6 +148,7 @@ class DetectFaces:
                 "reference_threshold": common.advanced(identity_inputs.REFERENCE_THRESHOLD_INPUT),
                 "recognizer": common.advanced(identity_inputs.recognizer_input(identity_inputs.RECOGNIZER_CHOICES[1])),
                 "bboxes": BBOXES_INPUT,
+                "face_masks": FACE_MASKS_INPUT,
             },
         }
 
@@ -143,14 +162,15 @@ class DetectFaces:
     def detect(self, image, detector=DEFAULT_DETECTOR, threshold=0.5, order="large-small", indices="",
                min_size=0, max_faces=0, smoothing=SMOOTHING_INPUT[1]["default"], reference=None,
                reference_threshold=identity_inputs.DEFAULT_REFERENCE_THRESHOLD,
-               recognizer=identity_inputs.RECOGNIZER_CHOICES[1], bboxes=None):
+               recognizer=identity_inputs.RECOGNIZER_CHOICES[1], bboxes=None, face_masks=None):
         select = SelectOptions(threshold=threshold, order=order, indices=indices, min_size=min_size,
                                max_count=max_faces)
         identity = None
         if reference is not None:
             identity = identity_inputs.identity_check(recognizer, reference=reference,
                                                       reference_threshold=reference_threshold, detector=detector)
-        faces, found = detect_batch(image, detector, select, smoothing=smoothing, identity=identity, bboxes=bboxes)
+        faces, found = detect_batch(image, detector, select, smoothing=smoothing, identity=identity, bboxes=bboxes,
+                                    face_masks=face_masks)
         # Every candidate, numbered the way `indices` counts them, for the editor's face picker. Not under
         # ui "images": the editor would show it a second time as its stock preview.
         boxes = face_preview.face_previews(image, found, order, min_size)

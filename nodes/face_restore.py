@@ -7,7 +7,7 @@ from gpen_pipeline import (DEFAULT_DETECTOR, DETECTOR_NAMES, MASK_MODES, MAX_FAC
                            SelectOptions, TrackMemory, TrackOptions, enhance_images)
 
 from . import common, face_helpers, identity_inputs, tensors
-from .detect_faces import BBOXES_INPUT, SMOOTHING_INPUT, DetectFaces, detect_batch, tracks_clip
+from .detect_faces import BBOXES_INPUT, FACE_MASKS_INPUT, SMOOTHING_INPUT, DetectFaces, detect_batch, tracks_clip
 from .load_model import LoadGPENModel
 from .paste_back import BLEND_INPUTS, SHARPNESS_INPUT, PasteBack, paste_options
 from .restore_faces import COLORIZE_INPUT, check_task
@@ -64,6 +64,7 @@ class FaceRestore:
                 "reference_threshold": common.advanced(identity_inputs.REFERENCE_THRESHOLD_INPUT),
                 "sharpness_limit": common.advanced(SHARPNESS_INPUT),
                 "bboxes": BBOXES_INPUT,
+                "face_masks": FACE_MASKS_INPUT,
             },
         }
 
@@ -88,7 +89,8 @@ class FaceRestore:
                 mask_mode="official", color_match=False, device="auto", precision="auto", region_mask=None,
                 colorize=COLORIZE_INPUT[1]["default"], smoothing=SMOOTHING_INPUT[1]["default"], blend="feather",
                 match_grain=False, recognizer=identity_inputs.OFF, min_identity=0.0, reference=None,
-                reference_threshold=identity_inputs.DEFAULT_REFERENCE_THRESHOLD, sharpness_limit=0.0, bboxes=None):
+                reference_threshold=identity_inputs.DEFAULT_REFERENCE_THRESHOLD, sharpness_limit=0.0, bboxes=None,
+                face_masks=None):
         tensors.check_image_batch(image)
         handle = common.load_gpen_model(common.require_model_path(model_name), device, precision)
         check_task(handle, None)
@@ -106,8 +108,9 @@ class FaceRestore:
         # enhance_images' own detection steps are then instant, and the progress does not go back over them.
         faces, found = None, 0
         memory = TrackMemory.for_smoothing(smoothing) if tracks_clip(image, smoothing) else None
-        if tracks_clip(image, smoothing) or bboxes is not None:  # the detect node's own stage
-            selected, _ = detect_batch(image, detector, options.select, pbar, smoothing, identity, bboxes)
+        if tracks_clip(image, smoothing) or bboxes is not None or face_masks is not None:  # the detect node's stage
+            selected, _ = detect_batch(image, detector, options.select, pbar, smoothing, identity, bboxes,
+                                       face_masks)
             faces, found = list(selected.per_image), batch
         results = enhance_images([image[i] for i in range(batch)], common.ready_model(handle),
                                  detector_model, options, parser=parser, region_masks=masks,

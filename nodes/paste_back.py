@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from gpen_pipeline import (BLENDS, FEATHER_RANGE, GROW_RANGE, KEEP_GRAY, MASK_MODES, SHARPNESS_LIMIT_RANGE, PasteOptions,
-                           TrackMemory, TrackOptions, paste_guarded)
+from gpen_pipeline import (BLENDS, FEATHER_RANGE, GROW_RANGE, KEEP_GRAY, MASK_MODES, SHARPNESS_LIMIT_RANGE,
+                           PasteOptions, TrackMemory, TrackOptions, paste_guarded)
 from gpen_pipeline.identity import IdentityCheck
 from gpen_pipeline.values import number_in
 

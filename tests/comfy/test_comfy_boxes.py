@@ -63,3 +63,15 @@ def test_boxes_that_are_not_boxes_are_refused_in_a_sentence(comfy, two_people, b
     scene, _ = two_people
     with pytest.raises(ValueError, match=words):
         node(comfy, "GPENDetectFaces").detect(as_image(scene), bboxes=bboxes)
+
+
+def test_a_mask_per_face_chooses_the_faces_like_boxes(comfy, two_people):
+    scene, places = two_people
+    masks = torch.zeros((2,) + scene.shape[:2])
+    x1, y1, x2, y2 = places["hopper"]
+    masks[0, y1 + 60:y1 + 320, x1 + 120:x2 - 120] = 1.0  # a segmentation node's mask of Hopper's head
+    faces, bboxes = node(comfy, "GPENDetectFaces").detect(as_image(scene), face_masks=masks)["result"]
+    (face,) = faces[0]  # the empty second mask gives no face
+    assert x1 <= face.landmarks[:, 0].mean() <= x2 and len(bboxes[0]) == 1
+    with pytest.raises(ValueError, match="face_masks is 10x10 but the image is 1100x600"):
+        node(comfy, "GPENDetectFaces").detect(as_image(scene), face_masks=torch.zeros((1, 10, 10)))
