@@ -5,6 +5,7 @@
                                              # what its JPEG output keeps (photo files),
                                              # identity (ArcFace-R50 beside GPEN-512), seams,
                                              # cold start, contention (beside another job),
+                                             # the whole job against the ReActor-style glue,
                                              # video (stability, lag, memory),
                                              # the face parser (speed; masks parsed at 256 against 512)
     .venv/bin/python bench/run.py --quick    # fewer repeats, BFR-512 only, 12 frames, 4000x4000: minutes on 2 cores
@@ -38,6 +39,7 @@ def main() -> None:
         ["cold_start.py"],
         ["contention.py", *repeats],
         ["contention.py", *repeats, "--other", "busy"],
+        ["whole_job.py", *repeats],
         ["parser.py", *repeats],
         ["parser_masks.py"],
         ["video.py", *(["--memory-frames", "50"] if args.quick else [])],
