@@ -7,7 +7,7 @@ below the strength it left.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -18,7 +18,7 @@ from .options import PasteOptions
 from .parsing import FaceParser
 from .paste import PasteResult
 from .sharpness import limited_strengths
-from .stages import Image, paste_back
+from .stages import Image, face_paste_masks, paste_back
 from .track_memory import TrackMemory
 
 
@@ -32,13 +32,19 @@ def paste_guarded(image: Image, restored: Sequence[RestoredFace], options: Paste
     asked = float(options.strength)
     strengths, lowered_by = [asked] * len(faces), [""] * len(faces)
     before = None if check is None else embed_faces(check.recognizer, image, faces)
-    result = paste_back(image, restored, options, parser, region_mask, memory=memory)
+    # The masks are the same at every strength: made (and parsed) once for all the pastes below.
+    masks = face_paste_masks(restored, options, parser, memory) if restored and asked > 0 else None
+
+    def paste(at: Sequence[float] | None = None) -> PasteResult:
+        return paste_back(image, restored, options, parser, region_mask, at, crop_masks=masks)
+
+    result = paste()
     if options.sharpness_limit and faces:
         pixels = as_tensor(image, result.image.device)
         strengths = limited_strengths(pixels, result.image, result.mask, faces, strengths, options.sharpness_limit)
         lowered_by = ["sharpness" if s < asked else "" for s in strengths]
         if any(lowered_by):
-            result = paste_back(image, restored, options, parser, region_mask, strengths, memory)
+            result = paste(strengths)
     if check is None:
         return result, tuple(PastedFace(face, strength, asked, None, why)
                              for face, strength, why in zip(faces, strengths, lowered_by))
@@ -46,18 +52,15 @@ def paste_guarded(image: Image, restored: Sequence[RestoredFace], options: Paste
     floor = float(check.min_identity)
     low = [i for i, score in enumerate(scores) if floor > 0 and strengths[i] > 0 and score < floor]
     if low:
-        result, scores = _guard_identity(image, restored, options, parser, region_mask, check, faces, before,
-                                         strengths, low, memory)
+        result, scores = _guard_identity(paste, check, faces, before, strengths, low)
         for i in low:
             lowered_by[i] = "identity"
     return result, tuple(PastedFace(face, strength, asked, float(score), why)
                          for face, strength, score, why in zip(faces, strengths, scores, lowered_by))
 
 
-def _guard_identity(image: Image, restored: Sequence[RestoredFace], options: PasteOptions,
-                    parser: FaceParser | None, region_mask: Image | None, check: IdentityCheck,
-                    faces: Sequence[Face], before: np.ndarray, strengths: list[float],
-                    low: list[int], memory: TrackMemory | None) -> tuple[PasteResult, np.ndarray]:
+def _guard_identity(paste: Callable[[Sequence[float]], PasteResult], check: IdentityCheck, faces: Sequence[Face],
+                    before: np.ndarray, strengths: list[float], low: list[int]) -> tuple[PasteResult, np.ndarray]:
     """Bisect the strengths of the faces in `low` (changed in place) between 0 and where they are, the
     faces of the image together, one paste per step; returns the final paste and every face's score."""
     floor = float(check.min_identity)
@@ -65,13 +68,13 @@ def _guard_identity(image: Image, restored: Sequence[RestoredFace], options: Pas
     for _ in range(GUARD_STEPS):
         for i in low:
             strengths[i] = (held[i] + failed[i]) / 2
-        trial = paste_back(image, restored, options, parser, region_mask, strengths, memory)
+        trial = paste(strengths)
         tried = cosines(before[low], embed_faces(check.recognizer, trial.image, [faces[i] for i in low]))
         for i, score in zip(low, tried):
             (held if score >= floor else failed)[i] = strengths[i]
     for i in low:
         strengths[i] = held[i]
-    result = paste_back(image, restored, options, parser, region_mask, strengths, memory)
+    result = paste(strengths)
     return result, cosines(before, embed_faces(check.recognizer, result.image, faces))
 
 

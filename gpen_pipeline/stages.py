@@ -166,17 +166,35 @@ def restore_faces(model: GPENModel, images: Sequence[Image], aligned: Sequence[S
     return records
 
 
+def face_paste_masks(restored: Sequence[RestoredFace], options: PasteOptions = PasteOptions(),
+                     parser: FaceParser | None = None, memory: TrackMemory | None = None) -> torch.Tensor:
+    """The crop-space paste masks of `restored` (at least one face), on the faces' device: (N,S,S),
+    or (1,S,S) when one mask serves every face (no parser, or mode "box"). `memory`: a clip's track
+    memory, which steadies each tracked face's mask along its track (track_memory.py)."""
+    _check_parser(options, parser)
+    parse = parse_mask_fn(parser, options.regions) if parser is not None and options.mask_mode != "box" else None
+    # Only a parser needs the restored faces on the host; without one, one mask (of the crop size) serves all.
+    faces = restored if parse is not None else restored[:1]
+    crops = torch.stack([face.for_mask_mode(options.mask_mode) for face in faces])
+    masks = torch.from_numpy(paste_masks(options.mask_mode, list(crops_to_numpy(crops)), parse, options.feather,
+                                         options.grow)).to(restored[0].restored.device)
+    if memory is not None and parse is not None:  # each face's mask from its own parse map: steadied
+        for index, face in enumerate(restored):
+            masks[index] = memory.steady_mask(face.aligned.face.track, masks[index])
+    return masks
+
+
 def paste_back(image: Image, restored: Sequence[RestoredFace], options: PasteOptions = PasteOptions(),
                parser: FaceParser | None = None, region_mask: Image | None = None,
-               strengths: Sequence[float] | None = None, memory: TrackMemory | None = None) -> PasteResult:
+               strengths: Sequence[float] | None = None, memory: TrackMemory | None = None,
+               crop_masks: torch.Tensor | None = None) -> PasteResult:
     """Blend `restored` into `image` (the image they were cut from, or a resized copy of it) on the
     device the faces are on. Only pixels under the returned mask change; without faces, or at
     strength 0, the image comes back as it is. `strengths`: one per face instead of the options' one
-    (the identity guard lowers some). `memory`: a clip's track memory, which steadies each tracked
-    face's paste mask along its track (track_memory.py)."""
-    if options.mask_mode == "parse" and parser is None:
-        raise ValueError("mask mode 'parse' needs a face parser (parsing_parsenet.pth or parsing_bisenet.pth); "
-                         "put one in the face-detection models folder or use mask mode 'box'")
+    (the identity guard lowers some). The paste masks are face_paste_masks(restored, options,
+    parser, memory), or `crop_masks` when given (made so: pastes of the same faces at other strengths
+    need not parse them again)."""
+    _check_parser(options, parser)
     device = restored[0].restored.device if restored else None
     pixels = as_tensor(image, device)
     if region_mask is not None:
@@ -187,21 +205,22 @@ def paste_back(image: Image, restored: Sequence[RestoredFace], options: PasteOpt
     strength = options.strength if strengths is None else list(strengths)
     if not restored or max(np.atleast_1d(strength)) == 0.0:
         return PasteResult(pixels, torch.zeros(pixels.shape[:2], dtype=torch.float32, device=pixels.device))
-    parse = parse_mask_fn(parser, options.regions) if parser is not None and options.mask_mode != "box" else None
-    # Only a parser needs the restored faces on the host; without one, one mask (of the crop size) serves all.
+    if crop_masks is None:
+        crop_masks = face_paste_masks(restored, options, parser, memory)
     pasted = torch.stack([face.for_mask_mode(options.mask_mode) for face in restored])
-    crop_masks = paste_masks(options.mask_mode, list(crops_to_numpy(pasted if parse is not None else pasted[:1])),
-                             parse, options.feather, options.grow)
-    crop_masks = torch.from_numpy(crop_masks).to(pixels.device)
-    if memory is not None and parse is not None:  # each face's mask from its own parse map: steadied
-        for index, face in enumerate(restored):
-            crop_masks[index] = memory.steady_mask(face.aligned.face.track, crop_masks[index])
     gray = "off" if any(face.task == "colorize" for face in restored) else options.keep_gray
-    return paste_faces(pixels, [face.aligned for face in restored], pasted, crop_masks, mode=options.mask_mode,
+    return paste_faces(pixels, [face.aligned for face in restored], pasted, crop_masks.to(pixels.device),
+                       mode=options.mask_mode,
                        strength=strength,
                        originals=torch.stack([face.original for face in restored]),
                        keep_gray=pastes_gray(gray, pixels), color_match=options.color_match,
                        region_mask=region_mask, blend=options.blend, grain=options.grain)
+
+
+def _check_parser(options: PasteOptions, parser: FaceParser | None) -> None:
+    if options.mask_mode == "parse" and parser is None:
+        raise ValueError("mask mode 'parse' needs a face parser (parsing_parsenet.pth or parsing_bisenet.pth); "
+                         "put one in the face-detection models folder or use mask mode 'box'")
 
 
 def _host_array(image: Image) -> np.ndarray:
