@@ -222,24 +222,20 @@ def _check_decodable(path: Path, size: tuple[int, int], bytes_per_pixel: int) ->
         f"{need:.0f} GiB of memory is free")
 
 
-def _upright(image: np.ndarray, orientation: int) -> np.ndarray:
-    """The pixels as the EXIF orientation says they are shown (the transposes of Pillow's exif_transpose)."""
-    turned = {
-        2: lambda a: a[:, ::-1],
-        3: lambda a: a[::-1, ::-1],
-        4: lambda a: a[::-1],
-        5: lambda a: a.swapaxes(0, 1),
-        6: lambda a: a.swapaxes(0, 1)[:, ::-1],
-        7: lambda a: a.swapaxes(0, 1)[::-1, ::-1],
-        8: lambda a: a.swapaxes(0, 1)[::-1],
-    }.get(orientation)
-    return image if turned is None else np.ascontiguousarray(turned(image))
-
-
 # How the pixels stored in a file follow from the upright ones, per EXIF orientation: rows
-# flipped, columns flipped, then transposed (the inverses of `_upright`).
+# flipped, columns flipped, then transposed (Pillow's exif_transpose undoes it).
 _STORED = {2: (False, True, False), 3: (True, True, False), 4: (True, False, False), 5: (False, False, True),
            6: (False, True, True), 7: (True, True, True), 8: (True, False, True)}
+
+
+def _upright(image: np.ndarray, orientation: int) -> np.ndarray:
+    """The pixels as the EXIF orientation says they are shown: `to_stored` undone (transposed back,
+    then unflipped)."""
+    if orientation not in _STORED:
+        return image
+    rows, columns, transpose = _STORED[orientation]
+    image = image.swapaxes(0, 1) if transpose else image
+    return np.ascontiguousarray(image[::-1 if rows else 1, ::-1 if columns else 1])
 
 
 def to_stored(array: np.ndarray, orientation: int) -> np.ndarray:
