@@ -221,7 +221,7 @@ def cmd_restore(args) -> int:
     if args.mask in ("parse", "official") and args.parser_dir:
         from gpen_pipeline.parsing import load_parser
 
-        parser = load_parser("auto", args.parser_dir)
+        parser = load_parser("auto", args.parser_dir, precision=args.parser_precision)
     elif args.mask == "parse":
         raise CliError("--mask parse needs --parser-dir with parsing_parsenet.pth or parsing_bisenet.pth")
     progress.stage("loading the face detector")

@@ -6,14 +6,16 @@ Run from the repository root:
     .venv/bin/python bench/parser.py                   # ParseNet of the released widths (64, [32, 256])
     .venv/bin/python bench/parser.py --repeats 3
 
-1. The forward at 512 and at 256: ours, facexlib's module (eager, as users ran it
+1. The forward at 512 and at 256: ours in float32 and in bfloat16 (what the
+   parse mask runs on a CPU with AMX), facexlib's module (eager, as users ran it
    before), GPEN-512 (random weights), alternating, on a worker thread as in
    ComfyUI, medians after a warm-up. Against two floors: ParseNet's multiply-adds
    over the machine's dense 3x3 rate (as bench/network.py measures GPEN's), and
    the sum of the best times of its own convolutions, each run alone by
    F.conv2d at its shape (its thin full-size layers run below the dense rate).
 2. One 1280x720 frame with one face through `enhance_images` in mask mode box,
-   parse and official, the parser loaded by `load_parser` as users load it.
+   parse and official, the parser loaded by `load_parser` as users load it; what
+   parsing adds per face, against the GPEN-512 forward of step 1.
 Writes bench/results/parser.json.
 """
 from __future__ import annotations
@@ -36,6 +38,7 @@ import torch.nn.functional as F  # noqa: E402
 from gpen_arch import GPENModel  # noqa: E402
 from gpen_pipeline import DEFAULT_DETECTOR, EnhanceOptions, PasteOptions, enhance_images, load_detector  # noqa: E402
 from gpen_pipeline.parsenet import ParseNetForward, ParseNetWeights, parsenet_weights  # noqa: E402
+from gpen_pipeline.hardware import fast_bf16  # noqa: E402
 from gpen_pipeline.parsing import load_parser  # noqa: E402
 from network import GMAC, conv_rate, on_worker_thread, random_gpen  # noqa: E402
 from pipeline import frame_720p  # noqa: E402
@@ -122,12 +125,12 @@ def forward_rows(state, gpen, rate: float, sides, repeats: int) -> list[dict]:
     eager = ParseNet(in_size=512, out_size=512, parsing_ch=19, base_ch=weights.first.out_channels,
                      ch_range=[min(blocks), max(blocks)], res_depth=len(weights.body)).eval()
     eager.load_state_dict(state)
-    ours = ParseNetForward(weights)
+    ours, ours_bf16 = ParseNetForward(weights), ParseNetForward(weights, dtype=torch.bfloat16)
     face = torch.rand(1, 3, 512, 512) * 2 - 1
     rows = []
     for side in sides:
         x = torch.rand(1, 3, side, side) * 2 - 1
-        runs = {"ours": lambda: ours.logits(x), "facexlib": lambda: eager(x),
+        runs = {"ours": lambda: ours.logits(x), "ours_bf16": lambda: ours_bf16.logits(x), "facexlib": lambda: eager(x),
                 "gpen512": lambda: gpen(face)}
         with torch.inference_mode():
             times = time_forwards(runs, repeats)
@@ -147,7 +150,12 @@ def forward_rows(state, gpen, rate: float, sides, repeats: int) -> list[dict]:
                "fastest_ours_over_gpen512": min(times["ours"]) / min(times["gpen512"]),
                # Our own arithmetic's rate against the dense one: how near the machine's rate we run.
                "ours_share_of_dense_rate": our_gmac(weights, side) / min(times["ours"]) / rate,
-               "runs": times, "workspace_mb": ours.workspace_bytes / 2**20}
+               # What the parse mask runs where bf16 is fast (parsing.FaceParser.fast); measured anywhere.
+               "ours_bf16_s": median["ours_bf16"], "bf16_fast_here": fast_bf16("cpu"),
+               "ours_bf16_over_ours": median["ours_bf16"] / median["ours"],
+               "ours_bf16_over_gpen512": median["ours_bf16"] / median["gpen512"],
+               "runs": times, "workspace_mb": ours.workspace_bytes / 2**20,
+               "workspace_bf16_mb": ours_bf16.workspace_bytes / 2**20}
         rows.append(row)
         print(f"ParseNet at {side}: ours {row['ours_s']:.2f} s, facexlib {row['facexlib_s']:.2f} s "
               f"({row['ours_over_facexlib']:.2f}x, fastest runs {row['fastest_ours_over_facexlib']:.2f}x), GPEN-512 {row['gpen512_s']:.2f} s "
@@ -156,11 +164,16 @@ def forward_rows(state, gpen, rate: float, sides, repeats: int) -> list[dict]:
               f"{row['fastest_ours_over_summed_floor']:.2f}x), "
               f"{row['parsenet_gmac']:.0f} GMAC at the dense rate {row['dense_rate_floor_s']:.2f} s "
               f"(ours {row['ours_over_dense_floor']:.2f}x); ours computes {row['ours_gmac']:.0f} GMAC, at "
-              f"{row['ours_share_of_dense_rate']:.0%} of the dense rate in its fastest run", flush=True)
+              f"{row['ours_share_of_dense_rate']:.0%} of the dense rate in its fastest run; in bf16 "
+              f"{row['ours_bf16_s']:.2f} s ({row['ours_bf16_over_ours']:.2f}x fp32, "
+              f"{row['ours_bf16_over_gpen512']:.2f}x GPEN-512; the parse mask uses it here: "
+              f"{row['bf16_fast_here']})", flush=True)
     return rows
 
 
-def enhance_rows(state, model, repeats: int) -> dict:
+def enhance_rows(state, model, network_s: float, repeats: int) -> dict:
+    """Whole one-face enhances in each mode; what parsing adds is set against `network_s`, the
+    GPEN-512 forward's median in the same run."""
     detector = load_detector(DEFAULT_DETECTOR)
     frame = frame_720p(0)
     with tempfile.TemporaryDirectory() as folder:
@@ -172,10 +185,14 @@ def enhance_rows(state, model, repeats: int) -> dict:
     times = time_forwards(runs, repeats)
     faces = len(runs["box"]()[0].faces)
     out = {mode: statistics.median(t) / faces for mode, t in times.items()}
-    out["faces"] = faces
+    out.update(faces=faces, parse_precision="bf16" if parser.fast is not None else "fp32", network_s=network_s,
+               parse_added_over_network=(out["parse"] - out["box"]) / network_s,
+               official_added_over_network=(out["official"] - out["box"]) / network_s)
     print(f"1280x720, {faces} face: whole enhance per face: box {out['box']:.2f} s, parse {out['parse']:.2f} s "
-          f"(+{out['parse'] / out['box'] - 1:.0%}), official {out['official']:.2f} s "
-          f"(+{out['official'] / out['box'] - 1:.0%})", flush=True)
+          f"(+{out['parse'] / out['box'] - 1:.0%}; parsing in {out['parse_precision']} adds "
+          f"{out['parse_added_over_network']:.2f}x the network's {network_s:.2f} s), official {out['official']:.2f} s "
+          f"(+{out['official'] / out['box'] - 1:.0%}; {out['official_added_over_network']:.2f}x the network)",
+          flush=True)
     return out
 
 
@@ -199,7 +216,8 @@ def main() -> None:
     state = released_width_parsenet()
     gpen = random_gpen(512)
     rows = on_worker_thread(forward_rows, state, gpen, rate, args.sides, args.repeats)
-    enhance = on_worker_thread(enhance_rows, state, GPENModel.of(gpen), max(1, args.repeats // 2 + 1))
+    enhance = on_worker_thread(enhance_rows, state, GPENModel.of(gpen), rows[0]["gpen512_s"],
+                               max(1, args.repeats // 2 + 1))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"threads": args.threads, "dense_conv_gmac_per_s": rate,
                                      "forward": rows, "enhance_per_face_s": enhance}, indent=2))

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from .hardware import cpu_flags
 from .names import DETECTOR_FOLDERS, DETECTOR_NAMES, RESTORER_FOLDERS
 
 Row = tuple[str, str]
@@ -46,7 +47,7 @@ def devices() -> list[Row]:
     """Where a model can run, and in which precisions (fp32 always; bf16 and fp16 where they work)."""
     import torch
 
-    amx = "amx_bf16" in _cpu_flags()
+    amx = "amx_bf16" in cpu_flags()
     rows = [("cpu", f"{platform.machine()}, torch uses {torch.get_num_threads()} threads; fp32, bf16 "
                     f"({'fast: the CPU has AMX' if amx else 'no AMX on this CPU'}), fp16 (slow on any CPU)")]
     if torch.version.cuda is None:
@@ -69,15 +70,6 @@ def devices() -> list[Row]:
     except ImportError as exc:
         rows.append(("onnxruntime", f"cannot be imported ({exc}); .onnx models and the bundled detector cannot run"))
     return rows
-
-
-def _cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:  # not Linux: unknown, said as "no AMX"
-        return set()
-    line = next((line for line in text.splitlines() if line.startswith("flags")), "")
-    return set(line.partition(":")[2].split())
 
 
 def model_folders(roots: Iterable[str | Path]) -> list[Path]:

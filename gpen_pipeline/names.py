@@ -8,6 +8,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 # How a face's paste mask is made (masks.paste_masks).
 MASK_MODES = ("official", "parse", "box")
+# The face parser's precision for masks other than the official recipe's (parsing.load_parser).
+PARSER_PRECISIONS = ("auto", "fp32")
 # Whether a black-and-white photo stays black-and-white (paste.pastes_gray).
 KEEP_GRAY = ("auto", "on", "off")
 # How a warped face is mixed into the photo (blend.mix).

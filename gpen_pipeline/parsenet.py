@@ -51,8 +51,8 @@ class Conv:
     def in_channels(self) -> int:
         return self.weight.shape[1]
 
-    def to(self, device) -> "Conv":
-        return Conv(self.weight.to(device).contiguous(memory_format=_CL), self.bias.to(device))
+    def to(self, device, dtype: torch.dtype = torch.float32) -> "Conv":
+        return Conv(self.weight.to(device, dtype).contiguous(memory_format=_CL), self.bias.to(device, dtype))
 
 
 @dataclass(frozen=True)
@@ -64,9 +64,9 @@ class Block:
     conv2: Conv
     shortcut: Conv | None
 
-    def to(self, device) -> "Block":
-        return Block(self.scale, self.conv1.to(device), self.conv2.to(device),
-                     None if self.shortcut is None else self.shortcut.to(device))
+    def to(self, device, dtype: torch.dtype = torch.float32) -> "Block":
+        return Block(self.scale, self.conv1.to(device, dtype), self.conv2.to(device, dtype),
+                     None if self.shortcut is None else self.shortcut.to(device, dtype))
 
 
 @dataclass(frozen=True)
@@ -90,10 +90,10 @@ class ParseNetWeights:
         """The input's side must be a multiple of this (each down block halves it)."""
         return 2 ** len(self.encoder)
 
-    def to(self, device) -> "ParseNetWeights":
-        return ParseNetWeights(self.first.to(device), tuple(b.to(device) for b in self.encoder),
-                               tuple(b.to(device) for b in self.body), tuple(b.to(device) for b in self.decoder),
-                               self.mask_out.to(device))
+    def to(self, device, dtype: torch.dtype = torch.float32) -> "ParseNetWeights":
+        return ParseNetWeights(self.first.to(device, dtype), tuple(b.to(device, dtype) for b in self.encoder),
+                               tuple(b.to(device, dtype) for b in self.body),
+                               tuple(b.to(device, dtype) for b in self.decoder), self.mask_out.to(device, dtype))
 
 
 def parsenet_weights(state: dict[str, torch.Tensor]) -> ParseNetWeights:
@@ -202,17 +202,19 @@ def _fill_border(padded: torch.Tensor, reflect: bool) -> torch.Tensor:
 
 
 class ParseNetForward:
-    """ParseNet's logits for one face at a time, (1, 3, S, S) normalised RGB in, on the weights'
-    device in float32. Every convolution reads a whole padded buffer and adds into a whole
-    contiguous one (oneDNN fuses that add only then); the buffers of the largest size seen are
-    kept for the next call (about 390 MB at 512 for the released widths). Calls are serialised."""
+    """ParseNet's logits for one face at a time, (1, 3, S, S) normalised RGB in, on `device` in
+    `dtype` (float32, or bfloat16 where that is fast: parsing.FaceParser.fast). Every convolution
+    reads a whole padded buffer and adds into a whole contiguous one (oneDNN fuses that add only
+    then); the buffers of the largest size seen are kept for the next call (about 390 MB at 512 for
+    the released widths in float32, half that in bfloat16). Calls are serialised."""
 
-    def __init__(self, weights: ParseNetWeights, device: str | torch.device = "cpu"):
-        self.device = torch.device(device)
-        self.weights = weights.to(self.device)
-        self._phases = [(_up_phase_kernels(block),
-                         torch.cat([block.conv1.bias, block.conv2.bias + block.shortcut.bias]))
-                        for block in self.weights.decoder]
+    def __init__(self, weights: ParseNetWeights, device: str | torch.device = "cpu",
+                 dtype: torch.dtype = torch.float32):
+        self.device, self.dtype = torch.device(device), dtype
+        self.weights = weights.to(self.device, dtype)
+        self._phases = [({phase: kernel.to(self.device, dtype) for phase, kernel in _up_phase_kernels(block).items()},
+                         torch.cat([block.conv1.bias, block.conv2.bias + block.shortcut.bias]).to(self.device, dtype))
+                        for block in weights.decoder]
         self._conv_add = cpu_forward.conv_add if self.device.type == "cpu" and cpu_forward.supported() \
             else _conv_add_generic
         self._buffers: dict[str, torch.Tensor] = {}
@@ -256,7 +258,7 @@ class ParseNetForward:
         if buffer is None or buffer.numel() < n:
             self._buffers.pop(name, None)  # let the old one go before the new one is made
             with torch.inference_mode(False):
-                buffer = self._buffers[name] = torch.empty(n, dtype=torch.float32, device=self.device)
+                buffer = self._buffers[name] = torch.empty(n, dtype=self.dtype, device=self.device)
         return buffer[:n].view(1, height, width, channels).permute(0, 3, 1, 2)
 
     def _padded(self, name: str, x: torch.Tensor, reflect: bool = True, relu: bool = False) -> torch.Tensor:
@@ -280,7 +282,7 @@ class ParseNetForward:
             raise ValueError(f"ParseNet takes one (1, 3, S, S) image with S a multiple of "
                              f"{self.weights.multiple}, got {tuple(x.shape)}")
         w = self.weights
-        x = self._conv("b", w.first, self._padded("in", x.to(self.device, torch.float32)))
+        x = self._conv("b", w.first, self._padded("in", x.to(self.device, self.dtype)))
         spare = "a"
         for block in w.encoder:
             x, spare = self._down(block, x, spare), _OTHER[spare]

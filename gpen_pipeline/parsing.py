@@ -4,8 +4,10 @@ Both predict the 19 CelebAMask-HQ classes at 512x512, in different orders.
 ParseNet runs on our own forward (parsenet.py), without facexlib; BiSeNet
 needs facexlib, imported inside the loader, so the pipeline works without it.
 Faces are parsed at 512 in every mask mode: parsing at 256 changed the
-masks far more than the parser's own half-pixel noise, at every face size
-(bench/parser_masks.py; README, "Face parsing").
+masks far more than the parser's own half-pixel noise, at every face size.
+Masks other than the official recipe's are parsed in bfloat16 where that is
+several times faster; their labels stay within that noise (bench/parser_masks.py;
+README, "Face parsing").
 """
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ import torch
 from gpen_arch.checkpoint import read_weights
 
 from .color import check_crop
-from .names import PARSE_REGIONS
+from .hardware import fast_bf16
+from .names import PARSE_REGIONS, PARSER_PRECISIONS
 from .names import REGION_CLASSES as _REGION_CLASSES
 from .parsenet import ParseNetForward, parsenet_weights
 
@@ -58,11 +61,20 @@ class ParserForward(Protocol):
 
 @dataclass(frozen=True)
 class FaceParser:
-    """A loaded face parser: which network, the file it came from, and its forward, ready on its
-    device. The class order and the input normalisation follow from `kind`."""
+    """A loaded face parser: which network, the file it came from, and its forwards, ready on their
+    device. The class order and the input normalisation follow from `kind`.
+
+    `forward` computes in float32, what the official code computes; `official` masks use it.
+    `fast` is the same network in bfloat16 where the device runs that several times faster
+    (hardware.fast_bf16), for the other mask modes; None where there is no such gain, or where
+    float32 was asked for."""
     kind: str  # "parsenet" | "bisenet"
     path: Path
     forward: ParserForward
+    fast: ParserForward | None = None
+
+    def forward_for(self, exact: bool) -> ParserForward:
+        return self.forward if exact or self.fast is None else self.fast
 
 
 def find_parser_weights(kind: str, model_dirs: Iterable[str | Path]) -> Path:
@@ -83,26 +95,37 @@ def find_parser_weights(kind: str, model_dirs: Iterable[str | Path]) -> Path:
 
 
 def load_parser(kind: str = "auto", model_dirs: Sequence[str | Path] = (),
-                device: str | torch.device | None = None) -> FaceParser:
-    """Load facexlib's ParseNet/BiSeNet from `parsing_parsenet.pth`/`parsing_bisenet.pth` in `model_dirs`."""
+                device: str | torch.device | None = None, precision: str = "auto") -> FaceParser:
+    """Load facexlib's ParseNet/BiSeNet from `parsing_parsenet.pth`/`parsing_bisenet.pth` in `model_dirs`.
+    `precision` of the masks other than the official recipe's: "auto" (bfloat16 where that is
+    several times faster, see FaceParser) or "fp32"."""
+    if precision not in PARSER_PRECISIONS:
+        raise ValueError(f"face parser precision must be one of {', '.join(PARSER_PRECISIONS)}, got {precision!r}")
     path = find_parser_weights(kind, model_dirs)
     found = next(k for k, name in WEIGHT_FILES.items() if path.name == name)
     state = read_weights(path, label="Face parser file")
     device = torch.device("cpu" if device is None else device)
     try:
         if found == "parsenet":
-            forward = ParseNetForward(parsenet_weights(state), device)
-        else:
+            weights = parsenet_weights(state)
+            forward = ParseNetForward(weights, device)
+            fast = ParseNetForward(weights, device, torch.bfloat16) \
+                if precision == "auto" and fast_bf16(device) else None
+        else:  # BiSeNet is 14 GMAC at 512, under a tenth of ParseNet: float32 is fast enough
             from .bisenet import BiSeNetForward
-            forward = BiSeNetForward(state, device)
+            forward, fast = BiSeNetForward(state, device), None
     except ValueError as err:
         raise ValueError(f"face parser weights {path} do not fit facexlib's {found}: {err}") from err
-    return FaceParser(kind=found, path=path, forward=forward)
+    return FaceParser(kind=found, path=path, forward=forward, fast=fast)
 
 
-def parse_labels(parser: FaceParser, crop: np.ndarray, parse_size: int = PARSE_SIZE) -> np.ndarray:
+def parse_labels(parser: FaceParser, crop: np.ndarray, parse_size: int = PARSE_SIZE,
+                 exact: bool = True) -> np.ndarray:
     """Class ids (512x512 uint8) of a uint8 RGB face crop, in `parser.kind`'s class order, parsed
-    at `parse_size` (PARSE_SIZE or SMALL_PARSE_SIZE)."""
+    at `parse_size` (PARSE_SIZE or SMALL_PARSE_SIZE); `exact`: in float32 even where the parser
+    has a faster forward (FaceParser.forward_for)."""
+
+
     crop = check_crop(crop)
     if parse_size not in (PARSE_SIZE, SMALL_PARSE_SIZE):
         raise ValueError(f"parse_size must be {PARSE_SIZE} or {SMALL_PARSE_SIZE}, got {parse_size}")
@@ -114,8 +137,9 @@ def parse_labels(parser: FaceParser, crop: np.ndarray, parse_size: int = PARSE_S
     mean, std = _NORMALISATION[parser.kind]
     # In float64, then float32, as GPEN's parser input is made: its labels then see GPEN's very tensor.
     x = ((crop / 255.0 - np.array(mean)) / np.array(std)).astype(np.float32)
-    tensor = torch.from_numpy(x.transpose(2, 0, 1)[None].copy()).to(parser.forward.device)
-    return parser.forward.labels(tensor, PARSE_SIZE).cpu().numpy()
+    forward = parser.forward_for(exact)
+    tensor = torch.from_numpy(x.transpose(2, 0, 1)[None].copy()).to(forward.device)
+    return forward.labels(tensor, PARSE_SIZE).cpu().numpy()
 
 
 def region_mask(labels: np.ndarray, kind: str, regions: Iterable[str] = PARSE_REGIONS) -> np.ndarray:
@@ -133,13 +157,15 @@ def region_mask(labels: np.ndarray, kind: str, regions: Iterable[str] = PARSE_RE
     return lut[np.asarray(labels, np.uint8)]
 
 
-def face_parse_mask(parser: FaceParser, crop: np.ndarray, regions: Iterable[str] = PARSE_REGIONS) -> np.ndarray:
-    """0/1 float32 512x512 mask of `regions` on a uint8 RGB face crop."""
-    return region_mask(parse_labels(parser, crop), parser.kind, regions)
+def face_parse_mask(parser: FaceParser, crop: np.ndarray, regions: Iterable[str] = PARSE_REGIONS,
+                    exact: bool = True) -> np.ndarray:
+    """0/1 float32 512x512 mask of `regions` on a uint8 RGB face crop (`exact`: see parse_labels)."""
+    return region_mask(parse_labels(parser, crop, exact=exact), parser.kind, regions)
 
 
-def parse_mask_fn(parser: FaceParser, regions: Iterable[str] = PARSE_REGIONS) -> Callable[[np.ndarray], np.ndarray]:
-    """A crop -> mask function for masks.paste_masks."""
+def parse_mask_fn(parser: FaceParser, regions: Iterable[str] = PARSE_REGIONS,
+                  exact: bool = True) -> Callable[[np.ndarray], np.ndarray]:
+    """A crop -> mask function for masks.paste_masks (`exact`: see parse_labels)."""
     regions = tuple(regions)
     region_mask(np.zeros((1, 1), np.uint8), parser.kind, regions)  # fail now on a bad region name
-    return lambda crop: face_parse_mask(parser, crop, regions)
+    return lambda crop: face_parse_mask(parser, crop, regions, exact)

@@ -172,7 +172,9 @@ def face_paste_masks(restored: Sequence[RestoredFace], options: PasteOptions = P
     or (1,S,S) when one mask serves every face (no parser, or mode "box"). `memory`: a clip's track
     memory, which steadies each tracked face's mask along its track (track_memory.py)."""
     _check_parser(options, parser)
-    parse = parse_mask_fn(parser, options.regions) if parser is not None and options.mask_mode != "box" else None
+    # Only the official recipe needs the official (float32) parse; the other modes take the faster one.
+    parse = (parse_mask_fn(parser, options.regions, exact=options.mask_mode == "official")
+             if parser is not None and options.mask_mode != "box" else None)
     # Only a parser needs the restored faces on the host; without one, one mask (of the crop size) serves all.
     faces = restored if parse is not None else restored[:1]
     crops = torch.stack([face.for_mask_mode(options.mask_mode) for face in faces])

@@ -339,3 +339,18 @@ def test_a_reader_that_stops_early_gets_no_error_message():
     stderr = process.stderr.read().decode()
     assert process.wait(timeout=60) == 1
     assert stderr == ""
+
+
+def test_the_parse_mask_is_parsed_in_bfloat16_only_where_that_is_fast_unless_fp32_is_asked_for(
+        astronaut, narrow_parser, tmp_path):
+    from gpen_pipeline.hardware import fast_bf16
+
+    photo = save_rgb(tmp_path / "astronaut.png", astronaut)
+    outputs = {}
+    for precision in ("auto", "fp32"):
+        outputs[precision] = tmp_path / f"{precision}.png"
+        gpen("restore", photo, "--model", S64_MODEL_FILE, "--mask", "parse", "--parser-dir",
+             narrow_parser.path.parent, "--parser-precision", precision, "-o", outputs[precision])
+    auto, fp32 = (cv2.imread(str(outputs[p])) for p in ("auto", "fp32"))
+    # The narrow random parser's labels are near ties everywhere: bf16 moves some, and so the mask.
+    assert (not np.array_equal(auto, fp32)) == fast_bf16("cpu")

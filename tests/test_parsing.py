@@ -10,6 +10,7 @@ from gpen_arch import cpu_forward
 from gpen_pipeline import align_faces
 from gpen_pipeline.cut import as_tensor, cut_crops
 from gpen_pipeline.face import crops_to_numpy
+from gpen_pipeline.hardware import fast_bf16
 from gpen_pipeline.parsenet import ParseNetForward, ParseNetWeights, parsenet_weights
 from gpen_pipeline.parsing import PARSE_SIZE, SMALL_PARSE_SIZE, load_parser, parse_labels
 
@@ -77,6 +78,22 @@ def test_parsenet_forward_gives_facexlibs_logits(narrow_state, released_width_st
     _assert_same_logits(want, forward.logits(x))  # again, in the buffers the first call left
 
 
+@pytest.mark.parametrize("in_cpu_kernels", [True, False], ids=["oneDNN in place", "ordinary convolution"])
+@pytest.mark.parametrize("width, side", [("narrow", 512), ("released", 128)])
+def test_parsenet_in_bfloat16_stays_near_its_float32_logits(narrow_state, released_width_state, monkeypatch, width,
+                                                            side, in_cpu_kernels):
+    if not in_cpu_kernels:
+        monkeypatch.setattr(cpu_forward, "supported", lambda: False)
+    weights = parsenet_weights(narrow_state if width == "narrow" else released_width_state)
+    x = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(side)) * 2 - 1
+    exact, fast = ParseNetForward(weights), ParseNetForward(weights, dtype=torch.bfloat16)
+    want, got = exact.logits(x), fast.logits(x)
+    assert got.dtype == torch.bfloat16 and got.shape == want.shape
+    # bf16 keeps 8 bits: a few of them lost over the network's depth, not the logits' shape.
+    assert (got.float() - want).abs().max().item() <= 0.08 * want.abs().max().item()
+    assert fast.workspace_bytes * 2 == exact.workspace_bytes
+
+
 def test_parsenet_forward_takes_each_size_after_another(narrow_state):
     forward, reference = ParseNetForward(parsenet_weights(narrow_state)), _reference_parsenet(narrow_state)
     for side in (128, 256, 64, 256):
@@ -120,6 +137,17 @@ def test_labels_of_real_faces_are_facexlibs(narrow_state, released_width_state, 
         # Only where two classes tie to float rounding may the argmax differ.
         top2 = logits.topk(2, dim=0).values
         assert differ.mean() < 1e-3 and bool(((top2[0] - top2[1])[torch.from_numpy(differ)] < 1e-5).all())
+
+
+def test_the_parser_gets_a_bfloat16_forward_only_where_that_is_fast_and_fp32_was_not_asked_for(fixtures_dir,
+                                                                                                 tmp_path):
+    shutil.copy(fixtures_dir / "parsenet_narrow.pth", tmp_path / "parsing_parsenet.pth")
+    auto = load_parser("parsenet", [tmp_path])
+    assert (auto.fast is not None) == fast_bf16("cpu")
+    assert auto.forward.dtype == torch.float32 and (auto.fast is None or auto.fast.dtype == torch.bfloat16)
+    assert load_parser("parsenet", [tmp_path], precision="fp32").fast is None
+    with pytest.raises(ValueError, match="precision must be one of auto, fp32, got 'bf16'"):
+        load_parser("parsenet", [tmp_path], precision="bf16")
 
 
 def test_weights_that_are_not_parsenet_are_refused_naming_the_key(narrow_state, tmp_path):

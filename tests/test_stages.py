@@ -13,7 +13,8 @@ import torch
 from gpen_pipeline import EnhanceOptions, enhance_images
 from gpen_pipeline.face import Face
 from gpen_pipeline.options import FACES_HELD, PasteOptions
-from gpen_pipeline.stages import align_faces, find_faces, paste_back, restore_faces
+from gpen_pipeline.parsenet import ParseNetForward
+from gpen_pipeline.stages import align_faces, face_paste_masks, find_faces, paste_back, restore_faces
 
 
 def host(image) -> np.ndarray:
@@ -177,3 +178,20 @@ def test_enhance_images_gives_tensors_for_tensors_and_arrays_for_arrays_with_the
     np.testing.assert_array_equal(from_tensor.image.numpy(), from_array.image)
     np.testing.assert_array_equal(from_tensor.mask.numpy(), from_array.mask)
     assert (from_array.mask > 0).any() and not np.array_equal(from_array.image, array)  # a face was restored
+
+
+def test_official_masks_are_parsed_in_float32_and_parse_masks_by_the_parsers_fast_forward(restored_astronaut,
+                                                                                          narrow_parser):
+    weights = narrow_parser.forward.weights
+    parser = dataclasses.replace(narrow_parser, forward=ParseNetForward(weights),
+                                 fast=ParseNetForward(weights, dtype=torch.bfloat16))
+    exact_only = dataclasses.replace(parser, fast=None)
+    official = PasteOptions(mask_mode="official")
+    assert torch.equal(face_paste_masks(restored_astronaut, official, parser),
+                       face_paste_masks(restored_astronaut, official, exact_only))
+    assert parser.fast.workspace_bytes == 0  # never run
+    parse = PasteOptions(mask_mode="parse")
+    fast_masks = face_paste_masks(restored_astronaut, parse, parser)
+    assert parser.fast.workspace_bytes > 0
+    # The narrow random parser is near a tie at every pixel, so bf16 shows in its mask.
+    assert not torch.equal(fast_masks, face_paste_masks(restored_astronaut, parse, exact_only))
