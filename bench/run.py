@@ -7,7 +7,7 @@
                                              # cold start, contention (beside another job),
                                              # the whole job against the ReActor-style glue,
                                              # video (stability, lag, memory),
-                                             # the face parser (speed; masks parsed at 256 against 512)
+                                             # the face parser (speed; masks parsed in bf16 and at 256 against fp32 at 512)
     .venv/bin/python bench/run.py --quick    # fewer repeats, BFR-512 only, 12 frames, 4000x4000: minutes on 2 cores
 
 Results go to bench/results/*.json; each script's own --help lists its options.

@@ -211,10 +211,7 @@ class ParseNetForward:
     def __init__(self, weights: ParseNetWeights, device: str | torch.device = "cpu",
                  dtype: torch.dtype = torch.float32):
         self.device, self.dtype = torch.device(device), dtype
-        self.weights = weights.to(self.device, dtype)
-        self._phases = [({phase: kernel.to(self.device, dtype) for phase, kernel in _up_phase_kernels(block).items()},
-                         torch.cat([block.conv1.bias, block.conv2.bias + block.shortcut.bias]).to(self.device, dtype))
-                        for block in weights.decoder]
+        self._given, self._prepared = weights, None
         self._conv_add = cpu_forward.conv_add if self.device.type == "cpu" and cpu_forward.supported() \
             else _conv_add_generic
         self._buffers: dict[str, torch.Tensor] = {}
@@ -222,7 +219,23 @@ class ParseNetForward:
 
     @property
     def classes(self) -> int:
-        return self.weights.classes
+        return self._given.classes
+
+    @property
+    def weights(self) -> ParseNetWeights:
+        return self._prepare()[0]
+
+    def _prepare(self) -> tuple[ParseNetWeights, list]:
+        """The weights on the device in this forward's dtype, and each up block's phase kernels
+        (_up_phase_kernels) and bias: made at the first call, so that a forward kept for one mask
+        mode costs no memory while another mode runs."""
+        if self._prepared is None:
+            given, device, dtype = self._given, self.device, self.dtype
+            phases = [({phase: kernel.to(device, dtype) for phase, kernel in _up_phase_kernels(block).items()},
+                       torch.cat([block.conv1.bias, block.conv2.bias + block.shortcut.bias]).to(device, dtype))
+                      for block in given.decoder]
+            self._prepared = given.to(device, dtype), phases
+        return self._prepared
 
     @property
     def workspace_bytes(self) -> int:
@@ -278,10 +291,10 @@ class ParseNetForward:
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         side = x.shape[-1]
-        if x.ndim != 4 or x.shape[:3] != (1, 3, side) or side % self.weights.multiple:
+        if x.ndim != 4 or x.shape[:3] != (1, 3, side) or side % self._given.multiple:
             raise ValueError(f"ParseNet takes one (1, 3, S, S) image with S a multiple of "
-                             f"{self.weights.multiple}, got {tuple(x.shape)}")
-        w = self.weights
+                             f"{self._given.multiple}, got {tuple(x.shape)}")
+        w, phases = self._prepare()
         x = self._conv("b", w.first, self._padded("in", x.to(self.device, self.dtype)))
         spare = "a"
         for block in w.encoder:
@@ -290,8 +303,8 @@ class ParseNetForward:
         for block in w.body:
             x, spare = self._same(block, x, spare), _OTHER[spare]
         x.add_(feature)
-        for block, phases in zip(w.decoder, self._phases):
-            x, spare = self._up(block, phases, x, spare), _OTHER[spare]
+        for block, kernels in zip(w.decoder, phases):
+            x, spare = self._up(block, kernels, x, spare), _OTHER[spare]
         return self._conv(_OTHER[spare], w.mask_out, self._padded("in", x))
 
     def _down(self, block: Block, x: torch.Tensor, out_name: str) -> torch.Tensor:
