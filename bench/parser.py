@@ -13,6 +13,7 @@ Run from the repository root:
    over the machine's dense 3x3 rate (as bench/network.py measures GPEN's), and
    the sum of the best times of its own convolutions, each run alone by
    F.conv2d at its shape (its thin full-size layers run below the dense rate).
+   BiSeNet at 512 the same way: ours, facexlib's module, its convolutions' floor.
 2. One 1280x720 frame with one face through `enhance_images` in mask mode box,
    parse and official, the parser loaded by `load_parser` as users load it; what
    parsing adds per face, against the GPEN-512 forward of step 1.
@@ -37,6 +38,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from gpen_arch import GPENModel  # noqa: E402
 from gpen_pipeline import DEFAULT_DETECTOR, EnhanceOptions, PasteOptions, enhance_images, load_detector  # noqa: E402
+from gpen_pipeline.bisenet import BiSeNetForward  # noqa: E402
 from gpen_pipeline.parsenet import ParseNetForward, ParseNetWeights, parsenet_weights  # noqa: E402
 from gpen_pipeline.hardware import fast_bf16  # noqa: E402
 from gpen_pipeline.parsing import load_parser  # noqa: E402
@@ -171,6 +173,49 @@ def forward_rows(state, gpen, rate: float, sides, repeats: int) -> list[dict]:
     return rows
 
 
+def bisenet_row(gpen, repeats: int) -> dict:
+    """BiSeNet at 512: ours (BatchNorm folded, channels-last, main head only) against facexlib's
+    module, GPEN-512, and the summed best times of the convolutions ours runs, each alone."""
+    from facexlib.parsing.bisenet import BiSeNet
+
+    torch.manual_seed(0)
+    eager = BiSeNet(num_class=19).eval()
+    ours = BiSeNetForward(eager.state_dict())
+    x, face = torch.rand(1, 3, 512, 512) * 2 - 1, torch.rand(1, 3, 512, 512) * 2 - 1
+    shapes = []
+    hooks = [m.register_forward_hook(lambda m, args, out: shapes.append(
+        (tuple(args[0].shape), m.weight, m.stride, m.padding, m.dilation, m.groups, out.shape[-2] * out.shape[-1])))
+        for m in ours.net.modules() if isinstance(m, torch.nn.Conv2d)]
+    ours.logits(x)
+    for hook in hooks:
+        hook.remove()
+    gmac = sum(weight.numel() * pixels for _, weight, *_, pixels in shapes) / 1e9
+    floor = 0.0
+    with torch.inference_mode():
+        for shape, weight, stride, pad, dil, groups, _ in shapes:
+            xi = torch.randn(shape).contiguous(memory_format=CL)
+            wi = weight.detach().contiguous(memory_format=CL)
+            F.conv2d(xi, wi, None, stride, pad, dil, groups)
+            best = float("inf")
+            for _ in range(repeats):
+                t = time.perf_counter()
+                F.conv2d(xi, wi, None, stride, pad, dil, groups)
+                best = min(best, time.perf_counter() - t)
+            floor += best
+        times = time_forwards({"ours": lambda: ours.logits(x), "facexlib": lambda: eager(x),
+                               "gpen512": lambda: gpen(face)}, repeats)
+    median = {name: statistics.median(t) for name, t in times.items()}
+    row = {"side": 512, "ours_gmac": gmac, "ours_s": median["ours"], "facexlib_s": median["facexlib"],
+           "gpen512_s": median["gpen512"], "summed_conv_floor_s": floor,
+           "ours_over_facexlib": median["ours"] / median["facexlib"], "ours_over_summed_floor": median["ours"] / floor,
+           "ours_over_gpen512": median["ours"] / median["gpen512"], "runs": times}
+    print(f"BiSeNet at 512: ours {row['ours_s']:.3f} s ({gmac:.1f} GMAC), facexlib {row['facexlib_s']:.3f} s "
+          f"({row['ours_over_facexlib']:.2f}x), its convolutions summed {floor:.3f} s "
+          f"({row['ours_over_summed_floor']:.2f}x), GPEN-512 {row['gpen512_s']:.2f} s "
+          f"({row['ours_over_gpen512']:.2f}x of it)", flush=True)
+    return row
+
+
 def enhance_rows(state, model, network_s: float, repeats: int) -> dict:
     """Whole one-face enhances in each mode; what parsing adds is set against `network_s`, the
     GPEN-512 forward's median in the same run."""
@@ -216,11 +261,12 @@ def main() -> None:
     state = released_width_parsenet()
     gpen = random_gpen(512)
     rows = on_worker_thread(forward_rows, state, gpen, rate, args.sides, args.repeats)
+    bisenet = on_worker_thread(bisenet_row, gpen, args.repeats)
     enhance = on_worker_thread(enhance_rows, state, GPENModel.of(gpen), rows[0]["gpen512_s"],
                                max(1, args.repeats // 2 + 1))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"threads": args.threads, "dense_conv_gmac_per_s": rate,
-                                     "forward": rows, "enhance_per_face_s": enhance}, indent=2))
+                                     "forward": rows, "bisenet": bisenet, "enhance_per_face_s": enhance}, indent=2))
     print(f"wrote {args.json}")
 
 
