@@ -101,9 +101,9 @@ def build_parser(commands: dict[str, Callable]) -> argparse.ArgumentParser:
                    help="folder with facexlib's parsing_parsenet.pth or parsing_bisenet.pth, for the official and "
                         "parse masks; repeatable (default: none)")
     p.add_argument("--parser-precision", choices=PARSER_PRECISIONS, default="auto",
-                   help="precision of the face parser for the parse mask: auto (bf16 on a CPU with AMX, where it is "
-                        "about 4x faster; fp32 elsewhere) or fp32. The official mask is always parsed in fp32 "
-                        "(default: %(default)s)")
+                   help="precision of the face parser for the parse mask on photos: auto (bf16 on a CPU with AMX, "
+                        "where it is about 4x faster; fp32 elsewhere) or fp32. The official mask and video frames "
+                        "are always parsed in fp32 (default: %(default)s)")
     p.add_argument("--feather", type=option_value(lambda v: PasteOptions(feather=v).feather), default=paste.feather,
                    help="soft edge of the paste mask in %% of the face crop, "
                         f"{FEATHER_RANGE[0]:g}-{FEATHER_RANGE[1]:g} (default: the mask mode's own)")

@@ -25,6 +25,7 @@ fast move, and the command line's memory on a long clip. Printed, and written to
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -116,6 +117,7 @@ def steadiness(detector, frames: int = 12) -> dict:
 
     from gpen_pipeline import RestoredFace, TrackMemory, align_faces, paste_back
     from gpen_pipeline.cut import as_tensor, cut_crops
+    from gpen_pipeline.parsenet import ParseNetForward
     from gpen_pipeline.parsing import load_parser
 
     rng = np.random.default_rng(5)
@@ -123,10 +125,13 @@ def steadiness(detector, frames: int = 12) -> dict:
     clip = [np.clip(photo + rng.normal(0.0, 6.0, photo.shape), 0, 255).astype(np.uint8) for _ in range(frames)]
     with tempfile.TemporaryDirectory() as folder:
         shutil.copy(ROOT / "tests" / "fixtures" / "gpen" / "parsenet_narrow.pth", Path(folder) / "parsing_parsenet.pth")
-        parser = load_parser("parsenet", [folder])
+        exact = load_parser("parsenet", [folder], precision="fp32")
+    # What a clip's masks would be parsed in bf16 (clips keep fp32: this row is why).
+    fast = dataclasses.replace(exact, fast=ParseNetForward(exact.forward.weights, dtype=torch.bfloat16))
     options = PasteOptions(mask_mode="parse")
     results = {}
-    for name, memory in (("per_frame", None), ("track_memory", TrackMemory.for_smoothing(0.5))):
+    for name, memory, parser in (("per_frame", None, exact), ("track_memory", TrackMemory.for_smoothing(0.5), exact),
+                                 ("per_frame_bf16", None, fast)):
         masks = []
         for frame, found in zip(clip, find_clip_faces(clip, detector)):
             aligned, _ = align_faces(frame, found.selected, 256)

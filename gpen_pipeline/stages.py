@@ -170,11 +170,16 @@ def face_paste_masks(restored: Sequence[RestoredFace], options: PasteOptions = P
                      parser: FaceParser | None = None, memory: TrackMemory | None = None) -> torch.Tensor:
     """The crop-space paste masks of `restored` (at least one face), on the faces' device: (N,S,S),
     or (1,S,S) when one mask serves every face (no parser, or mode "box"). `memory`: a clip's track
-    memory, which steadies each tracked face's mask along its track (track_memory.py)."""
+    memory, which steadies each tracked face's mask along its track (track_memory.py), and keeps the
+    parser in float32 (FaceParser.forward_for)."""
     _check_parser(options, parser)
-    # Only the official recipe needs the official (float32) parse; the other modes take the faster one.
-    parse = (parse_mask_fn(parser, options.regions, exact=options.mask_mode == "official")
-             if parser is not None and options.mask_mode != "box" else None)
+    # The official recipe needs the official (float32) parse, and so do a clip's tracked faces: on the
+    # only parser we can measure, bf16's label changes made a still face's mask flicker 1.6x as much
+    # (bench/video.py steadiness). A photo's masks take the faster parse.
+    exact = options.mask_mode == "official" or (
+        memory is not None and any(face.aligned.face.track is not None for face in restored))
+    parse = parse_mask_fn(parser, options.regions, exact) if parser is not None and options.mask_mode != "box" \
+        else None
     # Only a parser needs the restored faces on the host; without one, one mask (of the crop size) serves all.
     faces = restored if parse is not None else restored[:1]
     crops = torch.stack([face.for_mask_mode(options.mask_mode) for face in faces])

@@ -195,3 +195,21 @@ def test_official_masks_are_parsed_in_float32_and_parse_masks_by_the_parsers_fas
     assert parser.fast.workspace_bytes > 0
     # The narrow random parser is near a tie at every pixel, so bf16 shows in its mask.
     assert not torch.equal(fast_masks, face_paste_masks(restored_astronaut, parse, exact_only))
+
+
+def test_a_clips_tracked_faces_are_parsed_in_float32_even_where_the_parser_has_a_fast_forward(restored_astronaut,
+                                                                                              narrow_parser):
+    from gpen_pipeline import TrackMemory
+
+    weights = narrow_parser.forward.weights
+    parser = dataclasses.replace(narrow_parser, forward=ParseNetForward(weights),
+                                 fast=ParseNetForward(weights, dtype=torch.bfloat16))
+    tracked = [dataclasses.replace(face, aligned=dataclasses.replace(
+        face.aligned, face=dataclasses.replace(face.aligned.face, track=0))) for face in restored_astronaut]
+    parse = PasteOptions(mask_mode="parse")
+    masks = face_paste_masks(tracked, parse, parser, TrackMemory.for_smoothing(0.5))
+    assert parser.fast.workspace_bytes == 0
+    assert torch.equal(masks, face_paste_masks(tracked, parse, dataclasses.replace(parser, fast=None),
+                                               TrackMemory.for_smoothing(0.5)))
+    face_paste_masks(restored_astronaut, parse, parser, TrackMemory.for_smoothing(0.5))  # untracked: a photo's
+    assert parser.fast.workspace_bytes > 0
