@@ -41,7 +41,10 @@ class GPENModel:
         return cls(network, int(network.size), network.config, task, source)
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        return self.network(batch)
+        # Inference only: without autograd the CPU forward runs in its workspace (network.GPEN),
+        # whatever the caller's grad mode.
+        with torch.inference_mode():
+            return self.network(batch)
 
     @property
     def backend(self) -> str:

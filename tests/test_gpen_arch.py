@@ -151,6 +151,14 @@ def test_workspace_is_reused_and_never_leaks_between_faces():
     assert torch.isfinite(first).all()
 
 
+def test_a_loaded_model_runs_its_workspace_forward_whatever_the_callers_grad_mode():
+    model = gpen_arch.GPENModel.of(_random_gpen(GPENConfig(64, narrow=0.125)))
+    x = torch.rand(1, 3, 64, 64) * 2 - 1
+    assert torch.is_grad_enabled()
+    out = model(x)
+    assert "_workspace" in model.network.__dict__ and not out.requires_grad
+
+
 def test_workspace_takes_inputs_of_any_float_dtype():
     model = _random_gpen(GPENConfig(64, narrow=0.125))
     x = torch.rand(1, 3, 64, 64, dtype=torch.float64) * 2 - 1
