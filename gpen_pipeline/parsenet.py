@@ -223,6 +223,7 @@ class ParseNetForward:
 
     @property
     def weights(self) -> ParseNetWeights:
+        """The weights as this forward runs them: on its device, in its dtype."""
         return self._prepare()[0]
 
     def _prepare(self) -> tuple[ParseNetWeights, list]:

@@ -5,8 +5,8 @@ ParseNet runs on our own forward (parsenet.py), without facexlib; BiSeNet
 needs facexlib, imported inside the loader, so the pipeline works without it.
 Faces are parsed at 512 in every mask mode: parsing at 256 changed the
 masks far more than the parser's own half-pixel noise, at every face size.
-Masks other than the official recipe's are parsed in bfloat16 where that is
-several times faster; their labels stay within that noise (bench/parser_masks.py;
+A photo's masks other than the official recipe's are parsed in bfloat16 where
+that is several times faster (what that does to them: bench/parser_masks.py;
 README, "Face parsing").
 """
 from __future__ import annotations
@@ -124,8 +124,6 @@ def parse_labels(parser: FaceParser, crop: np.ndarray, parse_size: int = PARSE_S
     """Class ids (512x512 uint8) of a uint8 RGB face crop, in `parser.kind`'s class order, parsed
     at `parse_size` (PARSE_SIZE or SMALL_PARSE_SIZE); `exact`: in float32 even where the parser
     has a faster forward (FaceParser.forward_for)."""
-
-
     crop = check_crop(crop)
     if parse_size not in (PARSE_SIZE, SMALL_PARSE_SIZE):
         raise ValueError(f"parse_size must be {PARSE_SIZE} or {SMALL_PARSE_SIZE}, got {parse_size}")
