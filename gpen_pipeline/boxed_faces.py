@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from .detection import Detector, detect_faces
-from .face import Face
+from .face import Face, box_iou
 
 Box = tuple[float, float, float, float]  # x1, y1, x2, y2 in image pixels
 
@@ -46,7 +46,7 @@ def faces_in_boxes(detector: Detector, image: np.ndarray, boxes: Sequence[Box], 
         if not centred:
             missed.append((x1, y1, x2, y2))
             continue
-        best = max(centred, key=lambda face: _overlap(face.box, (x1, y1, x2, y2)))
+        best = max(centred, key=lambda face: box_iou(face.box, (x1, y1, x2, y2)))
         if not any(_same(best, face) for face in faces):
             faces.append(best)
     return BoxedFaces(tuple(faces), tuple(missed))
@@ -55,14 +55,6 @@ def faces_in_boxes(detector: Detector, image: np.ndarray, boxes: Sequence[Box], 
 def _centre_in(face: Face, box: Box) -> bool:
     cx, cy = face.landmarks.mean(axis=0)
     return box[0] <= cx <= box[2] and box[1] <= cy <= box[3]
-
-
-def _overlap(a: Box, b: Box) -> float:
-    """Intersection over union of two boxes."""
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - iw * ih
-    return iw * ih / union if union > 0 else 0.0
 
 
 def _same(a: Face, b: Face) -> bool:

@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .face import Face
+from .face import Face, box_iou
 from .options import SelectOptions, TrackOptions
 from .selection import LARGEST, select_faces
 from .smoothing import smooth_tracks
@@ -45,21 +45,12 @@ def _points(face: Face) -> np.ndarray:
     return np.vstack([box, np.asarray(face.landmarks, dtype=np.float64)])
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    (ax0, ay0), (ax1, ay1) = a
-    (bx0, by0), (bx1, by1) = b
-    w, h = min(ax1, bx1) - max(ax0, bx0), min(ay1, by1) - max(ay0, by0)
-    inter = max(w, 0.0) * max(h, 0.0)
-    union = (ax1 - ax0) * (ay1 - ay0) + (bx1 - bx0) * (by1 - by0) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def _cost(expected: np.ndarray, face: Face) -> float | None:
     """How far `face` is from where a track is expected (smaller is nearer); None when it cannot be it."""
     points = _points(face)
     size = max(np.sqrt(max(face.area, 1.0)), 1.0)
     distance = float(np.sqrt(((points[2:] - expected[2:]) ** 2).sum(axis=1)).mean()) / size
-    overlap = _iou(expected[:2], points[:2])
+    overlap = box_iou(expected[:2].ravel(), points[:2].ravel())
     if distance > _NEAR and overlap < _MIN_IOU:
         return None
     return distance + (1.0 - overlap)
@@ -118,9 +109,7 @@ def bridge_gaps(frames: Sequence[Sequence[Face]], max_gap: int = TrackOptions.ma
                 t = (frame - start) / (end - start)
                 box = tuple(float((1 - t) * a + t * b) for a, b in zip(before.box, after.box))
                 landmarks = ((1 - t) * before.landmarks + t * after.landmarks).astype(np.float32)
-                corners = np.asarray(box).reshape(2, 2)
-                if evidence is not None and not any(_iou(corners, np.asarray(weak.box).reshape(2, 2)) >= _MIN_IOU
-                                                    for weak in evidence[frame]):
+                if evidence is not None and not any(box_iou(box, weak.box) >= _MIN_IOU for weak in evidence[frame]):
                     continue
                 out[frame].append(Face(box, min(before.score, after.score), landmarks, before.track))
     return [sorted(faces, key=lambda f: f.track) for faces in out]

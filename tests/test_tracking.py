@@ -102,6 +102,15 @@ def test_track_options_refuse_values_out_of_range(bad):
         TrackOptions(**bad)
 
 
+def test_a_missed_frame_is_bridged_where_a_weak_candidate_overlaps_the_interpolated_face():
+    linked = link_tracks([[face_at(100, 100)], [], [face_at(120, 100)]])
+    weak_here, weak_elsewhere = face_at(112, 102, score=0.2), face_at(600, 600, score=0.2)
+    bridged = bridge_gaps(linked, max_gap=3, evidence=[[], [weak_here], []])
+    assert [len(faces) for faces in bridged] == [1, 1, 1]
+    assert bridged[1][0].box == pytest.approx((110, 100, 210, 200))
+    assert bridge_gaps(linked, max_gap=3, evidence=[[], [weak_elsewhere], []])[1] == []
+
+
 def test_a_faceless_frame_between_two_faces_is_not_given_one(detector):
     # A face the detector misses is bridged only where it still saw a weaker candidate: a frame
     # without any face (a cut, an unrelated image in a batch) stays without one.
