@@ -67,26 +67,18 @@ def find_tracked(source: Path, info, detector, select, track, say) -> list:
 
 
 def reference_tracks(source: Path, found: list, check, say) -> list:
-    """`found` with only the tracks like the references selected (identity.track_samples: up to five
-    frames of each track, read in one more pass over the file, none of them held)."""
+    """`found` with only the tracks like the references selected (identity.tracks_like_references: up
+    to five frames of each track, read in one more pass over the file, none of them held)."""
     import dataclasses
 
-    from gpen_pipeline.identity import reference_similarities, track_samples, tracks_like_references
+    from gpen_pipeline.identity import tracks_like_references
     from gpen_pipeline.video_files import decode_video
 
-    picked = track_samples([faces.selected for faces in found])
-    similarities: dict = {}
     frames = decode_video(source)
     try:
-        for index, frame in enumerate(frames):
-            if index in picked:
-                for face, value in zip(picked[index], reference_similarities(check, frame.rgb, picked[index])):
-                    similarities.setdefault(face.track, []).append(float(value))
-            if index >= max(picked, default=-1):
-                break
+        kept = tracks_like_references(check, [faces.selected for faces in found], (frame.rgb for frame in frames))
     finally:
         frames.close()
-    kept = tracks_like_references(check, similarities)
     tracks = {face.track for faces in found for face in faces.selected}
     say(f"{source.name}: {len(kept)} of {len(tracks)} face track(s) like the reference restored")
     return [dataclasses.replace(faces, selected=tuple(f for f in faces.selected if f.track in kept))

@@ -18,7 +18,7 @@ This applies to the faces the other selection settings kept.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -116,9 +116,21 @@ def track_samples(faces: Sequence[Sequence[Face]], samples: int = TRACK_SAMPLES)
     return picked
 
 
-def tracks_like_references(check: IdentityCheck, similarities: dict[int | None, list[float]]) -> set[int | None]:
-    """The tracks whose sampled faces look like a reference on average (faces that could not be
-    aligned, NaN, left out of the average)."""
+def tracks_like_references(check: IdentityCheck, faces: Sequence[Sequence[Face]], frames: Iterable[Image],
+                           samples: int = TRACK_SAMPLES) -> set[int | None]:
+    """The tracks of a clip's faces (per frame) whose sampled faces (track_samples) look like a
+    reference on average; faces that could not be aligned (NaN) are left out of the average.
+    `frames` are read in order, and no further than the last sampled one: a decoded video's frames
+    need not be held."""
+    picked = track_samples(faces, samples)
+    last = max(picked, default=-1)
+    similarities: dict[int | None, list[float]] = {}
+    for index, frame in enumerate(frames):
+        if index in picked:
+            for face, value in zip(picked[index], reference_similarities(check, frame, picked[index])):
+                similarities.setdefault(face.track, []).append(float(value))
+        if index >= last:
+            break
     kept = set()
     for track, values in similarities.items():
         finite = [v for v in values if np.isfinite(v)]
@@ -129,15 +141,11 @@ def tracks_like_references(check: IdentityCheck, similarities: dict[int | None, 
 
 def matching_tracks(check: IdentityCheck | None, frames: Sequence[Image],
                     faces: Sequence[Sequence[Face]], samples: int = TRACK_SAMPLES) -> list[list[Face]]:
-    """A clip's faces kept by whole track (track_samples, tracks_like_references), so the same person
-    is restored in every frame. All faces without a reference."""
+    """A clip's faces kept by whole track (tracks_like_references), so the same person is restored
+    in every frame. All faces without a reference."""
     if check is None or check.references is None:
         return [list(each) for each in faces]
-    similarities: dict[int | None, list[float]] = {}
-    for index, picked in track_samples(faces, samples).items():
-        for face, value in zip(picked, reference_similarities(check, frames[index], picked)):
-            similarities.setdefault(face.track, []).append(float(value))
-    kept = tracks_like_references(check, similarities)
+    kept = tracks_like_references(check, faces, frames, samples)
     return [[face for face in each if face.track in kept] for each in faces]
 
 

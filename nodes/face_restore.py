@@ -107,8 +107,9 @@ class FaceRestore:
         # A clip's faces are tracked first (and faces in boxes given found first), a step per frame:
         # enhance_images' own detection steps are then instant, and the progress does not go back over them.
         faces, found = None, 0
-        memory = TrackMemory.for_smoothing(smoothing) if tracks_clip(image, smoothing) else None
-        if tracks_clip(image, smoothing) or bboxes is not None or face_masks is not None:  # the detect node's stage
+        clip = tracks_clip(image, smoothing)
+        memory = TrackMemory.for_smoothing(smoothing) if clip else None
+        if clip or bboxes is not None or face_masks is not None:  # the detect node's stage
             selected, _ = detect_batch(image, detector, options.select, pbar, smoothing, identity, bboxes,
                                        face_masks)
             faces, found = list(selected.per_image), batch
