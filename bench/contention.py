@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import torch  # noqa: E402
 
 from gpen_arch import export_onnx  # noqa: E402
-from network import on_worker_thread, ort_session, random_gpen  # noqa: E402
+from network import on_worker_thread, ort_session, random_gpen, take_turns  # noqa: E402
 
 OTHER_JOBS = {
     # Another torch program: OpenMP threads that compete for the same cores in the same way.
@@ -49,25 +49,9 @@ RUNNERS = ("ours", "onnxruntime")
 def time_runners(model, session, repeats: int) -> dict[str, list[float]]:
     x = torch.rand(1, 3, model.size, model.size) * 2 - 1
     feed = {"input": x.numpy()}
-    times: dict[str, list[float]] = {name: [] for name in RUNNERS}
-
-    def run(name: str) -> None:
-        if name == "onnxruntime":
-            session.run(None, feed)
-        else:
-            model(x)
-
     with torch.inference_mode():
-        for name in RUNNERS:
-            run(name)  # warm-up
-        for i in range(repeats):
-            order = RUNNERS if i % 2 == 0 else tuple(reversed(RUNNERS))
-            for name in order:
-                time.sleep(0.5)  # the same pause before each run
-                started = time.perf_counter()
-                run(name)
-                times[name].append(time.perf_counter() - started)
-    return times
+        return take_turns({"ours": lambda: model(x), "onnxruntime": lambda: session.run(None, feed)}, repeats,
+                          pause=0.5)
 
 
 def main() -> None:

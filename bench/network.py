@@ -142,6 +142,21 @@ def restore(model, x):
         return model(x)
 
 
+def take_turns(runs: dict, repeats: int, pause: float = 0.3) -> dict[str, list[float]]:
+    """Seconds of each named callable, timed `repeats` times after one warm-up each, taking turns
+    (the order reversed every other round), with the same pause before every run."""
+    for run in runs.values():
+        run()
+    times = {name: [] for name in runs}
+    for i in range(repeats):
+        for name in (list(runs) if i % 2 == 0 else list(reversed(runs))):
+            time.sleep(pause)
+            started = time.perf_counter()
+            runs[name]()
+            times[name].append(time.perf_counter() - started)
+    return times
+
+
 def on_worker_thread(fn, *args):
     """fn(*args) on a fresh thread, as ComfyUI runs its nodes; returns its result."""
     result = {}

@@ -42,7 +42,7 @@ from gpen_pipeline.bisenet import BiSeNetForward  # noqa: E402
 from gpen_pipeline.parsenet import ParseNetForward, ParseNetWeights, parsenet_weights  # noqa: E402
 from gpen_pipeline.hardware import fast_bf16  # noqa: E402
 from gpen_pipeline.parsing import load_parser  # noqa: E402
-from network import GMAC, conv_rate, on_worker_thread, random_gpen  # noqa: E402
+from network import GMAC, conv_rate, on_worker_thread, random_gpen, take_turns  # noqa: E402
 from pipeline import frame_720p  # noqa: E402
 
 CL = torch.channels_last
@@ -86,6 +86,17 @@ def our_gmac(weights: ParseNetWeights, side: int) -> float:
     return total / 1e9
 
 
+def best_time(run, repeats: int) -> float:
+    """The fastest of `repeats` timed runs of `run`, after one warm-up."""
+    run()
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
 def summed_floor(convs, repeats: int) -> float:
     """Sum of the best times of each convolution run alone (channels-last, as padded)."""
     best: dict[tuple, float] = {}
@@ -94,29 +105,8 @@ def summed_floor(convs, repeats: int) -> float:
             cin, cout, padded, stride = shape
             x = torch.randn(1, cin, padded, padded).contiguous(memory_format=CL)
             w = torch.randn(cout, cin, 3, 3).contiguous(memory_format=CL)
-            F.conv2d(x, w, stride=stride)
-            times = []
-            for _ in range(repeats):
-                t = time.perf_counter()
-                F.conv2d(x, w, stride=stride)
-                times.append(time.perf_counter() - t)
-            best[shape] = min(times)
+            best[shape] = best_time(lambda: F.conv2d(x, w, stride=stride), repeats)
     return sum(best[shape] for shape in convs)
-
-
-def time_forwards(runs: dict, repeats: int) -> dict[str, list[float]]:
-    """Each callable timed `repeats` times, taking turns, the same pause before each."""
-    for fn in runs.values():
-        fn()  # warm-up
-    times = {name: [] for name in runs}
-    for i in range(repeats):
-        order = list(runs) if i % 2 == 0 else list(reversed(runs))
-        for name in order:
-            time.sleep(0.3)
-            t = time.perf_counter()
-            runs[name]()
-            times[name].append(time.perf_counter() - t)
-    return times
 
 
 def forward_rows(state, gpen, rate: float, sides, repeats: int) -> list[dict]:
@@ -135,7 +125,7 @@ def forward_rows(state, gpen, rate: float, sides, repeats: int) -> list[dict]:
         runs = {"ours": lambda: ours.logits(x), "ours_bf16": lambda: ours_bf16.logits(x), "facexlib": lambda: eager(x),
                 "gpen512": lambda: gpen(face)}
         with torch.inference_mode():
-            times = time_forwards(runs, repeats)
+            times = take_turns(runs, repeats)
         convs = eager_convolutions(weights, side)
         median = {name: statistics.median(t) for name, t in times.items()}
         floor = summed_floor(convs, repeats)
@@ -195,15 +185,9 @@ def bisenet_row(gpen, repeats: int) -> dict:
         for shape, weight, stride, pad, dil, groups, _ in shapes:
             xi = torch.randn(shape).contiguous(memory_format=CL)
             wi = weight.detach().contiguous(memory_format=CL)
-            F.conv2d(xi, wi, None, stride, pad, dil, groups)
-            best = float("inf")
-            for _ in range(repeats):
-                t = time.perf_counter()
-                F.conv2d(xi, wi, None, stride, pad, dil, groups)
-                best = min(best, time.perf_counter() - t)
-            floor += best
-        times = time_forwards({"ours": lambda: ours.logits(x), "facexlib": lambda: eager(x),
-                               "gpen512": lambda: gpen(face)}, repeats)
+            floor += best_time(lambda: F.conv2d(xi, wi, None, stride, pad, dil, groups), repeats)
+        times = take_turns({"ours": lambda: ours.logits(x), "facexlib": lambda: eager(x),
+                            "gpen512": lambda: gpen(face)}, repeats)
     median = {name: statistics.median(t) for name, t in times.items()}
     row = {"side": 512, "ours_gmac": gmac, "ours_s": median["ours"], "facexlib_s": median["facexlib"],
            "gpen512_s": median["gpen512"], "summed_conv_floor_s": floor,
@@ -227,7 +211,7 @@ def enhance_rows(state, model, network_s: float, repeats: int) -> dict:
     runs = {mode: (lambda m=mode: enhance_images([frame], model, detector,
                                                  EnhanceOptions(paste=PasteOptions(mask_mode=m)), parser))
             for mode in ("box", "parse", "official")}
-    times = time_forwards(runs, repeats)
+    times = take_turns(runs, repeats)
     faces = len(runs["box"]()[0].faces)
     out = {mode: statistics.median(t) / faces for mode, t in times.items()}
     out.update(faces=faces, parse_precision="bf16" if parser.fast is not None else "fp32", network_s=network_s,

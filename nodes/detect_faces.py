@@ -39,7 +39,8 @@ def detect_batch(image: torch.Tensor, detector: str = DEFAULT_DETECTOR, select: 
     boxes = given_boxes(image, bboxes, face_masks)
     found_by = face_helpers.get_detector(detector)
     pbar = pbar or common.progress_bar(image.shape[0])
-    if tracks_clip(image, smoothing):
+    clip = tracks_clip(image, smoothing)
+    if clip:
         found = find_clip_faces([image[i] for i in range(image.shape[0])], found_by, select,
                                 TrackOptions(smoothing=smoothing), pbar.update, common.check_interrupt, boxes)
     else:
@@ -48,7 +49,7 @@ def detect_batch(image: torch.Tensor, detector: str = DEFAULT_DETECTOR, select: 
             common.check_interrupt()
             found.append(find_faces(image[index], found_by, select, None if boxes is None else boxes[index]))
             pbar.update(1)
-    if tracks_clip(image, smoothing):  # a clip: whole tracks, the same person in every frame
+    if clip:  # whole tracks, the same person in every frame
         kept = matching_tracks(identity, [image[i] for i in range(image.shape[0])], [f.selected for f in found])
     else:
         kept = [matching_faces(identity, image[index], faces.selected) for index, faces in enumerate(found)]
