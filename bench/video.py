@@ -179,7 +179,8 @@ def memory(model_file: Path, frames: int, folder: Path) -> dict:
     if run.returncode:
         raise SystemExit(f"the command line failed: {stderr}")
     total = time.monotonic() - started
-    twentieths = {f"rss_mb_at_{q}pct": round(next(mb for s, mb in samples if s >= total * q / 100))
+    # The sample nearest each twentieth of the run: a short run can end before a sample at its 95 %.
+    twentieths = {f"rss_mb_at_{q}pct": round(min(samples, key=lambda sample: abs(sample[0] - total * q / 100))[1])
                   for q in range(5, 100, 5)}
     return {"frames": frames, "seconds": total, "peak_rss_mb": max(mb for _, mb in samples), **twentieths,
             "rss_mb_last": samples[-1][1], "cli_says": stdout.strip()}
