@@ -42,6 +42,32 @@ def _depthwise(kernel: torch.Tensor, channels, dtype: torch.dtype) -> torch.Tens
     return kernel.to(dtype).expand(int(channels), 1, *kernel.shape).contiguous()
 
 
+_ENERGY_CHUNK = 1 << 18  # elements squared at a time on the CPU: 1 MB, which stays in the core's cache
+
+
+def tap_energy(kernel: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(out, in): the sum of kernel**2 over each k x k window of an (out, in, k, k) kernel, in `dtype`."""
+    out_ch, in_ch = kernel.shape[:2]
+    if kernel.device.type != "cpu":
+        return torch.linalg.vector_norm(kernel.to(dtype), dim=(2, 3)).square()
+    # A reduction over 9 adjacent values runs 3x below the memory's speed on the CPU; squares summed by a
+    # matrix product with ones run near it. In chunks, so the squares are read back from the cache.
+    taps = kernel.reshape(out_ch * in_ch, -1)
+    rows = max(1, _ENERGY_CHUNK // taps.shape[1])
+    ones = torch.ones(taps.shape[1], 1, dtype=dtype)
+    out = torch.empty(taps.shape[0], 1, dtype=dtype)
+    squares = torch.empty(min(rows, taps.shape[0]), taps.shape[1], dtype=dtype)
+    for start in range(0, taps.shape[0], rows):
+        part = taps[start:start + rows]
+        square = squares[:part.shape[0]]
+        if part.dtype == dtype:
+            torch.mul(part, part, out=square)
+        else:  # squared in `dtype`, not in the kernel's narrower one
+            square.copy_(part).square_()
+        torch.mm(square, ones, out=out[start:start + rows])
+    return out.view(out_ch, in_ch)
+
+
 class PixelNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + 1e-8)
@@ -188,7 +214,7 @@ class ModulatedConv2d(nn.Module):
         # StyleGAN decoder runs in fp16.
         style = self.modulation(wide(w)) * self.scale
         if self.demodulate:
-            out_gain = torch.rsqrt(style.pow(2) @ self._weight_energy(style.dtype).t() + 1e-8) * gain
+            out_gain = torch.rsqrt(style.pow(2) @ self.weight_energy(style.dtype).t() + 1e-8) * gain
         else:
             out_gain = torch.full((w.shape[0], self.weight.shape[1]), gain, dtype=style.dtype, device=style.device)
         return style, out_gain
@@ -199,7 +225,7 @@ class ModulatedConv2d(nn.Module):
         style, out_gain = self.scales(w, gain)
         return out_gain[:, :, None] * style[:, None, :]
 
-    def _weight_energy(self, dtype: torch.dtype) -> torch.Tensor:
+    def weight_energy(self, dtype: torch.dtype) -> torch.Tensor:
         """sum over the kernel of W**2, (out, in): depends on the weights only, so it is kept
         until they change (in place, reloaded or moved)."""
         try:
@@ -209,8 +235,7 @@ class ModulatedConv2d(nn.Module):
         key = (version, self.weight.data_ptr(), self.weight.device, dtype)
         cached = getattr(self, "_energy", None)
         if cached is None or cached[0] != key:
-            # The norm makes no squared copy of the kernel: half the time of pow(2).sum, paid on the first call.
-            cached = self._energy = (key, torch.linalg.vector_norm(self.kernel.to(dtype), dim=(2, 3)).square())
+            cached = self._energy = (key, tap_energy(self.kernel, dtype))
         return cached[1]
 
     def convolve(self, x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
