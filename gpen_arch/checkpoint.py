@@ -34,8 +34,15 @@ def read_weights(path: str | Path, label: str = "Model file", suffix: str | None
             f"{label} {path.name}: unsupported file type '{suffix}'; use one of {', '.join(MODEL_SUFFIXES)}."
         )
     if kind == "safetensors" or (kind is None and suffix.lower() in (".safetensors", ".sft")):
-        return _read_safetensors(path, label)
-    return unwrap(_read_pickle(path, label), f"{label} {path.name}")
+        return _private(_read_safetensors(path, label))
+    return _private(unwrap(_read_pickle(path, label), f"{label} {path.name}"))
+
+
+def _private(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The weights copied out of their file's mapping into the process's own memory, the mapping then
+    dropped. Weights left mapped would change, or end the process (SIGBUS), when the file is rewritten in
+    place while loaded; the copy runs on every intra-op thread, which reading into memory cannot do."""
+    return {key: value.clone() for key, value in weights.items()}
 
 
 def check_model_file(path: Path, label: str = "Model file") -> str | None:
@@ -106,9 +113,14 @@ def _read_pickle(path: Path, label: str) -> Any:
     try:
         # weights_only refuses every class but tensors and plain containers;
         # argparse.Namespace is allowed because training checkpoints store their args in one.
-        # A file object, not the name: torch hands names ending in .safetensors to another reader.
-        with torch.serialization.safe_globals([argparse.Namespace]), open(path, "rb") as fh:
-            return torch.load(fh, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            if _is_zip(path) and not str(path).endswith(".safetensors"):
+                # Mapped, not read: the unpickling touches no weight, and read_weights copies each needed one
+                # with all threads. (torch hands a name ending in .safetensors to another reader.)
+                return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            # Legacy (pre-zip) files cannot be mapped.
+            with open(path, "rb") as fh:
+                return torch.load(fh, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         # torch words it "Unsupported global: GLOBAL x.y" or "unsupported GLOBAL x.y whose module x is blocked".
         if "unsupported global" in str(exc).lower():
@@ -121,6 +133,11 @@ def _read_pickle(path: Path, label: str) -> Any:
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, KeyError, OSError, UnicodeDecodeError,
             AttributeError, IndexError, TypeError, MemoryError, OverflowError) as exc:
         raise _corrupt(path, exc, label) from None
+
+
+def _is_zip(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(4) == b"PK\x03\x04"
 
 
 def _corrupt(path: Path, exc: BaseException, label: str) -> ModelLoadError:
