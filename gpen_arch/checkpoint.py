@@ -117,7 +117,10 @@ def _read_pickle(path: Path, label: str) -> Any:
             if _is_zip(path) and not str(path).endswith(".safetensors"):
                 # Mapped, not read: the unpickling touches no weight, and read_weights copies each needed one
                 # with all threads. (torch hands a name ending in .safetensors to another reader.)
-                return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+                try:
+                    return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+                except (RuntimeError, OSError):
+                    pass  # a file system that cannot map files; a damaged file fails the plain read too
             # Legacy (pre-zip) files cannot be mapped.
             with open(path, "rb") as fh:
                 return torch.load(fh, map_location="cpu", weights_only=True)

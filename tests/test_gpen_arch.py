@@ -316,6 +316,17 @@ def test_a_loaded_model_keeps_its_weights_when_its_file_is_rewritten(small, tmp_
     np.testing.assert_allclose(run(model, x), ref, atol=1e-4, rtol=0)
 
 
+def test_a_file_system_that_cannot_map_files_still_loads(small, tmp_path, monkeypatch):
+    sd, x, ref = small
+    torch.save(sd, tmp_path / "model.pth")
+
+    def cannot_map(*args, **kwargs):
+        raise RuntimeError("unable to mmap 5242880 bytes from file <model.pth>: No such device (19)")
+
+    monkeypatch.setattr(torch.UntypedStorage, "from_file", cannot_map)
+    np.testing.assert_allclose(run(load_model(tmp_path / "model.pth"), x), ref, atol=1e-4, rtol=0)
+
+
 def test_every_model_suffix_loads_and_others_are_refused_naming_them(small, tmp_path):
     from safetensors.torch import save_file
 
