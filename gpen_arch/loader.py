@@ -107,19 +107,26 @@ def build_model(sd: Mapping[str, torch.Tensor], device=None, dtype=None, name: s
     return model.to(device or "cpu")
 
 
-def load_model(source, device=None, dtype=None, task: str | None = None) -> GPENModel:
+def load_model(source, device=None, dtype=None, task: str | None = None, prepare: bool = True) -> GPENModel:
     """Load a GPEN from a path (any of MODEL_SUFFIXES) or an in-memory state_dict.
 
     Returns its `GPENModel`: size and config read from the tensors, never from the file name;
     the task from `task`, else from the file name. Raises ModelLoadError with a one-sentence
-    reason for anything it cannot use.
+    reason for anything it cannot use. A model that will run on the CPU is made ready for its
+    first call (GPEN.prepare); `prepare=False` leaves that out for a model loaded onto the CPU
+    only to be moved to another device.
     """
     if isinstance(source, Mapping):
         # Copied: the model must never share storage with (and later change) the caller's tensors.
-        return GPENModel.of(build_model({k: v.clone() for k, v in unwrap(source).items()}, device, dtype), task=task)
-    path = Path(source)
-    if path.suffix.lower() == ".onnx":
-        from .onnx_model import load_onnx
+        network = build_model({k: v.clone() for k, v in unwrap(source).items()}, device, dtype)
+        path = None
+    else:
+        path = Path(source)
+        if path.suffix.lower() == ".onnx":
+            from .onnx_model import load_onnx
 
-        return GPENModel.of(load_onnx(path, device), str(path), task)
-    return GPENModel.of(build_model(read_weights(path), device, dtype, name=f"Model file {path.name}"), str(path), task)
+            return GPENModel.of(load_onnx(path, device), str(path), task)
+        network = build_model(read_weights(path), device, dtype, name=f"Model file {path.name}")
+    if prepare:
+        network.prepare()
+    return GPENModel.of(network, None if path is None else str(path), task)

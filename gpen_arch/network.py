@@ -12,7 +12,7 @@ from torch import nn
 
 from . import cpu_forward
 from .config import GPENConfig
-from .layers import ConstantInput, ConvLayer, EqualLinear, PixelNorm, StyledConv, ToRGB, wide
+from .layers import ConstantInput, ConvLayer, EqualLinear, ModulatedConv2d, PixelNorm, StyledConv, ToRGB, wide
 
 _LR_MLP = 0.01  # learning-rate multiplier of the mapping network: part of its weights' scale
 
@@ -124,9 +124,28 @@ class GPEN(nn.Module):
         """Free the CPU workspace kept between calls (the next CPU call builds it again)."""
         self.__dict__.pop("_workspace", None)
 
+    def prepare(self) -> None:
+        """Build now what the first call on the CPU would build as it goes: the workspace, its pages
+        mapped in, and each layer's weight energy. Nothing where the forward runs without a workspace
+        (another device or dtype) or frees it after each call."""
+        if not self._workspace_applies() or "_workspace" in self.__dict__:
+            return
+        runner = cpu_forward.WorkspaceRunner(self.config)
+        if runner.nbytes > self.KEEP_WORKSPACE_BYTES:
+            return
+        runner.map_in()
+        with torch.no_grad():
+            for module in self.modules():
+                if isinstance(module, ModulatedConv2d) and module.demodulate:
+                    module.weight_energy(torch.float32)
+        self.__dict__["_workspace"] = runner
+
     def _apply(self, fn, recurse=True):
-        self.release_workspace()  # moved or cast: the workspace no longer fits
-        return super()._apply(fn, recurse)
+        where = (self.generator.input.input.device, self.dtype)
+        out = super()._apply(fn, recurse)
+        if (self.generator.input.input.device, self.dtype) != where:
+            self.release_workspace()  # moved or cast: the workspace no longer fits
+        return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != 3 or x.shape[2] != self.size or x.shape[3] != self.size:
@@ -153,9 +172,13 @@ class GPEN(nn.Module):
         return out
 
     def _runs_in_workspace(self, x: torch.Tensor) -> bool:
-        return (self.use_workspace and self.dtype == torch.float32 and x.device.type == "cpu" and x.shape[0] == 1
-                and self.config.isconcat and self.generator.input.input.device.type == "cpu"
-                and not torch.is_grad_enabled() and cpu_forward.supported())
+        return (x.device.type == "cpu" and x.shape[0] == 1 and not torch.is_grad_enabled()
+                and self._workspace_applies())
+
+    def _workspace_applies(self) -> bool:
+        """Whether this network, as it is now, runs its CPU forward in a workspace."""
+        return (self.use_workspace and self.dtype == torch.float32 and self.config.isconcat
+                and self.generator.input.input.device.type == "cpu" and cpu_forward.supported())
 
     def _forward_in_workspace(self, x: torch.Tensor) -> torch.Tensor | None:
         """The workspace forward's result, or None once it has turned out not to work on this torch."""

@@ -222,7 +222,9 @@ def _build_handle(path: str, load_device: torch.device, offload_device: torch.de
     if path.lower().endswith(".onnx"):
         device = pipeline_device(load_device)
         return GPENModelHandle(gpen_arch.load_model(path, device=device), None, device, file_bytes)
-    model = gpen_arch.load_model(path, device=offload_device, dtype=precision)
+    # Loaded onto the offload device; made ready for CPU calls only where it will run on the CPU.
+    model = gpen_arch.load_model(path, device=offload_device, dtype=precision,
+                                 prepare=load_device.type == "cpu")
     patcher = comfy.model_patcher.ModelPatcher(model.network, load_device=load_device, offload_device=offload_device,
                                                size=model_management.module_size(model.network))
     return GPENModelHandle(model, patcher, str(load_device), file_bytes)

@@ -221,6 +221,46 @@ def test_workspace_is_left_out_with_grad_mode_and_freed_on_a_move():
     assert "_workspace" not in big.__dict__
 
 
+def _demodulating(network):
+    return [m for m in network.modules() if isinstance(m, gpen_arch.layers.ModulatedConv2d) and m.demodulate]
+
+
+def test_a_model_loaded_for_the_cpu_has_its_first_call_prepared(small):
+    sd, x, ref = small
+    model = load_model(sd).network
+    runner = model.__dict__["_workspace"]
+    energies = [m.__dict__["_energy"][1] for m in _demodulating(model)]
+    out = run(model, x)
+    np.testing.assert_allclose(out, ref, atol=1e-4, rtol=0)
+    # The first call found both ready: the same workspace, and no energy computed again.
+    assert model.__dict__["_workspace"] is runner
+    assert all(m.__dict__["_energy"][1] is e for m, e in zip(_demodulating(model), energies))
+    lazy = load_model(sd, prepare=False).network  # loaded to be moved elsewhere: nothing built
+    assert "_workspace" not in lazy.__dict__ and not any("_energy" in m.__dict__ for m in _demodulating(lazy))
+    assert np.array_equal(run(lazy, x), out)
+
+
+def test_only_a_network_that_runs_in_a_workspace_is_prepared(small):
+    sd, x, ref = small
+    assert "_workspace" not in load_model(sd, dtype="bf16").network.__dict__
+    noconcat = FIXTURES / "gpen_s64_cm2_n0125_noconcat.pth"
+    assert "_workspace" not in load_model(noconcat).network.__dict__
+    big = load_model(sd, prepare=False).network
+    big.KEEP_WORKSPACE_BYTES = 0  # freed after each call: not worth holding from the load on
+    big.prepare()
+    assert "_workspace" not in big.__dict__
+
+
+def test_a_move_to_where_the_model_already_is_keeps_its_workspace(small):
+    # ComfyUI moves a CPU model to the CPU before each run.
+    model = load_model(small[0]).network
+    runner = model.__dict__["_workspace"]
+    model.to("cpu").float()
+    assert model.__dict__["_workspace"] is runner
+    model.to(torch.float64)
+    assert "_workspace" not in model.__dict__
+
+
 def test_a_failing_in_place_kernel_falls_back_to_the_ordinary_layers(monkeypatch):
     model = _random_gpen(GPENConfig(64, narrow=0.125))
     x = torch.rand(1, 3, 64, 64) * 2 - 1
