@@ -106,7 +106,7 @@ def cmd_convert(args) -> int:
         raise CliError(f"output {out} must end in .safetensors")
     if same_file(out, args.model):
         raise CliError("output and input are the same file; choose another output name")
-    model = gpen_arch.load_model(args.model, device="cpu")
+    model = gpen_arch.load_model(args.model, device="cpu", prepare=False)  # written out, never run
     if model.backend == "onnx":
         raise CliError(f"{args.model} is an ONNX model; only PyTorch checkpoints can be converted")
     gpen_arch.save_safetensors(model, out, half=args.fp16)
