@@ -35,7 +35,9 @@ def read_weights(path: str | Path, label: str = "Model file", suffix: str | None
         )
     if kind == "safetensors" or (kind is None and suffix.lower() in (".safetensors", ".sft")):
         return _private(_read_safetensors(path, label))
-    return _private(unwrap(_read_pickle(path, label), f"{label} {path.name}"))
+    content, mapped = _read_pickle(path, label)
+    weights = unwrap(content, f"{label} {path.name}")
+    return _private(weights) if mapped else weights
 
 
 def _private(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -73,11 +75,14 @@ def check_model_file(path: Path, label: str = "Model file") -> str | None:
 _SNIFF_BYTES = 512
 
 
+_ZIP_MAGIC = b"PK\x03\x04"  # how a torch zip file (and any zip) starts
+
+
 def sniff_format(path: Path) -> str | None:
     """'pytorch', 'safetensors', 'lfs', 'html', 'text', or None when the first bytes do not say."""
     with open(path, "rb") as fh:
         head = fh.read(_SNIFF_BYTES)
-    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":  # torch zip, or a (legacy) pickle
+    if head.startswith(_ZIP_MAGIC) or head[:1] == b"\x80":  # torch zip, or a (legacy) pickle
         return "pytorch"
     if len(head) > 8 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < path.stat().st_size:
         return "safetensors"
@@ -109,7 +114,8 @@ def _read_safetensors(path: Path, label: str) -> dict[str, torch.Tensor]:
         ) from None
 
 
-def _read_pickle(path: Path, label: str) -> Any:
+def _read_pickle(path: Path, label: str) -> tuple[Any, bool]:
+    """What the pickle holds, and whether its tensors lie in a mapping of the file."""
     try:
         # weights_only refuses every class but tensors and plain containers;
         # argparse.Namespace is allowed because training checkpoints store their args in one.
@@ -118,12 +124,12 @@ def _read_pickle(path: Path, label: str) -> Any:
                 # Mapped, not read: the unpickling touches no weight, and read_weights copies each needed one
                 # with all threads. (torch hands a name ending in .safetensors to another reader.)
                 try:
-                    return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+                    return torch.load(path, map_location="cpu", weights_only=True, mmap=True), True
                 except (RuntimeError, OSError):
                     pass  # a file system that cannot map files; a damaged file fails the plain read too
             # Legacy (pre-zip) files cannot be mapped.
             with open(path, "rb") as fh:
-                return torch.load(fh, map_location="cpu", weights_only=True)
+                return torch.load(fh, map_location="cpu", weights_only=True), False
     except pickle.UnpicklingError as exc:
         # torch words it "Unsupported global: GLOBAL x.y" or "unsupported GLOBAL x.y whose module x is blocked".
         if "unsupported global" in str(exc).lower():
@@ -140,7 +146,7 @@ def _read_pickle(path: Path, label: str) -> Any:
 
 def _is_zip(path: Path) -> bool:
     with open(path, "rb") as fh:
-        return fh.read(4) == b"PK\x03\x04"
+        return fh.read(len(_ZIP_MAGIC)) == _ZIP_MAGIC
 
 
 def _corrupt(path: Path, exc: BaseException, label: str) -> ModelLoadError:
